@@ -1,0 +1,138 @@
+"""Device events: pushed over HTTP (``POST /api/v1/devices/events``) or imported from a JSONL
+file (``mesh_import device FILE.jsonl --device ID``). Both paths share one schema and one
+normalizer, and an event's identity is (device, event id), so a file import of events already
+pushed adds nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.base import ActivityDraft, Batch, BadItem, ConfigError, Connector, ParticipantDraft, RawItem
+
+from .schema import parse_time, validate_event
+
+MAX_LINE_BYTES = 1_000_000
+
+# Event types whose direction follows from the name.
+INCOMING = ("incoming", "received", "missed")
+OUTGOING = ("outgoing", "sent", "dialed")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device: int | None = None
+    path: str = ""
+    batch_size: int = 500
+
+    def __post_init__(self):
+        if self.device is not None:
+            object.__setattr__(self, "device", int(self.device))
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be positive")
+
+
+class DeviceConnector(Connector):
+    key = "device"
+    label = "Device events"
+    channel = "device"
+    Config = DeviceConfig
+    importable = True
+
+    def device_id(self) -> int:
+        device = self.config.device or self.context.get("device_id")
+        if not device:
+            raise ConfigError("device events need a device (--device ID)")
+        return int(device)
+
+    def fetch(self, cursor, *, since=None) -> Iterator[Batch]:
+        """Read the JSONL file at config.path. The cursor is the byte offset after the last
+        line of the stored batch, so a crash resumes after it. Unparseable lines are handed on
+        (as items that fail to normalize) rather than dropped."""
+        if not self.config.path:
+            raise ConfigError("no path: use mesh_import device FILE.jsonl --device ID")
+        path = Path(self.config.path)
+        device = self.device_id()
+        offset = int((cursor or {}).get("offset", 0))
+        items: list[RawItem] = []
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            line_no = int((cursor or {}).get("line", 0))
+            while True:
+                line = fh.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    break
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    while line and not line.endswith(b"\n"):  # skip the rest of a huge line
+                        line = fh.readline(MAX_LINE_BYTES)
+                    line_no += 1
+                    items.append(RawItem(f"{device}/line-{line_no}", {"_error": "line longer than 1 MB", "_line": line_no}))
+                else:
+                    line_no += 1
+                    text = line.decode("utf-8", errors="replace").strip()
+                    if text:
+                        items.append(self._raw(device, text, line_no))
+                if len(items) >= self.config.batch_size:
+                    yield Batch(items, {"offset": fh.tell(), "line": line_no})
+                    items = []
+            yield Batch(items, {"offset": fh.tell(), "line": line_no})
+
+    @staticmethod
+    def _raw(device: int, text: str, line_no: int) -> RawItem:
+        try:
+            event = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return RawItem(f"{device}/line-{line_no}", {"_error": f"line {line_no}: invalid JSON: {exc}", "_text": text[:2000]})
+        if isinstance(event, dict) and isinstance(event.get("id"), str | int) and not isinstance(event.get("id"), bool):
+            return RawItem(f"{device}/{event['id']}", event)
+        return RawItem(f"{device}/line-{line_no}", event if isinstance(event, dict) else {"_value": event})
+
+    def normalize(self, raw: RawItem) -> ActivityDraft:
+        event = raw.payload
+        if isinstance(event, dict) and "_error" in event:
+            raise BadItem(event["_error"])
+        errors = validate_event(event)
+        if errors:
+            raise BadItem("; ".join(f"{f or 'event'}: {m}" for f, m in errors))
+        device = self.device_id()
+        etype: str = event["type"]
+        data = event.get("data") or {}
+        participants = [
+            ParticipantDraft(
+                role=p.get("role", "to"), kind=p["kind"], value=str(p["value"]), display=p.get("name", "") or ""
+            )
+            for p in event.get("participants", [])
+        ]
+        return ActivityDraft(
+            channel="device",
+            verb=etype.split(".")[0][:32],
+            direction=_direction(etype, data, participants),
+            occurred_at=parse_time(event["occurred_at"]),
+            dedup_key=f"device:{device}/{event['id']}",
+            subject=str(data.get("title", ""))[:500],
+            text=str(data.get("text") or data.get("summary") or "")[:10000],
+            participants=participants,
+            device=str(device),
+            visibility=event.get("visibility", "private"),
+            thread_key=str(data.get("thread", ""))[:255],
+            extra={"type": etype, **data},
+        )
+
+
+def _direction(etype: str, data: dict, participants: list[ParticipantDraft]) -> str:
+    if data.get("direction") in ("in", "out", "none"):
+        return data["direction"]
+    words = etype.split(".")
+    if any(w in INCOMING for w in words):
+        return "in"
+    if any(w in OUTGOING for w in words):
+        return "out"
+    roles = {p.role for p in participants}
+    if "from" in roles:
+        return "in"
+    if "to" in roles:
+        return "out"
+    return "none"

@@ -1,0 +1,98 @@
+"""The device event schema, shared by the HTTP ingest API and the JSONL file import.
+
+An event: ``{"id", "type", "occurred_at", "data"?, "participants"?, "visibility"?}``.
+``validate_event`` returns every problem it finds as (field, message), so a client can fix all
+of them from one 400.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+TYPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+ID_MAX = 200
+ROLES = {"from", "to", "cc", "bcc", "author", "mention", "subject"}
+# A clock more than a day ahead is wrong, and nothing a device reports predates 1980.
+MIN_YEAR = 1980
+MAX_AHEAD = dt.timedelta(days=1)
+
+
+def parse_time(value: Any, *, now: dt.datetime | None = None) -> dt.datetime:
+    """RFC 3339 with an offset, or epoch seconds (OwnTracks' ``tst``). Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("must be an RFC 3339 string with a UTC offset, or epoch seconds")
+    if isinstance(value, int | float):
+        if value > 1e11:  # milliseconds
+            value = value / 1000
+        when = dt.datetime.fromtimestamp(value, dt.UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 timestamp: {value[:40]!r}") from None
+        if when.tzinfo is None:
+            raise ValueError("timestamp needs a UTC offset (e.g. 2026-05-01T12:00:00Z)")
+    else:
+        raise ValueError("must be an RFC 3339 string with a UTC offset, or epoch seconds")
+    when = when.astimezone(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    if when.year < MIN_YEAR:
+        raise ValueError(f"timestamp before {MIN_YEAR}")
+    if when > now + MAX_AHEAD:
+        raise ValueError("timestamp is in the future")
+    return when
+
+
+def validate_event(event: Any) -> list[tuple[str, str]]:
+    if not isinstance(event, dict):
+        return [("", "event must be a JSON object")]
+    errors: list[tuple[str, str]] = []
+    eid = event.get("id")
+    if eid is None:
+        errors.append(("id", "required"))
+    elif isinstance(eid, bool) or not isinstance(eid, str | int):
+        errors.append(("id", "must be a string or an integer"))
+    elif not str(eid).strip() or len(str(eid)) > ID_MAX:
+        errors.append(("id", f"must be 1 to {ID_MAX} characters"))
+    etype = event.get("type")
+    if etype is None:
+        errors.append(("type", "required"))
+    elif not isinstance(etype, str) or not TYPE_RE.match(etype):
+        errors.append(("type", "must be a lowercase name like 'call.incoming' or 'location'"))
+    if "occurred_at" not in event:
+        errors.append(("occurred_at", "required"))
+    else:
+        try:
+            parse_time(event["occurred_at"])
+        except ValueError as exc:
+            errors.append(("occurred_at", str(exc)))
+    data = event.get("data", {})
+    if not isinstance(data, dict):
+        errors.append(("data", "must be a JSON object"))
+    visibility = event.get("visibility", "private")
+    if visibility not in ("private", "public"):
+        errors.append(("visibility", "must be 'private' or 'public'"))
+    participants = event.get("participants", [])
+    if not isinstance(participants, list):
+        errors.append(("participants", "must be a list"))
+    else:
+        for i, p in enumerate(participants):
+            where = f"participants[{i}]"
+            if not isinstance(p, dict):
+                errors.append((where, "must be an object with kind, value and role"))
+                continue
+            if not isinstance(p.get("kind"), str) or not p.get("kind"):
+                errors.append((f"{where}.kind", "required string (email, phone, x, ...)"))
+            if not isinstance(p.get("value"), str | int) or isinstance(p.get("value"), bool) or str(p.get("value", "")).strip() == "":
+                errors.append((f"{where}.value", "required string"))
+            role = p.get("role", "to")
+            if role not in ROLES:
+                errors.append((f"{where}.role", f"must be one of {', '.join(sorted(ROLES))}"))
+            if "name" in p and not isinstance(p["name"], str):
+                errors.append((f"{where}.name", "must be a string"))
+    return errors

@@ -1,0 +1,190 @@
+"""Mesh settings, read from the environment.
+
+With an empty environment Mesh runs on an embedded default: SQLite in ./var/, Celery eager, DEBUG
+on. Production sets DATABASE_URL (PostgreSQL), REDIS_URL, SECRET_KEY, MESH_ENCRYPTION_KEYS and
+DEBUG=0; half-configured integrations fail loudly at start-up rather than at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    """Read NAME, or the contents of the file named by NAME_FILE (Docker/K8s secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env(name, "")
+    if value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = env(name, "")
+    return int(value) if value.strip() else default
+
+
+VAR_DIR = Path(env("MESH_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", default=not env("SECRET_KEY"))
+SECRET_KEY = env("SECRET_KEY") or "mesh-insecure-development-key-do-not-use-in-production"
+if not DEBUG and SECRET_KEY.startswith("mesh-insecure"):
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+
+ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "streams",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "mesh_site.urls"
+WSGI_APPLICATION = "mesh_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
+                "streams.context_processors.workspaces",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# DATABASE_URL=postgres://user@host:5432/name in production; a SQLite file otherwise.
+DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'mesh.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # WAL + a busy timeout: the demo server and an import may write at the same time.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and Celery -----------------------------------------------------------------------
+# No REDIS_URL: the embedded default. Tasks run eagerly in-process, locks are taken in the
+# database. With REDIS_URL: Redis is the broker and holds the per-source sync locks. Redis keeps
+# nothing that must survive: raw webhook bodies and cursors live in the database.
+REDIS_URL = env("REDIS_URL")
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL or env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = env("MESH_CELERY_QUEUE", "mesh")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-due-sources": {"task": "streams.tasks.dispatch_due_sources", "schedule": 60.0},
+}
+CELERY_TIMEZONE = "UTC"
+
+# --- Mesh -----------------------------------------------------------------------------------
+# Phone numbers without a country code are read in this region unless a workspace sets its own.
+MESH_DEFAULT_REGION = env("MESH_DEFAULT_REGION", "US").upper()
+# Fernet keys (comma list, newest first) that encrypt connector secrets at rest. Any string
+# works: non-Fernet strings are stretched with SHA-256. The development default derives from
+# SECRET_KEY so the demo needs no configuration; production must set it.
+MESH_ENCRYPTION_KEYS = [k.strip() for k in env("MESH_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+if not MESH_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("MESH_ENCRYPTION_KEYS must be set when DEBUG is off.")
+    MESH_ENCRYPTION_KEYS = [SECRET_KEY]
+# Public base URL (scheme://host) for links in feeds and webhooks behind a proxy or tunnel.
+MESH_PUBLIC_URL = env("MESH_PUBLIC_URL").rstrip("/")
+# A source is unhealthy when its last success is older than max(this, 3 × its interval).
+MESH_STALE_AFTER_SECONDS = env_int("MESH_STALE_AFTER_SECONDS", 6 * 3600)
+# Largest request body the device ingest API accepts, in bytes.
+MESH_INGEST_MAX_BYTES = env_int("MESH_INGEST_MAX_BYTES", 1_000_000)
+MESH_INGEST_MAX_EVENTS = env_int("MESH_INGEST_MAX_EVENTS", 1000)
+# Items a connector hands to ingest at a time: big enough to amortize a commit, small enough
+# to keep memory flat.
+MESH_BATCH_SIZE = env_int("MESH_BATCH_SIZE", 500)
+MESH_PAGE_SIZE = 50
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(MESH_INGEST_MAX_BYTES, 2_621_440)
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/contacts/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# A strict CSP: nothing but our own origin; no inline script at all.
+from django.utils.csp import CSP  # noqa: E402
+
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "script-src": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "base-uri": [CSP.NONE],
+    "object-src": [CSP.NONE],
+}
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "WARNING")},
+}

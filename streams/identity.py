@@ -1,0 +1,228 @@
+"""Identity normalization and resolution.
+
+An email address, an E.164 phone number and an X user id are *identities*; one or more of them
+make a Contact. Normalization is deterministic so that the same person seen by different
+connectors resolves to one row:
+
+- email: the address is casefolded and its domain IDNA-encoded (``Ana@Bücher.DE`` →
+  ``ana@xn--bcher-kva.de``);
+- phone: E.164 via ``phonenumbers`` in the workspace's region (``(415) 555-0100``,
+  ``+1 415-555-0100`` and ``14155550100`` are all ``+14155550100`` in US). A number that is
+  possible but not valid (555 numbers) still becomes E.164. Short codes (``72345``) and
+  alphanumeric sender ids (``AMAZON``) stay identities of their own, as given;
+- x: the numeric user id (the @handle is display only, so renames keep one contact);
+- any other kind (third-party connectors): trimmed value, kind must be a short identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import phonenumbers
+from django.db import transaction
+
+from .models import Contact, Identity, Workspace
+
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# Generous on purpose: real mail has odd local parts; we refuse only what cannot be an address.
+EMAIL_LOCAL_RE = re.compile(r"^[^\s@<>()\[\],;:\"]+$")
+ALNUM_SENDER_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ._&'-]{1,11}$")
+SHORT_CODE_RE = re.compile(r"^\d{3,8}$")
+X_ID_RE = re.compile(r"^\d{1,20}$")
+
+
+class InvalidIdentity(ValueError):
+    """A value that cannot be an identity of that kind. The message says why."""
+
+
+def normalize_email(value: str) -> str:
+    value = (value or "").strip().strip("<>").strip()
+    if value.lower().startswith("mailto:"):
+        value = value[7:]
+    if value.count("@") != 1:
+        raise InvalidIdentity(f"not an email address: {value!r}")
+    local, domain = value.split("@")
+    domain = domain.rstrip(".")
+    if not local or not domain or not EMAIL_LOCAL_RE.match(local) or len(local) > 64:
+        raise InvalidIdentity(f"not an email address: {value!r}")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise InvalidIdentity(f"bad domain in email address {value!r}: {exc}") from None
+    if "." not in ascii_domain.strip(".") and ascii_domain != "localhost":
+        raise InvalidIdentity(f"email domain has no dot: {value!r}")
+    if not re.fullmatch(r"[a-z0-9.-]+", ascii_domain) or ".." in ascii_domain:
+        raise InvalidIdentity(f"bad domain in email address {value!r}")
+    result = f"{local.casefold()}@{ascii_domain}"
+    if len(result) > 320:
+        raise InvalidIdentity("email address longer than 320 characters")
+    return result
+
+
+def normalize_phone(value: str, region: str = "US") -> str:
+    raw = (value or "").strip()
+    if not raw:
+        raise InvalidIdentity("empty phone number")
+    if raw.lower().startswith("tel:"):
+        raw = raw[4:]
+    compact = re.sub(r"[\s().\-/]", "", raw)
+    # Alphanumeric sender ids and short codes are identities of their own, kept as given.
+    if ALNUM_SENDER_RE.match(raw) and not re.fullmatch(r"\+?[\d\s().\-/]+", raw):
+        return raw
+    if SHORT_CODE_RE.match(compact) and len(compact) <= 6:
+        return compact
+    try:
+        number = phonenumbers.parse(raw, region.upper())
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidIdentity(f"not a phone number: {raw!r} ({exc._msg})") from None
+    if not phonenumbers.is_possible_number(number):
+        if SHORT_CODE_RE.match(compact):
+            return compact
+        raise InvalidIdentity(f"not a possible phone number: {raw!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_x(value: str) -> str:
+    value = str(value or "").strip()
+    if not X_ID_RE.match(value):
+        raise InvalidIdentity(f"X identities are numeric user ids, got {value!r}")
+    return value.lstrip("0") or "0"
+
+
+def normalize(kind: str, value: str, *, region: str = "US") -> tuple[str, str]:
+    """Return (kind, normalized value) or raise InvalidIdentity."""
+    kind = (kind or "").strip().lower()
+    if kind in ("tel", "sms"):
+        kind = "phone"
+    if kind in ("twitter",):
+        kind = "x"
+    if kind == "email":
+        return kind, normalize_email(value)
+    if kind == "phone":
+        return kind, normalize_phone(value, region)
+    if kind == "x":
+        return kind, normalize_x(value)
+    if not KIND_RE.match(kind):
+        raise InvalidIdentity(f"bad identity kind {kind!r}")
+    value = str(value or "").strip()
+    if not value or len(value) > 320:
+        raise InvalidIdentity(f"bad {kind} identity value {value!r}")
+    return kind, value
+
+
+def parse_label(label: str, *, region: str = "US") -> tuple[str, str]:
+    """``kind:value`` (as the CLI and export write identities) → normalized (kind, value)."""
+    if ":" not in label:
+        raise InvalidIdentity(f"identity must be written kind:value, got {label!r}")
+    kind, value = label.split(":", 1)
+    return normalize(kind, value, region=region)
+
+
+@dataclass(slots=True)
+class Wanted:
+    display: str = ""
+    needs_contact: bool = False
+
+
+def identities_resolve(
+    *, workspace: Workspace, wanted: dict[tuple[str, str], Wanted]
+) -> dict[tuple[str, str], Identity]:
+    """Find or create an Identity for each normalized (kind, value).
+
+    Identities that need a contact and have none get a new Contact named after the display
+    value. Safe against concurrent ingests: the unique constraint decides, losers re-read.
+    Must run inside a transaction.
+    """
+    if not wanted:
+        return {}
+    found = _select(workspace, wanted.keys())
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        new_contacts: dict[tuple[str, str], Contact] = {}
+        to_contact = [key for key in missing if wanted[key].needs_contact]
+        if to_contact:
+            created = Contact.objects.bulk_create(
+                [Contact(workspace=workspace, name=_contact_name(key, wanted[key].display)) for key in to_contact]
+            )
+            new_contacts = dict(zip(to_contact, created, strict=True))
+        Identity.objects.bulk_create(
+            [
+                Identity(
+                    workspace=workspace,
+                    kind=key[0],
+                    value=key[1],
+                    display=wanted[key].display[:320],
+                    contact=new_contacts.get(key),
+                    home_contact=new_contacts.get(key),
+                )
+                for key in missing
+            ],
+            ignore_conflicts=True,
+        )
+        found.update(_select(workspace, missing))
+        # Someone else created some of these first: drop the contacts we made for nothing.
+        orphans = [c.pk for key, c in new_contacts.items() if found[key].contact_id != c.pk]
+        if orphans:
+            Contact.objects.filter(pk__in=orphans).delete()
+    # Identities seen before only in automated mail have no contact yet: give them one now.
+    adopt = [
+        ident for key, ident in found.items()
+        if wanted[key].needs_contact and ident.contact_id is None and not ident.is_self
+    ]
+    if adopt:
+        created = Contact.objects.bulk_create(
+            [Contact(workspace=workspace, name=_contact_name((i.kind, i.value), i.display)) for i in adopt]
+        )
+        for ident, contact in zip(adopt, created, strict=True):
+            ident.contact = contact
+            ident.home_contact = contact
+        Identity.objects.bulk_update(adopt, ["contact", "home_contact"])
+    return found
+
+
+def _select(workspace: Workspace, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Identity]:
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in keys:
+        by_kind.setdefault(kind, []).append(value)
+    result: dict[tuple[str, str], Identity] = {}
+    for kind, values in by_kind.items():
+        for i in range(0, len(values), 1000):
+            for ident in Identity.objects.filter(workspace=workspace, kind=kind, value__in=values[i : i + 1000]):
+                result[(ident.kind, ident.value)] = ident
+    return result
+
+
+def _contact_name(key: tuple[str, str], display: str) -> str:
+    return (display or key[1])[:300]
+
+
+def self_contact(workspace: Workspace) -> Contact:
+    contact = Contact.objects.filter(workspace=workspace, is_self=True, merged_into=None).first()
+    if contact is None:
+        contact = Contact.objects.create(workspace=workspace, is_self=True, name="Me")
+    return contact
+
+
+@transaction.atomic
+def identity_mark_self(*, workspace: Workspace, kind: str, value: str, display: str = "") -> Identity:
+    """Mark one of the owner's own addresses. Activities from it are outbound and it gets no
+    contact timeline of its own."""
+    kind, value = normalize(kind, value, region=workspace.region)
+    me = self_contact(workspace)
+    ident, created = Identity.objects.get_or_create(
+        workspace=workspace, kind=kind, value=value,
+        defaults={"display": display, "is_self": True, "contact": me, "home_contact": me},
+    )
+    if not created and not ident.is_self:
+        old = ident.contact_id
+        ident.is_self = True
+        ident.contact = me
+        ident.home_contact = me
+        ident.save(update_fields=["is_self", "contact", "home_contact"])
+        if old:
+            from .timelines import contact_timelines_rebuild
+
+            contact_timelines_rebuild(contact_ids=[old])
+    return ident

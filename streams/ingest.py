@@ -1,0 +1,321 @@
+"""ingest_batch: normalize → resolve identities → upsert activities → participants → fan-out,
+with the cursor and the run's counts saved in the same transaction.
+
+A crash anywhere re-does at most the current batch, and re-doing it duplicates nothing:
+activities are unique on (workspace, dedup_key), participants on (activity, identity, role),
+timeline rows on (kind, owner, activity).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from connectors.base import ActivityDraft, BadItem, Connector, RawItem
+
+from .identity import InvalidIdentity, Wanted, identities_resolve, normalize
+from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
+from .timelines import activities_fan_out
+
+log = logging.getLogger(__name__)
+
+UNSET = object()
+
+
+@dataclass(slots=True)
+class IngestResult:
+    fetched: int = 0
+    new: int = 0
+    duplicate: int = 0
+    failed: int = 0
+    activity_ids: list[int] = field(default_factory=list)
+    newest: dt.datetime | None = None
+
+    def add(self, other: IngestResult) -> None:
+        self.fetched += other.fetched
+        self.new += other.new
+        self.duplicate += other.duplicate
+        self.failed += other.failed
+        if other.newest and (self.newest is None or other.newest > self.newest):
+            self.newest = other.newest
+
+    def counts(self) -> dict[str, int]:
+        return {"fetched": self.fetched, "new": self.new, "duplicate": self.duplicate, "failed": self.failed}
+
+
+def scope_for(*, source: Source | None = None, device: Device | None = None) -> str:
+    if source is not None:
+        return f"source:{source.pk}"
+    if device is not None:
+        return f"device:{device.pk}"
+    return "none"
+
+
+def ingest_batch(
+    *,
+    workspace: Workspace,
+    connector: Connector,
+    items: Sequence[RawItem],
+    source: Source | None = None,
+    device: Device | None = None,
+    cursor=UNSET,
+    gap: str | None | object = UNSET,
+    run: SyncRun | None = None,
+) -> IngestResult:
+    """Store one batch. Everything, the cursor included, commits together or not at all."""
+    result = IngestResult(fetched=len(items))
+    scope = scope_for(source=source, device=device)
+    region = workspace.region
+    drafts: list[tuple[RawItem, ActivityDraft]] = []
+    failures: list[tuple[RawItem, str]] = []
+    for raw in items:
+        try:
+            draft = connector.normalize(raw)
+            if not isinstance(draft, ActivityDraft):
+                raise BadItem(f"normalize returned {type(draft).__name__}, not an ActivityDraft")
+            draft.validate()
+            drafts.append((raw, draft))
+        except BadItem as exc:
+            failures.append((raw, exc.reason))
+        except Exception as exc:  # a connector bug must not lose the rest of the batch
+            log.exception("normalize failed for %s", raw.external_id)
+            failures.append((raw, f"{type(exc).__name__}: {exc}"))
+
+    # The same thing twice inside one batch: the first one wins.
+    seen: set[str] = set()
+    unique: list[tuple[RawItem, ActivityDraft]] = []
+    for raw, draft in drafts:
+        if draft.dedup_key in seen:
+            result.duplicate += 1
+            continue
+        seen.add(draft.dedup_key)
+        unique.append((raw, draft))
+
+    with transaction.atomic():
+        # Skip what is already stored before doing any work for it: re-imports are cheap.
+        existing = _existing_keys(workspace, [d.dedup_key for _, d in unique])
+        fresh = [(raw, d) for raw, d in unique if d.dedup_key not in existing]
+        result.duplicate += len(unique) - len(fresh)
+
+        parts = _participants(workspace, region, fresh)
+        now = timezone.now()
+        rows = [
+            _activity(workspace, source, device, connector.key, raw, draft, now, *parts[draft.dedup_key])
+            for raw, draft in fresh
+        ]
+        inserted = _insert_activities(rows)  # dedup_key → id, only rows this call inserted
+        result.duplicate += len(rows) - len(inserted)
+        result.new = len(inserted)
+        result.activity_ids = list(inserted.values())
+
+        participant_rows = []
+        for raw, draft in fresh:
+            activity_id = inserted.get(draft.dedup_key)
+            if activity_id is None:
+                continue
+            for identity, role in parts[draft.dedup_key][0]:
+                participant_rows.append(Participant(activity_id=activity_id, identity=identity, role=role))
+            if result.newest is None or draft.occurred_at > result.newest:
+                result.newest = draft.occurred_at
+        Participant.objects.bulk_create(participant_rows, ignore_conflicts=True, batch_size=1000)
+        activities_fan_out(activity_ids=result.activity_ids)
+        if device is not None:
+            _device_state(device, [d for _, d in fresh if d.dedup_key in inserted])
+
+        result.failed = len(failures)
+        _record_failures(workspace, connector.key, scope, source, device, failures, now)
+        ok_ids = [raw.external_id for raw, _ in drafts]
+        if ok_ids:
+            ImportFailure.objects.filter(scope=scope, external_id__in=ok_ids, resolved_at=None).update(resolved_at=now)
+
+        if source is not None and (cursor is not UNSET or gap is not UNSET):
+            fields = {}
+            if cursor is not UNSET:
+                fields["cursor"] = cursor
+            if gap is not UNSET:
+                fields["gap"] = gap or ""
+            Source.objects.filter(pk=source.pk).update(**fields)
+        if run is not None:
+            SyncRun.objects.filter(pk=run.pk).update(
+                fetched=F("fetched") + result.fetched,
+                new=F("new") + result.new,
+                duplicate=F("duplicate") + result.duplicate,
+                failed=F("failed") + result.failed,
+                batches=F("batches") + 1,
+            )
+            if result.newest and (run.newest_item_at is None or result.newest > run.newest_item_at):
+                run.newest_item_at = result.newest
+                SyncRun.objects.filter(pk=run.pk).update(newest_item_at=result.newest)
+    return result
+
+
+def _existing_keys(workspace: Workspace, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(keys), 2000):
+        found.update(
+            Activity.objects.filter(workspace=workspace, dedup_key__in=keys[i : i + 2000]).values_list(
+                "dedup_key", flat=True
+            )
+        )
+    return found
+
+
+def _participants(workspace, region, fresh):
+    """Normalize every participant of the batch, resolve all identities in one go, and return
+    dedup_key → ([(identity, role)], invalid participants)."""
+    wanted: dict[tuple[str, str], Wanted] = {}
+    per_draft: dict[str, tuple[list[tuple[tuple[str, str], str]], list[dict]]] = {}
+    create_for_automated = workspace.create_contacts_for_automated
+    for _raw, draft in fresh:
+        keys: list[tuple[tuple[str, str], str]] = []
+        invalid: list[dict] = []
+        for p in draft.participants:
+            try:
+                key = normalize(p.kind, p.value, region=region)
+            except InvalidIdentity as exc:
+                invalid.append({"role": p.role, "kind": p.kind, "value": p.value, "error": str(exc)})
+                continue
+            w = wanted.setdefault(key, Wanted())
+            if p.display and not w.display:
+                w.display = p.display
+            if not draft.automated or create_for_automated:
+                w.needs_contact = True
+            keys.append((key, p.role))
+        per_draft[draft.dedup_key] = (keys, invalid)
+    identities = identities_resolve(workspace=workspace, wanted=wanted)
+    out = {}
+    for dedup_key, (keys, invalid) in per_draft.items():
+        seen = set()
+        resolved = []
+        for key, role in keys:
+            if (key, role) in seen:
+                continue
+            seen.add((key, role))
+            resolved.append((identities[key], role))
+        out[dedup_key] = (resolved, invalid)
+    return out
+
+
+def _direction(draft: ActivityDraft, resolved) -> str:
+    if draft.direction:
+        return draft.direction
+    senders = [ident for ident, role in resolved if role in ("from", "author")]
+    if any(ident.is_self for ident in senders):
+        return "out"
+    if senders:
+        return "in"
+    return "none"
+
+
+def _activity(workspace, source, device, connector_key, raw, draft, now, resolved, invalid) -> Activity:
+    extra = dict(draft.extra)
+    if invalid:
+        extra["invalid_participants"] = invalid
+    return Activity(
+        workspace=workspace,
+        source=source,
+        device=device,
+        connector=connector_key,
+        external_id=raw.external_id[:255],
+        dedup_key=draft.dedup_key,
+        channel=draft.channel,
+        verb=draft.verb,
+        direction=_direction(draft, resolved),
+        occurred_at=draft.occurred_at,
+        subject=draft.subject,
+        text=draft.text,
+        html=draft.html,
+        url=draft.url,
+        thread_key=draft.thread_key[:255],
+        visibility=draft.visibility,
+        attachments=draft.attachments,
+        automated=draft.automated,
+        extra=extra,
+        raw=raw.payload,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+_INSERT_FIELDS = [
+    "workspace", "source", "device", "connector", "external_id", "dedup_key", "channel", "verb",
+    "direction", "occurred_at", "subject", "text", "html", "url", "thread_key", "visibility",
+    "attachments", "automated", "extra", "raw", "created_at", "updated_at",
+]  # fmt: skip
+
+
+def _insert_activities(rows: list[Activity]) -> dict[str, int]:
+    """Multi-row INSERT … ON CONFLICT DO NOTHING RETURNING: one statement per chunk, and we
+    learn exactly which rows were new (a concurrent import of the same item loses cleanly)."""
+    if not rows:
+        return {}
+    meta = Activity._meta
+    fields = [meta.get_field(name) for name in _INSERT_FIELDS]
+    qn = connection.ops.quote_name
+    cols = ", ".join(qn(f.column) for f in fields)
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    inserted: dict[str, int] = {}
+    chunk = 500
+    with connection.cursor() as cur:
+        for i in range(0, len(rows), chunk):
+            part = rows[i : i + chunk]
+            params: list = []
+            for obj in part:
+                for f in fields:
+                    params.append(f.get_db_prep_save(getattr(obj, f.attname), connection))
+            sql = (
+                f"INSERT INTO {qn(meta.db_table)} ({cols}) VALUES {', '.join([row_sql] * len(part))} "
+                f"ON CONFLICT (workspace_id, dedup_key) DO NOTHING RETURNING id, dedup_key"
+            )
+            cur.execute(sql, params)
+            inserted.update({key: pk for pk, key in cur.fetchall()})
+    return inserted
+
+
+def _device_state(device: Device, drafts: list[ActivityDraft]) -> None:
+    """Keep the device's latest known state (battery, location, ...) from its newest events."""
+    state_keys = ("battery", "charging", "lat", "lon", "accuracy", "place", "presence", "network")
+    changed = False
+    device.refresh_from_db(fields=["state"])
+    state = dict(device.state or {})
+    for draft in sorted(drafts, key=lambda d: d.occurred_at):
+        when = draft.occurred_at.isoformat()
+        for key in state_keys:
+            if key in draft.extra:
+                prev = state.get(key)
+                if not isinstance(prev, dict) or prev.get("at", "") <= when:
+                    state[key] = {"value": draft.extra[key], "at": when}
+                    changed = True
+    if changed:
+        Device.objects.filter(pk=device.pk).update(state=state)
+
+
+def _record_failures(workspace, connector_key, scope, source, device, failures, now) -> None:
+    if not failures:
+        return
+    for raw, reason in failures:
+        payload = raw.payload
+        try:
+            json.dumps(payload)
+        except (TypeError, ValueError):
+            payload = {"repr": repr(payload)[:10000]}
+        obj, created = ImportFailure.objects.get_or_create(
+            scope=scope,
+            external_id=raw.external_id[:255],
+            defaults=dict(
+                workspace=workspace, source=source, device=device, connector=connector_key,
+                reason=reason, payload=payload, first_seen_at=now, last_seen_at=now,
+            ),
+        )
+        if not created:
+            ImportFailure.objects.filter(pk=obj.pk).update(
+                reason=reason, payload=payload, attempts=F("attempts") + 1, last_seen_at=now, resolved_at=None
+            )
+

@@ -1,0 +1,340 @@
+"""Mesh's data model. PostgreSQL is the source of truth; every query is scoped by workspace.
+
+Constraints live in the database, not only in code: ``(workspace, dedup_key)`` makes a
+re-import a no-op, ``(workspace, kind, value)`` makes an identity one row, and
+``(kind, owner, activity)`` makes timeline fan-out idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Workspace(models.Model):
+    """A team (CRM) or a person (lifestream). Users belong to workspaces through Membership."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    default_region = models.CharField(
+        max_length=2, blank=True, help_text="ISO country code for phone numbers without +CC; blank: MESH_DEFAULT_REGION."
+    )
+    create_contacts_for_automated = models.BooleanField(
+        default=False, help_text="Let automated mail/messages create new contacts (newsletters, no-reply senders)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def region(self) -> str:
+        return (self.default_region or settings.MESH_DEFAULT_REGION).upper()
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mesh_memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace}"
+
+
+class Contact(models.Model):
+    """A person or organization. ``merged_into`` points at the contact that absorbed this one;
+    only contacts with ``merged_into`` empty are shown and own timelines."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="contacts")
+    name = models.CharField(max_length=300, blank=True)
+    is_self = models.BooleanField(default=False, help_text="The workspace owner; gets no timeline of their own.")
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_children"
+    )
+    merged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Summary fields, maintained by merge_activities and contact merges.
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    activity_count = models.PositiveIntegerField(default=0)
+    channel_counts = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["workspace", "merged_into", "is_self", "-last_activity_at", "-id"], name="contact_list_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"Contact {self.pk}"
+
+    def root(self) -> Contact:
+        contact = self
+        while contact.merged_into_id is not None:
+            contact = contact.merged_into
+        return contact
+
+
+class Identity(models.Model):
+    """(kind, normalized value) → Contact. ``contact`` is where the identity lives now (merges
+    move it); ``home_contact`` is where it was first attached, so an unmerge can move it back."""
+
+    KIND_EMAIL = "email"
+    KIND_PHONE = "phone"
+    KIND_X = "x"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=32)
+    value = models.CharField(max_length=320)
+    display = models.CharField(max_length=320, blank=True)
+    is_self = models.BooleanField(default=False)
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="identities")
+    home_contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="home_identities"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [models.UniqueConstraint(fields=["workspace", "kind", "value"], name="identity_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class Device(models.Model):
+    """A device in the mesh. Its ingest token is stored as a SHA-256 hash and can be revoked."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="devices")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32, blank=True, help_text="phone, laptop, console, ...")
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=12, blank=True, help_text="First characters, to tell tokens apart.")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    # Latest known state (battery, location, ...) from its events.
+    state = models.JSONField(default=dict, blank=True)
+    activity_count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class Source(models.Model):
+    """A configured connector instance: what to fetch, with which secrets, and how it went."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        ERROR = "error"  # transient; retried
+        NEEDS_ATTENTION = "needs_attention"  # permanent; a human must act
+        AUTH_FAILED = "auth_failed"
+        DISABLED = "disabled"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="sources")
+    name = models.CharField(max_length=200)
+    connector = models.CharField(max_length=64)
+    config = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True, help_text="Fernet token; see streams.crypto.")
+    cursor = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OK)
+    last_error = models.TextField(blank=True)
+    gap = models.TextField(blank=True, help_text="What the connector reports missing; empty when complete.")
+    interval_seconds = models.PositiveIntegerField(default=900, help_text="0: never polled, sync by hand only.")
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    sync_started_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="source_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.connector})"
+
+    def stale_after(self) -> dt.timedelta:
+        return dt.timedelta(seconds=max(settings.MESH_STALE_AFTER_SECONDS, 3 * self.interval_seconds))
+
+
+class SyncRun(models.Model):
+    """One sync or import of a Source, with honest counts."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        OK = "ok"
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=20, default="manual")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
+    fetched = models.PositiveIntegerField(default=0)
+    new = models.PositiveIntegerField(default=0)
+    duplicate = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    batches = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # Newest item time seen in this run: lag = finished_at - newest_item_at.
+    newest_item_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["source", "-started_at"], name="syncrun_recent_idx")]
+
+
+class InboundItem(models.Model):
+    """A raw item received by push (webhook, device API), stored before anything else is done
+    with it so that nothing is lost if a worker or Redis goes away."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    connector = models.CharField(max_length=64)
+    # "device:<id>" or "source:<id>": the namespace in which external_id is unique.
+    scope = models.CharField(max_length=80)
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE)
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE)
+    external_id = models.CharField(max_length=255)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "external_id"], name="inbound_unique")]
+        indexes = [models.Index(fields=["state", "received_at"], name="inbound_pending_idx")]
+
+
+class Activity(models.Model):
+    """The normalized item (Activity Streams vocabulary: actor via participants, verb, object)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="activities")
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    connector = models.CharField(max_length=64, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    dedup_key = models.CharField(max_length=255)
+    channel = models.CharField(max_length=16)
+    verb = models.CharField(max_length=32)
+    direction = models.CharField(max_length=4, default="none")
+    occurred_at = models.DateTimeField()
+    subject = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    html = models.TextField(blank=True)
+    url = models.TextField(blank=True)
+    thread_key = models.CharField(max_length=255, blank=True)
+    visibility = models.CharField(max_length=8, default="private")
+    attachments = models.JSONField(default=list, blank=True)
+    automated = models.BooleanField(default=False)
+    extra = models.JSONField(default=dict, blank=True)
+    raw = models.JSONField(null=True, blank=True, help_text="The RawItem payload, for reprocessing.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "activities"
+        constraints = [models.UniqueConstraint(fields=["workspace", "dedup_key"], name="activity_dedup_unique")]
+        indexes = [
+            models.Index(fields=["workspace", "visibility", "-occurred_at", "-id"], name="activity_public_idx"),
+            models.Index(fields=["source", "id"], name="activity_source_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.verb} {self.dedup_key}"
+
+
+class Participant(models.Model):
+    class Role(models.TextChoices):
+        FROM = "from"
+        TO = "to"
+        CC = "cc"
+        BCC = "bcc"
+        AUTHOR = "author"
+        MENTION = "mention"
+        SUBJECT = "subject"
+
+    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="participants")
+    identity = models.ForeignKey(Identity, on_delete=models.PROTECT, related_name="participations")
+    role = models.CharField(max_length=8, choices=Role.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["activity", "identity", "role"], name="participant_unique")
+        ]
+        indexes = [models.Index(fields=["identity", "activity"], name="participant_identity_idx")]
+
+
+class TimelineEntry(models.Model):
+    """A materialized timeline row (fan-out on write). A page is one index range scan on
+    ``(kind, owner_id, occurred_at DESC, activity_id DESC)`` with a keyset cursor; no OFFSET."""
+
+    class Kind(models.TextChoices):
+        CONTACT = "c"
+        DEVICE = "d"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=1, choices=Kind.choices)
+    owner_id = models.BigIntegerField(help_text="Contact id or Device id, by kind.")
+    occurred_at = models.DateTimeField()
+    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="timeline_entries")
+    # Copied from the activity so that channel/direction filters are served by the timeline.
+    channel = models.CharField(max_length=16)
+    direction = models.CharField(max_length=4)
+
+    class Meta:
+        verbose_name_plural = "timeline entries"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "owner_id", "activity"], name="timeline_unique")
+        ]
+        indexes = [
+            models.Index(fields=["kind", "owner_id", "-occurred_at", "-activity"], name="timeline_keyset_idx"),
+            models.Index(fields=["activity"], name="timeline_activity_idx"),
+        ]
+
+
+class ImportFailure(models.Model):
+    """An item that could not be normalized: nothing is silently dropped. One row per item
+    (scope, external_id); seeing it fail again bumps ``attempts``; it is marked resolved when a
+    later run or a reprocess stores it."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE, related_name="failures")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="failures")
+    connector = models.CharField(max_length=64)
+    scope = models.CharField(max_length=80)
+    external_id = models.CharField(max_length=255)
+    reason = models.TextField()
+    payload = models.JSONField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "external_id"], name="failure_unique")]

@@ -1,0 +1,123 @@
+"""Selectors: every read of more than one row goes through a function here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import F, Prefetch, Q, QuerySet
+
+from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry, Workspace
+
+
+class BadCursor(ValueError):
+    """A paging cursor that did not come from us."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Keyset position: the (occurred_at, activity id) of the last row shown."""
+
+    occurred_at: dt.datetime
+    activity_id: int
+
+    def encode(self) -> str:
+        return f"{self.occurred_at.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%S.%fZ')}_{self.activity_id}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> Cursor | None:
+        if not text:
+            return None
+        try:
+            when, _, pk = text.partition("_")
+            occurred = dt.datetime.strptime(when, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
+            return cls(occurred, int(pk))
+        except (ValueError, TypeError):
+            raise BadCursor(f"bad cursor {text[:40]!r}") from None
+
+
+@dataclass(slots=True)
+class Page:
+    activities: list[Activity]
+    next_cursor: Cursor | None
+
+
+def workspaces_for_user(*, user) -> QuerySet[Workspace]:
+    if not user.is_authenticated:
+        return Workspace.objects.none()
+    return Workspace.objects.filter(memberships__user=user).order_by("slug")
+
+
+def timeline_page(
+    *,
+    kind: str,
+    owner_id: int,
+    before: Cursor | None = None,
+    limit: int = 50,
+    channel: str | None = None,
+    direction: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Page:
+    """One newest-first page of a timeline: a range scan on the keyset index, then the
+    activities fetched by primary key. Costs the same at any depth."""
+    qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id)
+    if before is not None:
+        qs = qs.filter(
+            Q(occurred_at__lt=before.occurred_at) | Q(occurred_at=before.occurred_at, activity_id__lt=before.activity_id)
+        )
+    if channel:
+        qs = qs.filter(channel=channel)
+    if direction:
+        qs = qs.filter(direction=direction)
+    if since:
+        qs = qs.filter(occurred_at__gte=since)
+    if until:
+        qs = qs.filter(occurred_at__lt=until)
+    rows = list(qs.order_by("-occurred_at", "-activity_id").values_list("occurred_at", "activity_id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    ids = [pk for _, pk in rows]
+    by_id = activities_by_ids(ids=ids)
+    activities = [by_id[pk] for pk in ids if pk in by_id]
+    next_cursor = Cursor(rows[-1][0], rows[-1][1]) if more and rows else None
+    return Page(activities, next_cursor)
+
+
+def activities_by_ids(*, ids: list[int]) -> dict[int, Activity]:
+    participants = Prefetch(
+        "participants", queryset=Participant.objects.select_related("identity").order_by("pk")
+    )
+    qs = Activity.objects.filter(pk__in=ids).defer("raw").select_related("device").prefetch_related(participants)
+    return {a.pk: a for a in qs}
+
+
+def timeline_for_contact(*, contact: Contact, before: Cursor | None = None, limit: int = 50, **filters) -> Page:
+    return timeline_page(kind="c", owner_id=contact.pk, before=before, limit=limit, **filters)
+
+
+def timeline_for_device(*, device: Device, before: Cursor | None = None, limit: int = 50, **filters) -> Page:
+    return timeline_page(kind="d", owner_id=device.pk, before=before, limit=limit, **filters)
+
+
+def contacts_list(
+    *, workspace: Workspace, search: str = "", channel: str = "", include_self: bool = False
+) -> QuerySet[Contact]:
+    """Top-level contacts, most recently active first."""
+    qs = Contact.objects.filter(workspace=workspace, merged_into=None)
+    if not include_self:
+        qs = qs.filter(is_self=False)
+    if search:
+        qs = qs.filter(
+            Q(name__icontains=search)
+            | Q(pk__in=Identity.objects.filter(workspace=workspace).filter(
+                Q(value__icontains=search.strip().lower()) | Q(display__icontains=search)
+            ).values("contact"))
+        )
+    if channel:
+        qs = qs.filter(channel_counts__has_key=channel)
+    return qs.order_by(F("last_activity_at").desc(nulls_last=True), "-pk").prefetch_related("identities")
+
+
+def contact_identities(*, contact: Contact) -> list[Identity]:
+    return list(Identity.objects.filter(contact=contact).order_by("kind", "value"))

@@ -1,0 +1,383 @@
+"""Services: every write Mesh makes goes through a function here (HackSoft style: keyword-only,
+named ``<entity>_<action>``). Views, tasks and commands call these; models stay plain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets as pysecrets
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from connectors.base import Connector, ConnectorError, RawItem, registry
+
+from .crypto import secrets_decrypt, secrets_encrypt, token_hash
+from .identity import self_contact
+from .ingest import IngestResult, ingest_batch, scope_for
+from .locks import source_lock
+from .models import (
+    Contact,
+    Device,
+    Identity,
+    InboundItem,
+    Membership,
+    Source,
+    SyncRun,
+    Workspace,
+)
+from .timelines import contact_timelines_rebuild
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A request that cannot be done as asked; the message is for the user."""
+
+
+# --- workspaces -------------------------------------------------------------------------------
+
+
+def workspace_get_or_create(*, slug: str = "default", name: str = "") -> Workspace:
+    ws, _ = Workspace.objects.get_or_create(slug=slug, defaults={"name": name or slug.title()})
+    return ws
+
+
+def workspace_add_member(*, workspace: Workspace, user, role: str = Membership.Role.MEMBER) -> Membership:
+    membership, _ = Membership.objects.get_or_create(workspace=workspace, user=user, defaults={"role": role})
+    return membership
+
+
+def user_set_password(*, username: str, password: str, staff: bool = False):
+    User = get_user_model()
+    user, _ = User.objects.get_or_create(username=username)
+    user.set_password(password)
+    user.is_staff = user.is_staff or staff
+    user.save()
+    return user
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def source_create(
+    *,
+    workspace: Workspace,
+    connector: str,
+    name: str,
+    config: dict | None = None,
+    secrets: dict | None = None,
+    interval_seconds: int | None = None,
+) -> Source:
+    cls = registry.get(connector)
+    config = dict(config or {})
+    secrets = dict(secrets or {})
+    # Build it once now so that a bad config is refused here, not at 3 a.m. in a worker.
+    cls(config, secrets, context=connector_context(workspace=workspace))
+    if Source.objects.filter(workspace=workspace, name=name).exists():
+        raise ServiceError(f"a source named {name!r} already exists in workspace {workspace.slug}")
+    if interval_seconds is None:
+        interval_seconds = 900 if cls.pollable else 0
+    return Source.objects.create(
+        workspace=workspace,
+        connector=connector,
+        name=name,
+        config=config,
+        secrets_encrypted=secrets_encrypt(secrets),
+        interval_seconds=interval_seconds,
+        next_run_at=timezone.now() if interval_seconds else None,
+    )
+
+
+def connector_context(*, workspace: Workspace, device: Device | None = None) -> dict:
+    return {
+        "workspace": workspace.slug,
+        "region": workspace.region,
+        "self_identities": [
+            f"{k}:{v}" for k, v in Identity.objects.filter(workspace=workspace, is_self=True).values_list("kind", "value")
+        ],
+        "device_id": device.pk if device else None,
+    }
+
+
+def source_connector(*, source: Source) -> Connector:
+    cls = registry.get(source.connector)
+    device = None
+    if isinstance(source.config, dict) and source.config.get("device"):
+        device = Device.objects.filter(pk=source.config["device"], workspace=source.workspace_id).first()
+    return cls(
+        source.config, secrets_decrypt(source.secrets_encrypted),
+        context=connector_context(workspace=source.workspace, device=device),
+    )
+
+
+def source_sync(
+    *, source: Source, since: dt.datetime | None = None, trigger: str = "manual", fresh: bool = False,
+    progress=None,
+) -> SyncRun:
+    """Pull every batch the connector has after the stored cursor (or from scratch when
+    ``fresh``/``since``), storing each batch with its cursor in one transaction.
+
+    Raises ConnectorError after recording it on the Source (status, last_error, the run)."""
+    with source_lock(source.pk):
+        _interrupt_stale_runs(source)
+        now = timezone.now()
+        run = SyncRun.objects.create(source=source, trigger=trigger, started_at=now)
+        Source.objects.filter(pk=source.pk).update(last_attempt_at=now)
+        source.refresh_from_db()
+        device = _source_device(source)
+        total = IngestResult()
+        try:
+            connector = source_connector(source=source)
+            cursor = None if (fresh or since) else source.cursor
+            for batch in connector.fetch(cursor, since=since):
+                result = ingest_batch(
+                    workspace=source.workspace, connector=connector, items=batch.items, source=source,
+                    device=device, cursor=batch.cursor, gap=batch.gap, run=run,
+                )
+                total.add(result)
+                if progress:
+                    progress(total)
+        except ConnectorError as exc:
+            _run_failed(source, run, exc.message, status=exc.status, retry_at=exc.retry_at)
+            raise
+        except Exception as exc:
+            _run_failed(source, run, f"{type(exc).__name__}: {exc}", status=Source.Status.ERROR)
+            raise
+        finished = timezone.now()
+        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.OK, finished_at=finished)
+        Source.objects.filter(pk=source.pk).update(
+            status=Source.Status.OK, last_error="", last_success_at=finished, retry_at=None,
+        )
+        run.refresh_from_db()
+        source.refresh_from_db()
+        return run
+
+
+def _source_device(source: Source) -> Device | None:
+    if isinstance(source.config, dict) and source.config.get("device"):
+        return Device.objects.filter(pk=source.config["device"], workspace=source.workspace_id).first()
+    return None
+
+
+def _interrupt_stale_runs(source: Source) -> None:
+    # We hold the lock, so any run still "running" died without finishing: say so.
+    SyncRun.objects.filter(source=source, status=SyncRun.Status.RUNNING).update(
+        status=SyncRun.Status.INTERRUPTED, finished_at=timezone.now(),
+        error="interrupted: the process stopped before the run finished",
+    )
+
+
+def _run_failed(source: Source, run: SyncRun, message: str, *, status: str, retry_at=None) -> None:
+    now = timezone.now()
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.FAILED, finished_at=now, error=message[:5000])
+    Source.objects.filter(pk=source.pk).update(status=status, last_error=message[:5000], retry_at=retry_at)
+
+
+def source_health(*, source: Source, now: dt.datetime | None = None) -> dict:
+    """Whether a source is healthy, and every reason it is not. Never green while missing data:
+    a stale last success, a reported gap, an error status, a failed last run or unresolved
+    import failures all count."""
+    now = now or timezone.now()
+    problems: list[str] = []
+    last_run = source.runs.order_by("-started_at").first()
+    if source.status != Source.Status.OK:
+        problems.append(f"status {source.status}: {source.last_error or 'no detail'}")
+    if source.gap:
+        problems.append(f"gap: {source.gap}")
+    if source.last_success_at is None:
+        problems.append("never synced successfully")
+    elif source.interval_seconds and now - source.last_success_at > source.stale_after():
+        problems.append(f"last success {int((now - source.last_success_at).total_seconds())}s ago")
+    if last_run is not None and last_run.status in (SyncRun.Status.FAILED, SyncRun.Status.INTERRUPTED):
+        problems.append(f"last run {last_run.status}: {last_run.error[:200]}")
+    open_failures = source.failures.filter(resolved_at=None).count()
+    if open_failures:
+        problems.append(f"{open_failures} item(s) failed to import")
+    lag = None
+    if last_run is not None and last_run.newest_item_at and last_run.finished_at:
+        lag = int((last_run.finished_at - last_run.newest_item_at).total_seconds())
+    return {
+        "healthy": not problems,
+        "problems": problems,
+        "lag_seconds": lag,
+        "open_failures": open_failures,
+    }
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+
+def device_create(*, workspace: Workspace, name: str, kind: str = "") -> tuple[Device, str]:
+    """Create a device and return it with its token (shown once; only the hash is stored)."""
+    token = "mesh_dev_" + pysecrets.token_urlsafe(32)  # 256 bits
+    device = Device.objects.create(
+        workspace=workspace, name=name, kind=kind, token_hash=token_hash(token), token_prefix=token[:12]
+    )
+    return device, token
+
+
+def device_rotate_token(*, device: Device) -> str:
+    token = "mesh_dev_" + pysecrets.token_urlsafe(32)
+    device.token_hash = token_hash(token)
+    device.token_prefix = token[:12]
+    device.revoked_at = None
+    device.save(update_fields=["token_hash", "token_prefix", "revoked_at"])
+    return token
+
+
+def device_revoke(*, device: Device) -> None:
+    Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now())
+
+
+def device_by_token(token: str) -> Device | None:
+    if not token or len(token) > 200:
+        return None
+    return Device.objects.select_related("workspace").filter(token_hash=token_hash(token)).first()
+
+
+# --- push (webhooks, device API) --------------------------------------------------------------
+
+
+def inbound_store(
+    *, workspace: Workspace, connector: str, items: Iterable[RawItem],
+    source: Source | None = None, device: Device | None = None,
+) -> tuple[list[int], int]:
+    """Store raw pushed items first (durably, in PostgreSQL), before any processing.
+    Returns (ids of newly stored items, number already stored). Ingestion is enqueued after
+    commit."""
+    from .tasks import ingest_inbound
+
+    scope = scope_for(source=source, device=device)
+    items = list(items)
+    with transaction.atomic():
+        known = set(
+            InboundItem.objects.filter(scope=scope, external_id__in=[i.external_id for i in items]).values_list(
+                "external_id", flat=True
+            )
+        )
+        fresh = [i for i in items if i.external_id not in known]
+        InboundItem.objects.bulk_create(
+            [
+                InboundItem(
+                    workspace=workspace, connector=connector, scope=scope, source=source, device=device,
+                    external_id=i.external_id, payload=i.payload, received_at=i.received_at or timezone.now(),
+                )
+                for i in fresh
+            ],
+            ignore_conflicts=True,
+        )
+        ids = list(
+            InboundItem.objects.filter(
+                scope=scope, external_id__in=[i.external_id for i in fresh], state=InboundItem.State.PENDING
+            ).values_list("pk", flat=True)
+        )
+        if ids:
+            transaction.on_commit(lambda: ingest_inbound.delay(ids))
+    return ids, len(items) - len(fresh)
+
+
+def inbound_process(*, item_ids: list[int]) -> IngestResult:
+    """Ingest stored raw items (idempotent: done items are skipped)."""
+    total = IngestResult()
+    pending = list(
+        InboundItem.objects.select_related("workspace", "source", "device")
+        .filter(pk__in=item_ids, state=InboundItem.State.PENDING)
+        .order_by("pk")
+    )
+    groups: dict[tuple, list[InboundItem]] = {}
+    for item in pending:
+        groups.setdefault((item.workspace_id, item.connector, item.source_id, item.device_id), []).append(item)
+    for group in groups.values():
+        first = group[0]
+        cls = registry.get(first.connector)
+        if first.source is not None:
+            connector = source_connector(source=first.source)
+        else:
+            connector = cls({}, {}, context=connector_context(workspace=first.workspace, device=first.device))
+        with transaction.atomic():
+            locked = list(
+                InboundItem.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=[i.pk for i in group], state=InboundItem.State.PENDING)
+                .order_by("pk")
+            )
+            if not locked:
+                continue
+            result = ingest_batch(
+                workspace=first.workspace, connector=connector, source=first.source, device=first.device,
+                items=[RawItem(i.external_id, i.payload, i.received_at) for i in locked],
+            )
+            InboundItem.objects.filter(pk__in=[i.pk for i in locked]).update(
+                state=InboundItem.State.DONE, processed_at=timezone.now()
+            )
+        total.add(result)
+    return total
+
+
+# --- contacts ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def contact_merge(*, workspace: Workspace, target: Contact, other: Contact) -> Contact:
+    """Merge ``other`` into ``target``: identities move, both timelines are rebuilt, and
+    ``other`` remembers where it went so that ``contact_unmerge`` can split them again."""
+    if target.workspace_id != workspace.pk or other.workspace_id != workspace.pk:
+        raise ServiceError("both contacts must belong to the workspace")
+    target = Contact.objects.select_for_update().get(pk=target.pk)
+    other = Contact.objects.select_for_update().get(pk=other.pk)
+    if target.pk == other.pk:
+        raise ServiceError("cannot merge a contact into itself")
+    if target.merged_into_id or other.merged_into_id:
+        raise ServiceError("merge top-level contacts only (one of these is already merged into another)")
+    if target.is_self or other.is_self:
+        raise ServiceError("the workspace owner's own contact cannot be merged")
+    other.merged_into = target
+    other.merged_at = timezone.now()
+    other.save(update_fields=["merged_into", "merged_at"])
+    Identity.objects.filter(contact=other).update(contact=target)
+    if not target.name and other.name:
+        target.name = other.name
+        target.save(update_fields=["name"])
+    contact_timelines_rebuild(contact_ids=[target.pk, other.pk])
+    target.refresh_from_db()
+    return target
+
+
+def _subtree(contact: Contact) -> list[int]:
+    ids = [contact.pk]
+    frontier = [contact.pk]
+    while frontier:
+        frontier = list(Contact.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
+        ids.extend(frontier)
+    return ids
+
+
+@transaction.atomic
+def contact_unmerge(*, workspace: Workspace, contact: Contact) -> list[Contact]:
+    """Undo merges. For a merged contact, split it (with what was merged into it) off its
+    parent; for a top-level contact, split off every contact merged into it. Returns the
+    top-level contacts that result, the one that stays on top first."""
+    if contact.workspace_id != workspace.pk:
+        raise ServiceError("contact is not in this workspace")
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
+    if contact.merged_into_id:
+        root = contact.root()
+        detach = [contact]
+    else:
+        root = contact
+        detach = list(Contact.objects.select_for_update().filter(merged_into=contact).order_by("pk"))
+        if not detach:
+            raise ServiceError(f"contact {contact.pk} has nothing merged into it")
+    for child in detach:
+        child.merged_into = None
+        child.merged_at = None
+        child.save(update_fields=["merged_into", "merged_at"])
+        Identity.objects.filter(home_contact__in=_subtree(child)).update(contact=child)
+    contact_timelines_rebuild(contact_ids=[root.pk, *[c.pk for c in detach]])
+    result = [root, *detach]
+    for c in result:
+        c.refresh_from_db()
+    return result
+

@@ -1,0 +1,92 @@
+"""Celery tasks: thin, idempotent, arguments are ids. The work is in services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from celery import shared_task
+from django.db.models import Q
+from django.utils import timezone
+
+from connectors.base import ConnectorError, registry
+
+from .locks import SourceBusy
+from .models import InboundItem, Source
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 3600
+
+
+def backoff(retries: int) -> int:
+    return min(MAX_BACKOFF, 30 * 2**retries)
+
+
+@shared_task(acks_late=True)
+def dispatch_due_sources() -> list[int]:
+    """Every minute (beat): enqueue a sync of each due source, and re-enqueue raw pushed items
+    whose ingest task was lost (Redis keeps nothing on disk)."""
+    now = timezone.now()
+    pollable = [k for k, cls in registry.connectors.items() if cls.pollable]
+    due = Source.objects.filter(enabled=True, interval_seconds__gt=0, connector__in=pollable).filter(
+        Q(next_run_at__isnull=True) | Q(next_run_at__lte=now)
+    ).filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+    sent = []
+    for source in due.only("pk", "interval_seconds", "next_run_at"):
+        # Claim with a conditional UPDATE: a second beat (or a duplicate delivery) finds
+        # next_run_at moved and sends nothing.
+        claimed = Source.objects.filter(pk=source.pk, next_run_at=source.next_run_at).update(
+            next_run_at=now + dt.timedelta(seconds=source.interval_seconds)
+        )
+        if claimed:
+            sync_source.delay(source.pk, trigger="beat")
+            sent.append(source.pk)
+    stale = list(
+        InboundItem.objects.filter(
+            state=InboundItem.State.PENDING, received_at__lt=now - dt.timedelta(minutes=5)
+        ).values_list("pk", flat=True)[:5000]
+    )
+    for i in range(0, len(stale), 500):
+        ingest_inbound.delay(stale[i : i + 500])
+    return sent
+
+
+@shared_task(bind=True, acks_late=True, max_retries=8)
+def sync_source(self, source_id: int, since: str | None = None, trigger: str = "task") -> dict:
+    from .services import source_sync
+
+    source = Source.objects.select_related("workspace").filter(pk=source_id).first()
+    if source is None or not source.enabled:
+        return {"skipped": "source gone or disabled"}
+    try:
+        run = source_sync(
+            source=source, since=dt.datetime.fromisoformat(since) if since else None, trigger=trigger
+        )
+    except SourceBusy:
+        return {"skipped": "busy"}
+    except ConnectorError as exc:
+        if exc.permanent or self.request.is_eager:
+            return {"error": exc.message, "permanent": exc.permanent}
+        if exc.retry_at:
+            countdown = max(1, int((exc.retry_at - timezone.now()).total_seconds()))
+        else:
+            countdown = backoff(self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    return {"run": run.pk, "fetched": run.fetched, "new": run.new, "duplicate": run.duplicate, "failed": run.failed}
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def ingest_inbound(item_ids: list[int]) -> dict:
+    from .services import inbound_process
+
+    return inbound_process(item_ids=item_ids).counts()
+
+
+@shared_task(acks_late=True)
+def merge_activities(activity_ids: list[int]) -> int:
+    """Fan activities out to their timelines (ingest does this in its own transaction; this task
+    is the repair path, e.g. after restoring activities from a backup)."""
+    from .timelines import activities_fan_out
+
+    return activities_fan_out(activity_ids=activity_ids)

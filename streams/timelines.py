@@ -1,0 +1,183 @@
+"""Timeline fan-out (write side). Reads live in selectors.py.
+
+Fan-out on write: every activity gets one TimelineEntry per contact among its participants
+(the owner's own contact excluded) and one for its device. Both are a single
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` so a re-run adds nothing, and a rebuild of any
+set of contacts is the same statement after a DELETE: what ingest writes and what a
+from-scratch rebuild writes cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import datetime as dt
+
+from django.db import connection, transaction
+from django.db.models import Count, Max
+from django.utils.dateparse import parse_datetime
+
+from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry
+
+
+def _t(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _in(ids: Sequence[int]) -> tuple[str, list]:
+    """An ``IN`` predicate for a list of ids: ``= ANY(%s)`` on PostgreSQL (one parameter, one
+    plan), a placeholder list elsewhere."""
+    ids = [int(i) for i in ids]
+    if connection.vendor == "postgresql":
+        return "= ANY(%s)", [ids]
+    return "IN (" + ",".join(["%s"] * len(ids)) + ")", ids
+
+
+def _aware(value) -> dt.datetime:
+    """RETURNING gives datetimes on PostgreSQL and ISO strings on SQLite."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _contact_fanout_sql(where_column: str) -> str:
+    return f"""
+        INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
+        SELECT DISTINCT 'c', i.contact_id, a.occurred_at, a.id, a.channel, a.direction
+        FROM {_t(Participant)} p
+        JOIN {_t(Identity)} i ON i.id = p.identity_id
+        JOIN {_t(Contact)} c ON c.id = i.contact_id
+        JOIN {_t(Activity)} a ON a.id = p.activity_id
+        WHERE {where_column} {{in_ids}} AND NOT c.is_self AND c.merged_into_id IS NULL
+        ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
+        RETURNING owner_id, channel, occurred_at
+    """
+
+
+def _device_fanout_sql() -> str:
+    return f"""
+        INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
+        SELECT 'd', a.device_id, a.occurred_at, a.id, a.channel, a.direction
+        FROM {_t(Activity)} a
+        WHERE a.id {{in_ids}} AND a.device_id IS NOT NULL
+        ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
+        RETURNING owner_id, channel, occurred_at
+    """
+
+
+def activities_fan_out(*, activity_ids: Sequence[int]) -> int:
+    """Write the timeline rows of these activities and update contact/device summaries by
+    what was actually inserted (so a repeated call changes nothing). Returns rows written."""
+    if not activity_ids:
+        return 0
+    written = 0
+    with transaction.atomic(), connection.cursor() as cur:
+        for i in range(0, len(activity_ids), 5000):
+            chunk = list(activity_ids[i : i + 5000])
+            pred, params = _in(chunk)
+            cur.execute(_contact_fanout_sql("p.activity_id").replace("{in_ids}", pred), params)
+            contact_rows = cur.fetchall()
+            cur.execute(_device_fanout_sql().replace("{in_ids}", pred), params)
+            device_rows = cur.fetchall()
+            _bump_contacts(contact_rows)
+            _bump_devices(device_rows)
+            written += len(contact_rows) + len(device_rows)
+    return written
+
+
+def _bump_contacts(rows: list[tuple]) -> None:
+    if not rows:
+        return
+    delta: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    newest: dict[int, object] = {}
+    for owner_id, channel, occurred_at in rows:
+        occurred_at = _aware(occurred_at)
+        delta[owner_id][channel] += 1
+        if owner_id not in newest or occurred_at > newest[owner_id]:
+            newest[owner_id] = occurred_at
+    # Lock in id order: two batches touching the same contacts cannot deadlock.
+    contacts = list(Contact.objects.select_for_update().filter(pk__in=delta).order_by("pk"))
+    for c in contacts:
+        counts = dict(c.channel_counts or {})
+        for channel, n in delta[c.pk].items():
+            counts[channel] = counts.get(channel, 0) + n
+        c.channel_counts = counts
+        c.activity_count = sum(counts.values())
+        if c.last_activity_at is None or newest[c.pk] > c.last_activity_at:
+            c.last_activity_at = newest[c.pk]
+    Contact.objects.bulk_update(contacts, ["channel_counts", "activity_count", "last_activity_at"])
+
+
+def _bump_devices(rows: list[tuple]) -> None:
+    if not rows:
+        return
+    delta: dict[int, int] = defaultdict(int)
+    newest: dict[int, object] = {}
+    for owner_id, _channel, occurred_at in rows:
+        occurred_at = _aware(occurred_at)
+        delta[owner_id] += 1
+        if owner_id not in newest or occurred_at > newest[owner_id]:
+            newest[owner_id] = occurred_at
+    devices = list(Device.objects.select_for_update().filter(pk__in=delta).order_by("pk"))
+    for d in devices:
+        d.activity_count += delta[d.pk]
+        if d.last_event_at is None or newest[d.pk] > d.last_event_at:
+            d.last_event_at = newest[d.pk]
+    Device.objects.bulk_update(devices, ["activity_count", "last_event_at"])
+
+
+def contact_timelines_rebuild(*, contact_ids: Sequence[int]) -> None:
+    """Recompute the timelines and summaries of these contacts from participants: the result is
+    exactly what a from-scratch rebuild gives. Contacts merged into another end up empty."""
+    contact_ids = sorted({int(c) for c in contact_ids})
+    if not contact_ids:
+        return
+    with transaction.atomic(), connection.cursor() as cur:
+        list(Contact.objects.select_for_update().filter(pk__in=contact_ids).order_by("pk").values_list("pk"))
+        pred, params = _in(contact_ids)
+        cur.execute(f"DELETE FROM {_t(TimelineEntry)} WHERE kind = 'c' AND owner_id {pred}", params)
+        cur.execute(_contact_fanout_sql("i.contact_id").replace("{in_ids}", pred), params)
+        contact_summaries_refresh(contact_ids=contact_ids)
+
+
+def contact_summaries_refresh(*, contact_ids: Sequence[int]) -> None:
+    """Recount the summary fields of these contacts from their timelines."""
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    newest: dict[int, object] = {}
+    rows = (
+        TimelineEntry.objects.filter(kind="c", owner_id__in=contact_ids)
+        .values("owner_id", "channel")
+        .annotate(n=Count("id"), newest=Max("occurred_at"))
+    )
+    for row in rows:
+        counts[row["owner_id"]][row["channel"]] = row["n"]
+        if row["owner_id"] not in newest or row["newest"] > newest[row["owner_id"]]:
+            newest[row["owner_id"]] = row["newest"]
+    contacts = list(Contact.objects.filter(pk__in=contact_ids))
+    for c in contacts:
+        c.channel_counts = dict(sorted(counts.get(c.pk, {}).items()))
+        c.activity_count = sum(c.channel_counts.values())
+        c.last_activity_at = newest.get(c.pk)
+    Contact.objects.bulk_update(contacts, ["channel_counts", "activity_count", "last_activity_at"])
+
+
+def workspace_timelines_rebuild(*, workspace_id: int) -> None:
+    """Throw away and rebuild every contact and device timeline of a workspace (repair tool,
+    and the reference the tests compare incremental results with)."""
+    with transaction.atomic(), connection.cursor() as cur:
+        contact_ids = list(Contact.objects.filter(workspace_id=workspace_id).values_list("pk", flat=True))
+        device_ids = list(Device.objects.filter(workspace_id=workspace_id).values_list("pk", flat=True))
+        if contact_ids:
+            contact_timelines_rebuild(contact_ids=contact_ids)
+        if device_ids:
+            pred, params = _in(device_ids)
+            cur.execute(f"DELETE FROM {_t(TimelineEntry)} WHERE kind = 'd' AND owner_id {pred}", params)
+            Device.objects.filter(pk__in=device_ids).update(activity_count=0, last_event_at=None)
+            ids = list(Activity.objects.filter(device_id__in=device_ids).values_list("pk", flat=True))
+            for i in range(0, len(ids), 5000):
+                p2, params2 = _in(ids[i : i + 5000])
+                cur.execute(_device_fanout_sql().replace("{in_ids}", p2), params2)
+                _bump_devices(cur.fetchall())
