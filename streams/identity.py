@@ -37,8 +37,19 @@ class InvalidIdentity(ValueError):
     """A value that cannot be an identity of that kind. The message says why."""
 
 
+def _text(value) -> str:
+    """The value as text: connectors hand over strings, sometimes numbers (JSON phone numbers)."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidIdentity(f"identity value must be text, got {type(value).__name__}")
+    return value
+
+
 def normalize_email(value: str) -> str:
-    value = (value or "").strip().strip("<>").strip()
+    value = _text(value).strip().strip("<>").strip()
     if value.lower().startswith("mailto:"):
         value = value[7:]
     if value.count("@") != 1:
@@ -62,7 +73,7 @@ def normalize_email(value: str) -> str:
 
 
 def normalize_phone(value: str, region: str = "US") -> str:
-    raw = (value or "").strip()
+    raw = _text(value).strip()
     if not raw:
         raise InvalidIdentity("empty phone number")
     if raw.lower().startswith("tel:"):
@@ -77,7 +88,9 @@ def normalize_phone(value: str, region: str = "US") -> str:
         number = phonenumbers.parse(raw, region.upper())
     except phonenumbers.NumberParseException as exc:
         raise InvalidIdentity(f"not a phone number: {raw!r} ({exc._msg})") from None
-    if not phonenumbers.is_possible_number(number):
+    # Only a full number is E.164; a local-only one (7 digits in US, no area code) is not, and
+    # making it "+1" + 7 digits would merge different people from different area codes.
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
         if SHORT_CODE_RE.match(compact):
             return compact
         raise InvalidIdentity(f"not a possible phone number: {raw!r}")

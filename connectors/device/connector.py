@@ -5,14 +5,13 @@ pushed adds nothing."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.base import ActivityDraft, Batch, BadItem, ConfigError, Connector, ParticipantDraft, RawItem
 
-from .schema import parse_time, validate_event
+from .schema import parse_json, parse_time, validate_event
 
 MAX_LINE_BYTES = 1_000_000
 
@@ -83,8 +82,8 @@ class DeviceConnector(Connector):
     @staticmethod
     def _raw(device: int, text: str, line_no: int) -> RawItem:
         try:
-            event = json.loads(text)
-        except json.JSONDecodeError as exc:
+            event = parse_json(text)
+        except ValueError as exc:
             return RawItem(f"{device}/line-{line_no}", {"_error": f"line {line_no}: invalid JSON: {exc}", "_text": text[:2000]})
         if isinstance(event, dict) and isinstance(event.get("id"), str | int) and not isinstance(event.get("id"), bool):
             return RawItem(f"{device}/{event['id']}", event)
@@ -118,7 +117,7 @@ class DeviceConnector(Connector):
             device=str(device),
             visibility=event.get("visibility", "private"),
             thread_key=str(data.get("thread", ""))[:255],
-            extra={"type": etype, **data},
+            extra={**data, "type": etype},
         )
 
 

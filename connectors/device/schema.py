@@ -8,6 +8,7 @@ of them from one 400.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -19,14 +20,30 @@ MIN_YEAR = 1980
 MAX_AHEAD = dt.timedelta(days=1)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON (use null or a number)")
+
+
+def parse_json(data: str | bytes) -> Any:
+    """``json.loads`` for untrusted input: NaN/Infinity are refused (PostgreSQL's jsonb cannot
+    store them) and every failure, including absurd nesting, is a ValueError."""
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_time(value: Any, *, now: dt.datetime | None = None) -> dt.datetime:
     """RFC 3339 with an offset, or epoch seconds (OwnTracks' ``tst``). Raises ValueError."""
     if isinstance(value, bool):
         raise ValueError("must be an RFC 3339 string with a UTC offset, or epoch seconds")
     if isinstance(value, int | float):
-        if value > 1e11:  # milliseconds
-            value = value / 1000
-        when = dt.datetime.fromtimestamp(value, dt.UTC)
+        try:
+            if value > 1e11:  # milliseconds
+                value = value / 1000
+            when = dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError("epoch seconds out of range") from None
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -39,7 +56,10 @@ def parse_time(value: Any, *, now: dt.datetime | None = None) -> dt.datetime:
             raise ValueError("timestamp needs a UTC offset (e.g. 2026-05-01T12:00:00Z)")
     else:
         raise ValueError("must be an RFC 3339 string with a UTC offset, or epoch seconds")
-    when = when.astimezone(dt.UTC)
+    try:
+        when = when.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
     now = now or dt.datetime.now(dt.UTC)
     if when.year < MIN_YEAR:
         raise ValueError(f"timestamp before {MIN_YEAR}")
@@ -91,7 +111,7 @@ def validate_event(event: Any) -> list[tuple[str, str]]:
             if not isinstance(p.get("value"), str | int) or isinstance(p.get("value"), bool) or str(p.get("value", "")).strip() == "":
                 errors.append((f"{where}.value", "required string"))
             role = p.get("role", "to")
-            if role not in ROLES:
+            if not isinstance(role, str) or role not in ROLES:
                 errors.append((f"{where}.role", f"must be one of {', '.join(sorted(ROLES))}"))
             if "name" in p and not isinstance(p["name"], str):
                 errors.append((f"{where}.name", "must be a string"))

@@ -7,8 +7,6 @@ commit."""
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -19,7 +17,7 @@ from connectors.base import RawItem
 from streams.models import Device
 from streams.services import device_by_token, inbound_store
 
-from .schema import validate_event
+from .schema import parse_json, validate_event
 
 
 def _error(status: int, message: str, **extra) -> JsonResponse:
@@ -52,8 +50,8 @@ def device_events(request: HttpRequest) -> JsonResponse:
     if len(body) > limit:
         return _error(413, f"body larger than {limit} bytes")
     try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc = parse_json(body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, nesting, huge ints
         return _error(400, f"body is not valid JSON: {exc}")
     if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
         return _error(400, 'body must be a JSON object {"events": [...]}')

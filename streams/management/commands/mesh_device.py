@@ -1,0 +1,55 @@
+"""Manage devices.
+
+  mesh_device add NAME [--kind phone]   prints {"id", "token"}; the token is shown only here
+  mesh_device list
+  mesh_device revoke ID
+  mesh_device rotate ID                 prints a new token; the old one stops working
+"""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from streams.cli import MeshCommand
+from streams.models import Device
+from streams.services import device_create, device_revoke, device_rotate_token
+
+
+class Command(MeshCommand):
+    help = __doc__
+
+    def add_arguments(self, parser):
+        sub = self.subcommands(parser)
+        add = sub.add_parser("add")
+        add.add_argument("name")
+        add.add_argument("--kind", default="")
+        sub.add_parser("list")
+        for name in ("revoke", "rotate"):
+            p = sub.add_parser(name)
+            p.add_argument("id", type=int)
+
+    def handle(self, *args, **options):
+        workspace = self.workspace(options)
+        action = options["action"]
+        if action == "add":
+            device, token = device_create(workspace=workspace, name=options["name"], kind=options["kind"])
+            self.emit(options, {"id": device.pk, "token": token},
+                      f"device {device.pk} added.\ntoken (shown only now): {token}")
+            return
+        if action == "list":
+            rows = [
+                {"id": d.pk, "name": d.name, "kind": d.kind, "revoked": d.is_revoked, "last_seen_at": d.last_seen_at,
+                 "activity_count": d.activity_count}
+                for d in Device.objects.filter(workspace=workspace).order_by("pk")
+            ]
+            self.emit(options, rows)
+            return
+        device = Device.objects.filter(workspace=workspace, pk=options["id"]).first()
+        if device is None:
+            raise CommandError(f"no device {options['id']} in workspace {workspace.slug}")
+        if action == "revoke":
+            device_revoke(device=device)
+            self.emit(options, {"id": device.pk, "revoked": True}, f"device {device.pk} revoked")
+        else:
+            token = device_rotate_token(device=device)
+            self.emit(options, {"id": device.pk, "token": token}, f"new token (shown only now): {token}")
