@@ -21,6 +21,12 @@ def pytest_configure(config):
             "The test suite runs on PostgreSQL: set DATABASE_URL=postgres://... (make test does), "
             "or MESH_TEST_ALLOW_SQLITE=1 for a quick local run."
         )
+    # Tasks run eagerly in tests unless a test sends them to a real worker on purpose
+    # (tests/test_worker.py flips this for its own duration).
+    from mesh_site.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
 
 
 @pytest.fixture

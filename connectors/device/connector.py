@@ -121,7 +121,7 @@ class DeviceConnector(Connector):
         )
 
 
-def _direction(etype: str, data: dict, participants: list[ParticipantDraft]) -> str:
+def _direction(etype: str, data: dict, participants: list[ParticipantDraft]) -> str | None:
     if data.get("direction") in ("in", "out", "none"):
         return data["direction"]
     words = etype.split(".")
@@ -131,7 +131,9 @@ def _direction(etype: str, data: dict, participants: list[ParticipantDraft]) -> 
         return "out"
     roles = {p.role for p in participants}
     if "from" in roles:
-        return "in"
+        # Only Mesh knows whether the sender is one of the owner's own identities (then "out",
+        # else "in"): leave it to ingest.
+        return None
     if "to" in roles:
         return "out"
     return "none"
