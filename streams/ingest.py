@@ -116,7 +116,7 @@ def ingest_batch(
         result.activity_ids = list(inserted.values())
 
         participant_rows = []
-        for raw, draft in fresh:
+        for _raw, draft in fresh:
             activity_id = inserted.get(draft.dedup_key)
             if activity_id is None:
                 continue

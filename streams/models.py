@@ -204,6 +204,9 @@ class SyncRun(models.Model):
     class Meta:
         indexes = [models.Index(fields=["source", "-started_at"], name="syncrun_recent_idx")]
 
+    def __str__(self) -> str:
+        return f"run {self.pk} of source {self.source_id}: {self.status}"
+
 
 class InboundItem(models.Model):
     """A raw item received by push (webhook, device API), stored before anything else is done
@@ -229,6 +232,9 @@ class InboundItem(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "external_id"], name="inbound_unique")]
         indexes = [models.Index(fields=["state", "received_at"], name="inbound_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}/{self.external_id} ({self.state})"
 
 
 class Activity(models.Model):
@@ -289,6 +295,9 @@ class Participant(models.Model):
         ]
         indexes = [models.Index(fields=["identity", "activity"], name="participant_identity_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.role} {self.identity_id} of activity {self.activity_id}"
+
 
 class TimelineEntry(models.Model):
     """A materialized timeline row (fan-out on write). A page is one index range scan on
@@ -317,6 +326,9 @@ class TimelineEntry(models.Model):
             models.Index(fields=["activity"], name="timeline_activity_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind}{self.owner_id} @ {self.occurred_at:%Y-%m-%d %H:%M} → {self.activity_id}"
+
 
 class ImportFailure(models.Model):
     """An item that could not be normalized: nothing is silently dropped. One row per item
@@ -338,3 +350,6 @@ class ImportFailure(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "external_id"], name="failure_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}/{self.external_id}: {self.reason[:60]}"

@@ -15,7 +15,6 @@ from django.utils import timezone
 from connectors.base import Connector, ConnectorError, RawItem, registry
 
 from .crypto import secrets_decrypt, secrets_encrypt, token_hash
-from .identity import self_contact
 from .ingest import IngestResult, ingest_batch, scope_for
 from .locks import source_lock
 from .models import (

@@ -9,10 +9,9 @@ from-scratch rebuild writes cannot drift apart.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-
-import datetime as dt
 
 from django.db import connection, transaction
 from django.db.models import Count, Max

@@ -9,7 +9,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.base import ActivityDraft, Batch, BadItem, ConfigError, Connector, ParticipantDraft, RawItem
+from connectors.base import (
+    ActivityDraft,
+    BadItem,
+    Batch,
+    ConfigError,
+    Connector,
+    ParticipantDraft,
+    RawItem,
+)
 
 from .schema import parse_json, parse_time, validate_event
 
@@ -87,7 +95,9 @@ class DeviceConnector(Connector):
             return RawItem(f"{device}/line-{line_no}", {"_error": f"line {line_no}: invalid JSON: {exc}", "_text": text[:2000]})
         if isinstance(event, dict) and isinstance(event.get("id"), str | int) and not isinstance(event.get("id"), bool):
             return RawItem(f"{device}/{event['id']}", event)
-        return RawItem(f"{device}/line-{line_no}", event if isinstance(event, dict) else {"_value": event})
+        if not isinstance(event, dict):
+            return RawItem(f"{device}/line-{line_no}", {"_error": f"line {line_no}: event must be a JSON object", "_value": event})
+        return RawItem(f"{device}/line-{line_no}", event)
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
         event = raw.payload

@@ -1,0 +1,92 @@
+"""`make demo`'s command on the embedded default: SQLite, eager Celery, bundled data, no
+servers. Runs in a subprocess with DATABASE_URL and REDIS_URL removed, and ends with a page
+that serves and logs in."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def embedded_env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env["MESH_VAR_DIR"] = str(tmp_path / "var")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_sets_up_on_sqlite_and_is_idempotent(tmp_path):
+    env = embedded_env(tmp_path)
+    cmd = [sys.executable, "manage.py", "mesh_demo", "--no-serve", "--json"]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert set(data) >= {"workspace", "username", "password", "urls"}
+    assert data["database"].endswith("sqlite3")
+    assert data["imported"]["Pixel"]["new"] > 200 and data["imported"]["Pixel"]["failed"] == 0
+    assert (tmp_path / "var" / "mesh.sqlite3").exists()
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    again = json.loads(second.stdout)
+    assert again["imported"]["Pixel"]["new"] == 0
+    assert again["imported"]["Pixel"]["duplicate"] == data["imported"]["Pixel"]["fetched"]
+    contacts = subprocess.run([sys.executable, "manage.py", "mesh_contacts", "list", "--json"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+    people = json.loads(contacts.stdout)
+    ana = [c for c in people if "phone:+14155550100" in c["identities"]]
+    assert len(ana) == 1 and "email:ana@example.com" in ana[0]["identities"]
+
+
+def test_demo_serves_a_page_you_can_log_in_to(tmp_path):
+    env = embedded_env(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "mesh_demo", "--json", "--addr", f"127.0.0.1:{port}", "--password", "demo-pass-123"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        data = json.loads(line)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                login_page = requests.get(data["urls"]["login"], timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "demo server did not start"
+                time.sleep(0.3)
+        assert login_page.status_code == 200
+        session = requests.Session()
+        page = session.get(f"{base}/accounts/login/", timeout=5)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        response = session.post(
+            f"{base}/accounts/login/", timeout=10,
+            data={"username": "demo", "password": "demo-pass-123", "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{base}/accounts/login/"},
+        )
+        assert response.status_code == 200 and response.url.endswith("/contacts/")
+        assert "Ana Souza" in response.text
+        contact = session.get(data["urls"]["contact"], timeout=10)
+        assert contact.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
