@@ -538,7 +538,8 @@ def test_outsider_sees_nothing_of_another_workspace(client, outsider, workspace,
     assert "No contact matches “Ana”." in body and 'class="contact-name"' not in body
     # Asking for the other workspace by slug changes nothing.
     body = text_of(client.get("/contacts/?ws=acme"))
-    assert "Ana" not in body and client.session["mesh_workspace"] != "acme"
+    assert "Ana" not in body and client.session.get("mesh_workspace") != "acme"
+    assert '<span class="ws-name" title="Workspace">Globex</span>' in body
     assert "Phone" not in text_of(client.get("/devices/?ws=acme"))
 
 
@@ -557,3 +558,22 @@ def test_user_without_workspace(client, django_user_model):
         response = client.get(url)
         assert response.status_code == 200
         assert "not a member of any workspace" in text_of(response)
+
+
+def test_pages_do_a_bounded_number_of_queries(member_client, workspace, device, django_assert_max_num_queries):
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    ingest_events(workspace, device, [
+        make_event(f"e{i}", occurred_at=(base + dt.timedelta(minutes=i)).isoformat(),
+                   participants=[ANA, {"kind": "phone", "value": f"+1415555{i:04d}", "role": "to"}])
+        for i in range(80)
+    ])
+    ana = contact_for(workspace, "phone", "+14155550100")
+    # Session, user, workspaces, the object, its identities, the page (entries, activities,
+    # participants): the same number for 5 or 50 rows.
+    with django_assert_max_num_queries(9):
+        assert len(page_activity_ids(member_client.get(f"/contacts/{ana.pk}/"))) == 50
+    with django_assert_max_num_queries(8):
+        assert len(page_activity_ids(member_client.get(f"/devices/{device.pk}/"))) == 50
+    with django_assert_max_num_queries(7):
+        body = text_of(member_client.get("/contacts/"))
+        assert body.count('class="contact-name"') == 50
