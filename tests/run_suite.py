@@ -68,6 +68,7 @@ APT_HINT = "apt-get install {}"
 _cleanups: list = []
 _child: subprocess.Popen | None = None
 _got_signal: int | None = None
+_forwarded = False
 
 
 def log(msg: str) -> None:
@@ -91,16 +92,19 @@ def _run_cleanups() -> None:
 
 
 def _on_signal(signum, frame) -> None:
-    global _got_signal
+    global _got_signal, _forwarded
     _got_signal = signum
     if _child is not None and _child.poll() is None:
-        # pytest is running: let it finish its teardown (it drops the test database), then clean
-        # up. Ctrl-C already reached pytest through the terminal's process group.
+        # pytest is running: let it stop the way Ctrl-C stops it (fixture teardown, test database
+        # dropped), then clean up. A terminal's Ctrl-C already reached pytest through the
+        # process group; a SIGTERM/SIGHUP sent to this script alone is passed on as SIGINT, a
+        # second one as SIGTERM.
         if signum != signal.SIGINT:
             try:
-                _child.send_signal(signum)
+                _child.send_signal(signal.SIGTERM if _forwarded else signal.SIGINT)
             except ProcessLookupError:
                 pass
+            _forwarded = True
         return
     raise SystemExit(128 + signum)  # during start-up: atexit stops what was started
 
@@ -433,7 +437,7 @@ def redis_with_db(url: str, db: int) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
-        return urlunsplit(parts._replace(query=urlencode(query)))
+        return f"unix://{parts.netloc}{parts.path}?{urlencode(query)}"
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
@@ -629,6 +633,8 @@ def main(argv: list[str]) -> int:
     _child = subprocess.Popen([sys.executable, "-m", "pytest", *argv], env=env)
     code = _child.wait()
     _child = None
+    if code < 0:  # pytest killed by a signal
+        code = 128 - code
     if _got_signal is not None and code == 0:
         code = 128 + _got_signal
     if code == 5:

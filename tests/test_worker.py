@@ -33,7 +33,9 @@ def _database_url() -> str:
 
 @pytest.fixture
 def worker(settings):
-    redis_url = os.environ.get("MESH_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+    # The worker listens on the broker this process already sends to (its connection pool is
+    # bound to it), on a queue of its own so that nothing else is picked up.
+    redis_url = settings.REDIS_URL
     if not redis_url:
         pytest.fail("REDIS_URL is not set: run the suite with `make test`, which provides Redis")
     queue = f"mesh-test-{uuid.uuid4().hex[:8]}"
@@ -49,13 +51,11 @@ def worker(settings):
          "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{queue}@%h"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    old = (app.conf.task_always_eager, app.conf.broker_url)
     app.conf.task_always_eager = False
-    app.conf.broker_url = redis_url
     try:
         yield queue
     finally:
-        app.conf.task_always_eager, app.conf.broker_url = old
+        app.conf.task_always_eager = True
         proc.send_signal(signal.SIGTERM)
         try:
             out, _ = proc.communicate(timeout=20)
