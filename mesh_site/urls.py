@@ -11,5 +11,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/devices/events", device_events, name="device-events"),
+    path("hooks/twilio/", include("connectors.twilio_sms.urls")),
+    path("", include("streams.feed_urls")),
     path("", include("streams.urls")),
 ]

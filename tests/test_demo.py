@@ -39,12 +39,12 @@ def test_demo_sets_up_on_sqlite_and_is_idempotent(tmp_path):
     data = json.loads(first.stdout)
     assert set(data) >= {"workspace", "username", "password", "urls"}
     assert data["database"].endswith("sqlite3")
-    assert data["imported"]["Pixel"]["new"] > 200 and data["imported"]["Pixel"]["failed"] == 0
+    assert data["imported"]["10_devices"]["Pixel"]["new"] > 200 and data["imported"]["10_devices"]["Pixel"]["failed"] == 0
     assert (tmp_path / "var" / "mesh.sqlite3").exists()
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     again = json.loads(second.stdout)
-    assert again["imported"]["Pixel"]["new"] == 0
-    assert again["imported"]["Pixel"]["duplicate"] == data["imported"]["Pixel"]["fetched"]
+    assert again["imported"]["10_devices"]["Pixel"]["new"] == 0
+    assert again["imported"]["10_devices"]["Pixel"]["duplicate"] == data["imported"]["10_devices"]["Pixel"]["fetched"]
     contacts = subprocess.run([sys.executable, "manage.py", "mesh_contacts", "list", "--json"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
     people = json.loads(contacts.stdout)

@@ -9,25 +9,21 @@ import contextlib
 import secrets
 import sys
 import unicodedata
-from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 
 from connectors.base import registry
 from streams.cli import MeshCommand
+from streams.demo import loaders as demo_loaders
 from streams.identity import identity_mark_self
-from streams.models import Contact, Device, Identity, Source
+from streams.models import Contact, Device, Identity
 from streams.services import (
     ServiceError,
     contact_merge,
-    device_create,
-    source_sync,
     user_set_password,
     workspace_add_member,
 )
-
-DEMO = Path(__file__).resolve().parents[2] / "demo"
 
 
 class Command(MeshCommand):
@@ -49,20 +45,8 @@ class Command(MeshCommand):
         identity_mark_self(workspace=workspace, kind="phone", value="+14155550199", display="My phone")
 
         counts = {}
-        for name, kind, path in (("Pixel", "phone", DEMO / "phone_events.jsonl"),
-                                 ("ThinkPad", "laptop", DEMO / "laptop_events.jsonl")):
-            device = Device.objects.filter(workspace=workspace, name=name).first()
-            if device is None:
-                device, _token = device_create(workspace=workspace, name=name, kind=kind)
-            source, _ = Source.objects.get_or_create(
-                workspace=workspace, name=f"{name} events (demo)",
-                defaults={"connector": "device", "interval_seconds": 0},
-            )
-            Source.objects.filter(pk=source.pk).update(config={"path": str(path), "device": device.pk})
-            source.refresh_from_db()
-            run = source_sync(source=source, fresh=True, trigger="demo")
-            counts[name] = {"fetched": run.fetched, "new": run.new, "duplicate": run.duplicate, "failed": run.failed}
-            self.note(f"imported {path.name}: {counts[name]}")
+        for name, load in demo_loaders():
+            counts[name] = load(workspace, self.note)
         self._merge_people(workspace)
 
         password = options["password"] or secrets.token_urlsafe(9)
