@@ -57,6 +57,10 @@ INSTALLED_APPS = [
     "streams",
 ]
 
+# The benchmark's peer (django-activity-stream) is installed only in the process that runs it.
+if env_bool("MESH_BENCH_PEER"):
+    INSTALLED_APPS.append("actstream")
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

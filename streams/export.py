@@ -32,7 +32,9 @@ def _person(p: Participant) -> dict:
 
 
 def activity_as2(activity: Activity, *, contact_ids: list[int] | None = None) -> dict:
-    parts = list(activity.participants.all())
+    parts = getattr(activity, "persons", None)
+    if parts is None:
+        parts = list(activity.participants.all())
     actor = next((p for p in parts if p.role in ("from", "author")), None)
     return {
         "id": tag_uri(activity),

@@ -16,14 +16,16 @@ connectors resolves to one row:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import phonenumbers
 from django.db import transaction
+from django.db.models import Max
 
-from .models import Contact, Identity, Workspace
+from .models import Contact, Identity, Participant, Workspace
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Generous on purpose: real mail has odd local parts; we refuse only what cannot be an address.
@@ -137,6 +139,9 @@ def parse_label(label: str, *, region: str = "US") -> tuple[str, str]:
 class Wanted:
     display: str = ""
     needs_contact: bool = False
+    # When ``display`` was seen (its item's time): a display newer than everything stored for a
+    # known identity replaces the old one (an X account renamed); an older one changes nothing.
+    seen_at: dt.datetime | None = None
 
 
 def identities_resolve(
@@ -151,6 +156,7 @@ def identities_resolve(
     if not wanted:
         return {}
     found = _select(workspace, wanted.keys())
+    _displays_refresh(found, wanted)
     missing = [key for key in wanted if key not in found]
     if missing:
         new_contacts: dict[tuple[str, str], Contact] = {}
@@ -205,6 +211,29 @@ def _select(workspace: Workspace, keys: Iterable[tuple[str, str]]) -> dict[tuple
             for ident in Identity.objects.filter(workspace=workspace, kind=kind, value__in=values[i : i + 1000]):
                 result[(ident.kind, ident.value)] = ident
     return result
+
+
+def _displays_refresh(found: dict[tuple[str, str], Identity], wanted: dict[tuple[str, str], Wanted]) -> None:
+    """Give known identities the display of items newer than any stored item of theirs (the
+    contact's name follows when it was only the old display, never a name a user chose)."""
+    changed = {
+        key: ident for key, ident in found.items()
+        if wanted[key].display and wanted[key].seen_at and ident.display != wanted[key].display[:320]
+    }
+    if not changed:
+        return
+    latest = dict(
+        Participant.objects.filter(identity__in=list(changed.values())).values("identity")
+        .annotate(at=Max("activity__occurred_at")).values_list("identity", "at")
+    )
+    for key, ident in changed.items():
+        if latest.get(ident.pk) is not None and latest[ident.pk] > wanted[key].seen_at:
+            continue
+        old_name = _contact_name(key, ident.display)
+        ident.display = wanted[key].display[:320]
+        Identity.objects.filter(pk=ident.pk).update(display=ident.display)
+        if ident.contact_id:
+            Contact.objects.filter(pk=ident.contact_id, name=old_name).update(name=_contact_name(key, ident.display))
 
 
 def _contact_name(key: tuple[str, str], display: str) -> str:

@@ -10,6 +10,7 @@ from-scratch rebuild writes cannot drift apart.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -29,7 +30,7 @@ def _in(ids: Sequence[int]) -> tuple[str, list]:
     plan), a placeholder list elsewhere."""
     ids = [int(i) for i in ids]
     if connection.vendor == "postgresql":
-        return "= ANY(%s)", [ids]
+        return "= ANY(%s::bigint[])", [ids]
     return "IN (" + ",".join(["%s"] * len(ids)) + ")", ids
 
 
@@ -56,6 +57,23 @@ def _contact_fanout_sql(where_column: str) -> str:
     """
 
 
+def _contact_fanout_by_activity_sql_pg() -> str:
+    # Driven from the id list (unnest), so the plan is index lookups per activity whatever the
+    # table statistics say; joining from the contact side picked seq scans on fresh tables.
+    return f"""
+        INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
+        SELECT DISTINCT 'c', i.contact_id, a.occurred_at, a.id, a.channel, a.direction
+        FROM unnest(%s::bigint[]) AS x(id)
+        JOIN {_t(Activity)} a ON a.id = x.id
+        JOIN {_t(Participant)} p ON p.activity_id = x.id
+        JOIN {_t(Identity)} i ON i.id = p.identity_id
+        JOIN {_t(Contact)} c ON c.id = i.contact_id
+        WHERE NOT c.is_self AND c.merged_into_id IS NULL
+        ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
+        RETURNING owner_id, channel, occurred_at
+    """
+
+
 def _device_fanout_sql() -> str:
     return f"""
         INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
@@ -77,13 +95,37 @@ def activities_fan_out(*, activity_ids: Sequence[int]) -> int:
         for i in range(0, len(activity_ids), 5000):
             chunk = list(activity_ids[i : i + 5000])
             pred, params = _in(chunk)
-            cur.execute(_contact_fanout_sql("p.activity_id").replace("{in_ids}", pred), params)
+            if connection.vendor == "postgresql":
+                cur.execute(_contact_fanout_by_activity_sql_pg(), [chunk])
+            else:
+                cur.execute(_contact_fanout_sql("p.activity_id").replace("{in_ids}", pred), params)
             contact_rows = cur.fetchall()
             cur.execute(_device_fanout_sql().replace("{in_ids}", pred), params)
             device_rows = cur.fetchall()
             _bump_contacts(contact_rows)
             _bump_devices(device_rows)
             written += len(contact_rows) + len(device_rows)
+    return written
+
+
+def timeline_rows_insert(*, contact_rows: list[tuple], device_rows: list[tuple]) -> int:
+    """Insert precomputed timeline rows (owner_id, occurred_at, activity_id, channel,
+    direction) for contacts and devices, PostgreSQL only; bump summaries by what was new."""
+    written = 0
+    sql = f"""
+        INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
+        SELECT %s, * FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[])
+        ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
+        RETURNING owner_id, channel, occurred_at
+    """
+    with connection.cursor() as cur:
+        for kind, rows, bump in (("c", contact_rows, _bump_contacts), ("d", device_rows, _bump_devices)):
+            if not rows:
+                continue
+            cur.execute(sql, [kind, *[list(col) for col in zip(*rows, strict=True)]])
+            returned = cur.fetchall()
+            bump(returned)
+            written += len(returned)
     return written
 
 
@@ -97,6 +139,9 @@ def _bump_contacts(rows: list[tuple]) -> None:
         delta[owner_id][channel] += 1
         if owner_id not in newest or occurred_at > newest[owner_id]:
             newest[owner_id] = occurred_at
+    if connection.vendor == "postgresql":
+        _bump_contacts_sql(delta, newest)
+        return
     # Lock in id order: two batches touching the same contacts cannot deadlock.
     contacts = list(Contact.objects.select_for_update().filter(pk__in=delta).order_by("pk"))
     for c in contacts:
@@ -110,6 +155,34 @@ def _bump_contacts(rows: list[tuple]) -> None:
     Contact.objects.bulk_update(contacts, ["channel_counts", "activity_count", "last_activity_at"])
 
 
+def _bump_contacts_sql(delta, newest) -> None:
+    """One UPDATE for all contacts of the batch, counts merged inside PostgreSQL. Rows are
+    locked in id order first, so concurrent batches cannot deadlock."""
+    ids = sorted(delta)
+    table = _t(Contact)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
+        cur.execute(
+            f"""
+            UPDATE {table} AS c SET
+                activity_count = c.activity_count + d.n,
+                last_activity_at = GREATEST(c.last_activity_at, d.newest),
+                channel_counts = c.channel_counts || (
+                    SELECT jsonb_object_agg(e.key, COALESCE((c.channel_counts ->> e.key)::bigint, 0) + e.value::bigint)
+                    FROM jsonb_each_text(d.delta) AS e
+                )
+            FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[], %s::jsonb[]) AS d(id, n, newest, delta)
+            WHERE c.id = d.id
+            """,
+            [
+                ids,
+                [sum(delta[i].values()) for i in ids],
+                [newest[i] for i in ids],
+                [json.dumps(delta[i]) for i in ids],
+            ],
+        )
+
+
 def _bump_devices(rows: list[tuple]) -> None:
     if not rows:
         return
@@ -120,6 +193,18 @@ def _bump_devices(rows: list[tuple]) -> None:
         delta[owner_id] += 1
         if owner_id not in newest or occurred_at > newest[owner_id]:
             newest[owner_id] = occurred_at
+    if connection.vendor == "postgresql":
+        ids = sorted(delta)
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT id FROM {_t(Device)} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
+            cur.execute(
+                f"""UPDATE {_t(Device)} AS v SET activity_count = v.activity_count + d.n,
+                       last_event_at = GREATEST(v.last_event_at, d.newest)
+                    FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS d(id, n, newest)
+                    WHERE v.id = d.id""",
+                [ids, [delta[i] for i in ids], [newest[i] for i in ids]],
+            )
+        return
     devices = list(Device.objects.select_for_update().filter(pk__in=delta).order_by("pk"))
     for d in devices:
         d.activity_count += delta[d.pk]

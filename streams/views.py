@@ -181,8 +181,8 @@ def _size(n) -> str:
 
 
 def _decorate(activities: list[Activity]) -> list[Activity]:
-    """Attach display values to each activity of a page (no queries: participants and their
-    identities are prefetched by the selector)."""
+    """Attach display values to each activity of a page (no queries: the selector attached
+    each activity's participants as ``persons``)."""
     for a in activities:
         a.extra_items = _extra_items(a.extra) if a.channel == "device" else []
         a.event_type = (a.extra or {}).get("type", a.verb) if isinstance(a.extra, dict) else a.verb
@@ -195,10 +195,9 @@ def _decorate(activities: list[Activity]) -> list[Activity]:
             for att in (a.attachments or []) if isinstance(att, dict)
         ]
         a.people = [
-            {"role": p.role, "name": p.identity.display or p.identity.value,
-             "label": p.identity.label, "contact_id": None if p.identity.is_self else p.identity.contact_id,
-             "is_self": p.identity.is_self}
-            for p in a.participants.all()
+            {"role": p.role, "name": p.name, "label": p.label,
+             "contact_id": None if p.is_self else p.contact_id, "is_self": p.is_self}
+            for p in a.persons
         ]
     return activities
 

@@ -1,0 +1,308 @@
+"""The Mesh benchmark: a deterministic workload through the real ingest path on PostgreSQL,
+then the reads people do, with percentiles. Driven by ``manage.py mesh_bench``.
+
+Rates are medians over segments (ingest: every tenth of the load; re-ingest: 3 runs over the
+same sample); latencies are p50/p95/max over ``--samples`` requests (≥ 200 by default).
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+
+from .workload import BenchConnector, Workload
+
+WORKSPACE = "bench"
+
+
+def pct(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    if not ordered:
+        return {"p50": None, "p95": None, "max": None, "n": 0}
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+    return {"p50": round(at(0.5), 3), "p95": round(at(0.95), 3), "max": round(ordered[-1], 3), "n": len(ordered)}
+
+
+def timed_ms(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+@dataclass
+class Bench:
+    activities: int = 1_000_000
+    contacts: int = 10_000
+    devices: int = 100
+    seed: int = 42
+    samples: int = 200
+    keep: bool = False
+    log: object = sys.stderr
+    results: dict = field(default_factory=dict)
+
+    def say(self, message: str) -> None:
+        print(message, file=self.log, flush=True)
+
+    # -- setup ------------------------------------------------------------------------------
+    def workspace(self):
+        from streams.crypto import token_hash
+        from streams.models import Device, Workspace
+        from streams.services import workspace_get_or_create
+
+        existing = Workspace.objects.filter(slug=WORKSPACE).first()
+        if existing and not self.keep:
+            self.say("dropping the previous bench workspace ...")
+            self._drop(existing)
+            existing = None
+        ws = existing or workspace_get_or_create(slug=WORKSPACE, name="Benchmark")
+        have = Device.objects.filter(workspace=ws).count()
+        Device.objects.bulk_create(
+            [Device(workspace=ws, name=f"device {i}", token_hash=token_hash(f"bench-{ws.pk}-{i}"))
+             for i in range(have, self.devices)]
+        )
+        return ws
+
+    def _drop(self, ws) -> None:
+        from streams.models import Activity, Contact, Identity, Participant, TimelineEntry
+
+        with transaction.atomic(), connection.cursor() as cur:
+            contact_ids = list(Contact.objects.filter(workspace=ws).values_list("pk", flat=True))
+            device_ids = list(ws.devices.values_list("pk", flat=True))
+            te = connection.ops.quote_name(TimelineEntry._meta.db_table)
+            cur.execute(f"DELETE FROM {te} WHERE kind = 'c' AND owner_id = ANY(%s)", [contact_ids])
+            cur.execute(f"DELETE FROM {te} WHERE kind = 'd' AND owner_id = ANY(%s)", [device_ids])
+            Participant.objects.filter(activity__workspace=ws)._raw_delete(connection.alias)
+            Activity.objects.filter(workspace=ws)._raw_delete(connection.alias)
+            Identity.objects.filter(workspace=ws).update(contact=None, home_contact=None)
+            Identity.objects.filter(workspace=ws)._raw_delete(connection.alias)
+            Contact.objects.filter(workspace=ws).update(merged_into=None)
+            ws.delete()
+
+    def device_map(self, ws) -> dict[int, int]:
+        from streams.models import Device
+
+        ids = list(Device.objects.filter(workspace=ws).order_by("pk").values_list("pk", flat=True))
+        return dict(enumerate(ids))
+
+    # -- writes -----------------------------------------------------------------------------
+    def ingest(self, ws, workload: Workload) -> None:
+        from streams.ingest import ingest_batch
+        from streams.models import Activity
+
+        if self.keep and Activity.objects.filter(workspace=ws).count() >= self.activities:
+            self.say(f"--keep: reusing {self.activities} loaded activities")
+            self.results["ingest_per_s"] = None
+            return
+        connector = _Mapped(self.device_map(ws))
+        segment = max(workload.batch_size, self.activities // 10)
+        rates, done, seg_done, new = [], 0, 0, 0
+        start = seg_start = time.perf_counter()
+        for batch in workload.batches():
+            new += ingest_batch(workspace=ws, connector=connector, items=batch).new
+            done += len(batch)
+            seg_done += len(batch)
+            if seg_done >= segment:
+                now = time.perf_counter()
+                rates.append(seg_done / (now - seg_start))
+                self.say(f"  ingested {done:,} ({rates[-1]:,.0f}/s, peak RSS {peak_rss_mb()} MB)")
+                seg_start, seg_done = now, 0
+        total = time.perf_counter() - start
+        if seg_done:
+            rates.append(seg_done / (time.perf_counter() - seg_start))
+        self.results["ingest_per_s"] = round(statistics.median(rates))
+        self.results["ingest_overall_per_s"] = round(done / total)
+        self.results["ingest_segments_per_s"] = [round(r) for r in rates]
+        self.results["ingested_new"] = new
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE")
+
+    def reingest(self, ws, workload: Workload) -> None:
+        from streams.ingest import ingest_batch
+
+        connector = _Mapped(self.device_map(ws))
+        sample = Workload(activities=min(self.activities, 100_000), contacts=self.contacts, devices=self.devices,
+                          seed=self.seed, batch_size=workload.batch_size)
+        rates = []
+        for _ in range(3):
+            t = time.perf_counter()
+            dup = 0
+            for batch in sample.batches():
+                dup += ingest_batch(workspace=ws, connector=connector, items=batch).duplicate
+            rates.append(dup / (time.perf_counter() - t))
+        self.results["reingest_per_s"] = round(statistics.median(rates))
+
+    # -- reads ------------------------------------------------------------------------------
+    def contacts_to_read(self, ws, workload: Workload) -> dict:
+        from bench.workload import contact_email
+        from streams.models import Identity
+
+        picks = {
+            "hot": 0,
+            "middling": workload.contact_near_share(0.001),
+            "typical": workload.contact_near_share(100 / max(self.activities, 1)),
+        }
+        out = {}
+        for name, n in picks.items():
+            ident = Identity.objects.filter(workspace=ws, kind="email", value=contact_email(n)).first()
+            if ident is None or ident.contact_id is None:
+                from bench.workload import contact_phone
+
+                ident = Identity.objects.filter(workspace=ws, kind="phone", value=contact_phone(n)).first()
+            if ident is not None and ident.contact_id:
+                out[name] = ident.contact
+        return out
+
+    def reads(self, ws, workload: Workload) -> None:
+        from streams.models import TimelineEntry
+        from streams.selectors import Cursor, timeline_for_contact
+
+        contacts = self.contacts_to_read(ws, workload)
+        self.results["contacts"] = {k: {"id": c.pk, "items": c.activity_count} for k, c in contacts.items()}
+        first, deep = {}, {}
+        for name, contact in contacts.items():
+            first[name] = pct(timed_ms(lambda c=contact: timeline_for_contact(contact=c), self.samples))
+            # 1,000 pages deep (or as deep as the timeline goes): the cursor of row 50,000.
+            depth = min(50 * 1000, max(contact.activity_count - 50, 0))
+            row = (
+                TimelineEntry.objects.filter(kind="c", owner_id=contact.pk)
+                .order_by("-occurred_at", "-activity_id").values_list("occurred_at", "activity_id")[depth : depth + 1]
+            )
+            cursor = Cursor(*row[0]) if row else None
+            deep[name] = pct(timed_ms(lambda c=contact, k=cursor: timeline_for_contact(contact=c, before=k), self.samples))
+            deep[name]["depth_rows"] = depth
+        self.results["timeline_first"] = first
+        self.results["timeline_deep"] = deep
+        self.results["timeline_first_p95_ms"] = first.get("hot", {}).get("p95")
+        self.results["timeline_deep_p95_ms"] = deep.get("hot", {}).get("p95")
+        self.contact_page(contacts.get("hot"))
+        self.feed(contacts.get("hot"))
+
+    def contact_page(self, contact) -> None:
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        from streams.services import workspace_add_member
+
+        if contact is None:
+            self.results["contact_page_p95_ms"] = None
+            return
+        user, _ = get_user_model().objects.get_or_create(username="bench-reader")
+        workspace_add_member(workspace=contact.workspace, user=user)
+        client = Client()
+        client.force_login(user)
+        url = f"/contacts/{contact.pk}/"
+        assert client.get(url).status_code == 200
+        page = pct(timed_ms(lambda: client.get(url), self.samples))
+        self.results["contact_page"] = page
+        self.results["contact_page_p95_ms"] = page["p95"]
+
+    def feed(self, contact) -> None:
+        """The RSS feed of the hot contact, if the feeds module is there."""
+        try:
+            from django.test import Client
+
+            from streams.feed_tokens import feed_token_create  # type: ignore[attr-defined]
+        except Exception:  # feeds not installed in this build
+            self.results["feed_p95_ms"] = None
+            return
+        if contact is None:
+            self.results["feed_p95_ms"] = None
+            return
+        try:
+            created = feed_token_create(workspace=contact.workspace, contact=contact)
+            token = created[1] if isinstance(created, tuple) else getattr(created, "token", created)
+            client = Client()
+            url = f"/feeds/{token}.rss"
+            response = client.get(url)
+            if response.status_code != 200:
+                raise RuntimeError(f"feed answered {response.status_code}")
+            page = pct(timed_ms(lambda: client.get(url), self.samples))
+            self.results["feed"] = page
+            self.results["feed_p95_ms"] = page["p95"]
+        except Exception as exc:  # report, do not die: the other figures still count
+            self.say(f"feed benchmark skipped: {exc}")
+            self.results["feed_p95_ms"] = None
+
+    def merge(self, ws) -> None:
+        """Two fresh contacts with 10,000 items each (scaled down for small runs), merged."""
+        from connectors.base import RawItem
+        from streams.ingest import ingest_batch
+        from streams.models import Identity
+        from streams.services import contact_merge, contact_unmerge
+
+        n = max(100, min(10_000, self.activities // 100))
+        connector = _MergeConnector()
+        items = [RawItem(f"m{side}-{i}", {"side": side, "i": i}) for side in ("a", "b") for i in range(n)]
+        for i in range(0, len(items), 1000):
+            ingest_batch(workspace=ws, connector=connector, items=items[i : i + 1000])
+        a = Identity.objects.get(workspace=ws, kind="email", value="merge-a@bench.example").contact
+        b = Identity.objects.get(workspace=ws, kind="email", value="merge-b@bench.example").contact
+        t = time.perf_counter()
+        contact_merge(workspace=ws, target=a, other=b)
+        self.results["merge_s"] = round(time.perf_counter() - t, 3)
+        self.results["merge_items_each"] = n
+        contact_unmerge(workspace=ws, contact=a)  # leave the data as it was
+
+    # -- all --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        if connection.vendor != "postgresql":
+            raise RuntimeError("mesh_bench measures PostgreSQL: set DATABASE_URL=postgres://...")
+        workload = Workload(activities=self.activities, contacts=self.contacts, devices=self.devices, seed=self.seed)
+        ws = self.workspace()
+        self.results["activities"] = self.activities
+        self.say(f"ingesting {self.activities:,} activities for {self.contacts:,} contacts ...")
+        gc.collect()
+        self.ingest(ws, workload)
+        self.results["peak_rss_mb"] = peak_rss_mb()
+        self.say("re-ingesting (all duplicates) ...")
+        self.reingest(ws, workload)
+        self.say("reading ...")
+        self.reads(ws, workload)
+        self.say("merging ...")
+        self.merge(ws)
+        return self.results
+
+
+class _Mapped(BenchConnector):
+    """The workload's device numbers → this workspace's device ids."""
+
+    def __init__(self, device_ids: dict[int, int]):
+        super().__init__({}, {})
+        self.device_ids = device_ids
+
+    def normalize(self, raw):
+        draft = super().normalize(raw)
+        if draft.device is not None:
+            draft.device = str(self.device_ids.get(int(draft.device), "")) or None
+        return draft
+
+
+class _MergeConnector(BenchConnector):
+    def normalize(self, raw):
+        import datetime as dt
+
+        from connectors.base import ActivityDraft, ParticipantDraft
+
+        p = raw.payload
+        return ActivityDraft(
+            channel="email", verb="receive", direction="in",
+            occurred_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=p["i"]),
+            dedup_key=f"bench-merge:{p['side']}:{p['i']}", subject="merge", text="x" * 200,
+            participants=[ParticipantDraft("from", "email", f"merge-{p['side']}@bench.example")],
+        )
