@@ -56,8 +56,13 @@ class Command(MeshCommand):
                "--activities", str(options["activities"]), "--contacts", str(options["contacts"]),
                "--devices", str(options["devices"]), "--seed", str(options["seed"]),
                "--samples", str(options["samples"])] + (["--keep"] if options["keep"] else [])
-        done = subprocess.run(cmd, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=self.stderr._out,
-                              text=True)
+        try:
+            err = self.stderr._out.fileno()  # a terminal or file: stream the peer's progress live
+        except (AttributeError, OSError, ValueError):
+            err = subprocess.PIPE
+        done = subprocess.run(cmd, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        if err == subprocess.PIPE and done.stderr:
+            self.stderr.write(done.stderr)
         if done.returncode != 0:
             raise CommandError("the peer benchmark failed (is django-activity-stream installed? pip install -e '.[bench]')")
         return json.loads(done.stdout)
