@@ -24,7 +24,7 @@ ENTRY_POINT_GROUP = "mesh.connectors"
 CHANNELS = ("email", "sms", "twitter", "device")
 DIRECTIONS = ("in", "out", "none")
 VISIBILITIES = ("private", "public")
-ROLES = ("from", "to", "cc", "bcc", "author", "mention", "subject")
+ROLES = ("from", "to", "cc", "bcc", "author", "mention", "subject", "sender", "reply_to")
 
 
 class ConnectorError(Exception):
@@ -179,6 +179,13 @@ class Connector:
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
         raise NotImplementedError
+
+    def self_identities(self) -> list[tuple[str, str, str]]:
+        """The owner's own identities this source knows, as (kind, value, display): an account's
+        user id, a mailbox's address, a phone line's number. A sync marks them as self before it
+        stores any item, so what they send is "out" and they get no contact timeline. May read
+        the source (raising ConnectorError like fetch); the default knows none."""
+        return []
 
 
 class Registry:

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -34,7 +35,9 @@ def redis_client():
 def source_lock(source_id: int, timeout: int = LOCK_TIMEOUT):
     now = timezone.now()
     if settings.REDIS_URL:
-        lock = redis_client().lock(f"mesh:sync-lock:{source_id}", timeout=timeout, blocking=False)
+        # Keyed by database too: two Mesh databases (test runs, instances) may share one Redis.
+        db = settings.DATABASES["default"].get("NAME", "")
+        lock = redis_client().lock(f"mesh:sync-lock:{db}:{source_id}", timeout=timeout, blocking=False)
         if not lock.acquire():
             raise SourceBusy(f"source {source_id} is already syncing")
         Source.objects.filter(pk=source_id).update(sync_started_at=now)

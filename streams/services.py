@@ -15,6 +15,7 @@ from django.utils import timezone
 from connectors.base import Connector, ConnectorError, RawItem, registry
 
 from .crypto import secrets_decrypt, secrets_encrypt, token_hash
+from .identity import identity_mark_self
 from .ingest import IngestResult, ingest_batch, scope_for
 from .locks import source_lock
 from .models import (
@@ -130,6 +131,8 @@ def source_sync(
         total = IngestResult()
         try:
             connector = source_connector(source=source)
+            for kind, value, display in connector.self_identities():  # the owner's own ids, before any item
+                identity_mark_self(workspace=source.workspace, kind=kind, value=value, display=display)
             cursor = None if (fresh or since) else source.cursor
             for batch in connector.fetch(cursor, since=since):
                 result = ingest_batch(
