@@ -1,0 +1,47 @@
+"""The one email normalizer, shared by ``connectors.imap`` and ``connectors.mbox``.
+
+- ``raw.pack(bytes, **where)`` / ``raw.unpack(payload)``: how a message is stored (compressed
+  RFC 822 bytes in the JSON payload, so ``mesh_reprocess`` works without the server);
+- ``normalize.email_draft(bytes, meta=..., self_addresses=...)``: bytes → ActivityDraft;
+- ``EmailNormalizer``: the ``normalize(raw)`` both connectors use, with the direction taken from
+  the workspace's self identities plus the connector's ``username`` and ``aliases``.
+"""
+
+from __future__ import annotations
+
+from connectors.base import ActivityDraft, RawItem
+
+from .normalize import email_draft, thread_subject
+from .raw import pack, unpack
+
+__all__ = ["EmailNormalizer", "email_draft", "pack", "split_list", "thread_subject", "unpack"]
+
+META_KEYS = ("internaldate", "mbox_date", "mtime", "folder")
+
+
+def split_list(value) -> tuple[str, ...]:
+    """A comma list from config (``"a@x.org, b@x.org"``) or an already split list."""
+    if not value:
+        return ()
+    if isinstance(value, list | tuple):
+        items = value
+    else:
+        items = str(value).split(",")
+    return tuple(i.strip() for i in items if str(i).strip())
+
+
+class EmailNormalizer:
+    """Mixin for email connectors: ``normalize`` via the shared normalizer."""
+
+    def self_addresses(self) -> frozenset[str]:
+        found = {s.split(":", 1)[1] for s in self.context.get("self_identities", []) if s.startswith("email:")}
+        username = getattr(self.config, "username", "") or ""
+        if "@" in username:
+            found.add(username)
+        found.update(a for a in getattr(self.config, "aliases", ()) if "@" in a)
+        return frozenset(a.casefold() for a in found)
+
+    def normalize(self, raw: RawItem) -> ActivityDraft:
+        data = unpack(raw.payload)
+        meta = {k: raw.payload.get(k) for k in META_KEYS if raw.payload.get(k)}
+        return email_draft(data, meta=meta, self_addresses=self.self_addresses())
