@@ -36,7 +36,7 @@ def source_lock(source_id: int, timeout: int = LOCK_TIMEOUT):
     now = timezone.now()
     if settings.REDIS_URL:
         # Keyed by database too: two Mesh databases (test runs, instances) may share one Redis.
-        db = settings.DATABASES["default"].get("NAME", "")
+        db = connection.settings_dict.get("NAME", "")
         lock = redis_client().lock(f"mesh:sync-lock:{db}:{source_id}", timeout=timeout, blocking=False)
         if not lock.acquire():
             raise SourceBusy(f"source {source_id} is already syncing")
