@@ -124,6 +124,16 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_TIMEZONE = "UTC"
 
+# Rendered fragments (activities, heat strips) are cached: in Redis when there is one, so that
+# every worker process shares them; in process memory otherwise.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": env("MESH_CACHE_PREFIX", f"mesh:{DATABASES['default'].get('NAME', '')}"),
+                          "TIMEOUT": 3600}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                          "OPTIONS": {"MAX_ENTRIES": 20000}}}
+
 # --- Mesh -----------------------------------------------------------------------------------
 # Phone numbers without a country code are read in this region unless a workspace sets its own.
 MESH_DEFAULT_REGION = env("MESH_DEFAULT_REGION", "US").upper()

@@ -1,5 +1,23 @@
-"""Outbound feeds: /feeds/<token>.rss|.atom|.json|.as2 and /@<workspace>/feed.rss|.atom|.json."""
+"""Outbound feeds: /feeds/<token>.rss|.atom|.json|.as2 and /@<workspace>/feed.rss|.atom|.json.
+
+The token pattern takes any path segment, so that a malformed token gets the same 404 as an
+unknown or revoked one (the resolver refuses it before any lookup)."""
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path, re_path
+
+from . import feeds, views
+
+urlpatterns = [
+    re_path(r"^feeds/(?P<token>[^/.]+)\.(?P<fmt>rss|atom|json|as2)$", feeds.token_feed, name="feed-token"),
+    re_path(r"^@(?P<workspace>[-a-zA-Z0-9_]+)/feed\.(?P<fmt>rss|atom|json)$", feeds.lifestream_feed,
+            name="lifestream-feed"),
+    path("contacts/<int:contact_id>/feed-tokens/", feeds.contact_feed_tokens, name="contact-feed-tokens"),
+]
+
+# MINIMAL PLACEHOLDER (feeds issue): the lifestream HTML page /@<workspace>/ belongs to the web
+# issue. Until streams.views has a `lifestream` view, this minimal one serves the public items
+# so that the feeds' alternate links resolve; it steps aside as soon as the real one exists.
+if not hasattr(views, "lifestream"):
+    urlpatterns.append(path("@<slug:workspace>/", feeds.lifestream_page_minimal, name="lifestream"))

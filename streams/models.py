@@ -262,6 +262,9 @@ class Activity(models.Model):
     raw = models.JSONField(null=True, blank=True, help_text="The RawItem payload, for reprocessing.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Set by streams.feed_tokens.activity_erase: the content is blanked, the row and its
+    # timeline rows stay so that feeds can show a tombstone (RFC 6721) for 30 days.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "activities"
@@ -269,6 +272,9 @@ class Activity(models.Model):
         indexes = [
             models.Index(fields=["workspace", "visibility", "-occurred_at", "-id"], name="activity_public_idx"),
             models.Index(fields=["source", "id"], name="activity_source_idx"),
+            models.Index(
+                fields=["erased_at"], name="activity_erased_idx", condition=models.Q(erased_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -284,6 +290,8 @@ class Participant(models.Model):
         AUTHOR = "author"
         MENTION = "mention"
         SUBJECT = "subject"
+        SENDER = "sender"  # email Sender: when it differs from From
+        REPLY_TO = "reply_to"  # email Reply-To: when it differs from From
 
     activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="participants")
     identity = models.ForeignKey(Identity, on_delete=models.PROTECT, related_name="participations")
@@ -353,3 +361,36 @@ class ImportFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}/{self.external_id}: {self.reason[:60]}"
+
+
+class FeedToken(models.Model):
+    """Access to one relationship's feed (a contact's, or a device's) without a login. The token
+    is random (256 bits) and stored as a SHA-256 hash; revoking or rotating it is immediate."""
+
+    class Tier(models.TextChoices):
+        METADATA = "metadata"  # who, when, channel
+        SUBJECT = "subject"  # plus the subject or first line
+        FULL = "full"  # plus the sanitized content
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="feed_tokens")
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.CASCADE, related_name="feed_tokens")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="feed_tokens")
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.METADATA)
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=12, blank=True, help_text="First characters, to tell tokens apart.")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(contact__isnull=False, device__isnull=True)
+                | models.Q(contact__isnull=True, device__isnull=False),
+                name="feedtoken_one_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        owner = f"contact {self.contact_id}" if self.contact_id else f"device {self.device_id}"
+        return f"{self.token_prefix}… ({owner}, {self.tier})"

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db.models import F, Q, QuerySet
+from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 
 from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry, Workspace
 
@@ -42,6 +43,10 @@ class Page:
     next_cursor: Cursor | None
 
 
+def keyset_before(at: str, pk: str, before: Cursor):
+    return TupleLessThan(Tuple(F(at), F(pk)), (before.occurred_at, before.activity_id))
+
+
 def workspaces_for_user(*, user) -> QuerySet[Workspace]:
     if not user.is_authenticated:
         return Workspace.objects.none()
@@ -64,9 +69,9 @@ def timeline_page(
     # Erased activities keep their timeline rows (feeds show them as tombstones); pages skip them.
     qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, activity__erased_at=None)
     if before is not None:
-        qs = qs.filter(
-            Q(occurred_at__lt=before.occurred_at) | Q(occurred_at=before.occurred_at, activity_id__lt=before.activity_id)
-        )
+        # A row comparison, (occurred_at, activity_id) < (x, y): PostgreSQL uses it as an index
+        # bound, so any depth costs the same; the equivalent OR form is only a filter.
+        qs = qs.filter(keyset_before("occurred_at", "activity_id", before))
     if channel:
         qs = qs.filter(channel=channel)
     if direction:

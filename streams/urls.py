@@ -9,7 +9,17 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/contacts/", permanent=False)),
     path("contacts/", views.contact_list, name="contact-list"),
     path("contacts/<int:contact_id>/", views.contact_detail, name="contact-detail"),
+    path("contacts/<int:contact_id>/since", views.contact_since, name="contact-since"),
+    path("contacts/<int:contact_id>/name/", views.contact_rename_view, name="contact-rename"),
+    path("contacts/<int:contact_id>/merge/", views.contact_merge_view, name="contact-merge"),
+    path("contacts/<int:contact_id>/unmerge/", views.contact_unmerge_view, name="contact-unmerge"),
+    path("contacts/<int:contact_id>/sms/", views.contact_sms_view, name="contact-sms"),
+    path("activities/<int:activity_id>/body", views.activity_body, name="activity-body"),
+    path("search/", views.search, name="search"),
     path("devices/", views.device_list, name="device-list"),
     path("devices/<int:device_id>/", views.device_detail, name="device-detail"),
     path("sources/", views.source_list, name="source-list"),
+    path("sources/<int:source_id>/sync/", views.source_sync_now, name="source-sync"),
+    # The public lifestream; its feeds (/@<workspace>/feed.rss|.atom|.json) are in feed_urls.
+    path("@<slug:workspace>/", views.lifestream, name="lifestream"),
 ]

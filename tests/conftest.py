@@ -21,6 +21,10 @@ def pytest_configure(config):
             "The test suite runs on PostgreSQL: set DATABASE_URL=postgres://... (make test does), "
             "or MESH_TEST_ALLOW_SQLITE=1 for a quick local run."
         )
+    # One process-local cache per test run: a shared Redis cache could hand one test run's
+    # rendered fragments to another.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "OPTIONS": {"MAX_ENTRIES": 20000}}}
     # Tasks run eagerly in tests unless a test sends them to a real worker on purpose
     # (tests/test_worker.py flips this for its own duration).
     from mesh_site.celery import app

@@ -12,7 +12,8 @@ import sys
 from collections import defaultdict
 
 from django.core.management.base import CommandError
-from django.db.models import Prefetch, Q
+from django.db.models import F, Prefetch
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 
 from streams.cli import MeshCommand
 from streams.export import activity_as2
@@ -31,7 +32,7 @@ class Command(MeshCommand):
 
     def handle(self, *args, **options):
         workspace = self.workspace(options)
-        qs = Activity.objects.filter(workspace=workspace)
+        qs = Activity.objects.filter(workspace=workspace, erased_at=None)  # erased: feeds' tombstones only
         for flag, model in (("contact", Contact), ("device", Device), ("source", Source)):
             if options[flag] is not None and not model.objects.filter(workspace=workspace, pk=options[flag]).exists():
                 raise CommandError(f"no {flag} {options[flag]} in workspace {workspace.slug}")
@@ -55,7 +56,7 @@ class Command(MeshCommand):
             while True:
                 page = qs
                 if last is not None:
-                    page = qs.filter(Q(occurred_at__gt=last[0]) | Q(occurred_at=last[0], pk__gt=last[1]))
+                    page = qs.filter(TupleGreaterThan(Tuple(F("occurred_at"), F("pk")), last))
                 chunk = list(page[:CHUNK])
                 if not chunk:
                     break

@@ -1,8 +1,90 @@
-// Mesh: the only script. Submits the workspace switcher when its choice changes.
-document.addEventListener("DOMContentLoaded", function () {
-  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
-    var form = select.form;
-    form.querySelectorAll(".js-hide").forEach(function (el) { el.hidden = true; });
-    select.addEventListener("change", function () { form.submit(); });
+// Mesh: the only script (the CSP allows no inline script). Every page works without it; it adds:
+// - the workspace switcher submits when its choice changes;
+// - "Show message" loads the email's sandboxed iframe only when opened; "Load images" reloads it
+//   with remote images;
+// - live updates: an open contact page polls /contacts/<id>/since every 10 s and inserts the
+//   new items (server-rendered HTML) at the top of the timeline.
+(function () {
+  "use strict";
+  var POLL_MS = 10000;
+
+  function autosubmit() {
+    document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+      var form = select.form;
+      form.querySelectorAll(".js-hide").forEach(function (el) { el.hidden = true; });
+      select.addEventListener("change", function () { form.submit(); });
+    });
+  }
+
+  function messages(root) {
+    root.querySelectorAll("details[data-message]").forEach(function (details) {
+      if (details.dataset.bound) return;
+      details.dataset.bound = "1";
+      details.addEventListener("toggle", function () {
+        var frame = details.querySelector("iframe[data-src]");
+        if (details.open && frame && !frame.getAttribute("src")) frame.setAttribute("src", frame.dataset.src);
+      });
+      var load = details.querySelector("a[data-load-images]");
+      if (load) {
+        load.addEventListener("click", function (event) {
+          var frame = details.querySelector("iframe");
+          if (!frame) return;
+          event.preventDefault();
+          frame.setAttribute("src", load.getAttribute("href"));
+          load.parentNode.textContent = "Remote images loaded.";
+        });
+      }
+    });
+  }
+
+  function live() {
+    var timeline = document.querySelector("[data-live-url]");
+    if (!timeline || !window.fetch) return;
+    var url = timeline.dataset.liveUrl;
+    var after = timeline.dataset.liveAfter;
+    var items = timeline.querySelector("[data-live-items]");
+    var status = timeline.querySelector("[data-live-status]");
+    var busy = false;
+
+    function poll() {
+      if (busy || document.hidden) return;
+      busy = true;
+      fetch(url + "?after=" + encodeURIComponent(after), {
+        credentials: "same-origin", headers: { "Accept": "application/json" }, cache: "no-store"
+      }).then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      }).then(function (data) {
+        if (data.reload) {
+          status.hidden = false;
+          status.textContent = "";
+          var link = document.createElement("a");
+          link.href = window.location.pathname;
+          link.textContent = "New activity — reload to see it";
+          status.appendChild(link);
+          return;
+        }
+        after = data.after;
+        if (data.count > 0) {
+          // The fragment is our own template output: every value in it is escaped server-side.
+          items.insertAdjacentHTML("afterbegin", data.html);
+          messages(items);
+          status.hidden = false;
+          status.textContent = data.count + " new item" + (data.count === 1 ? "" : "s") + " just arrived";
+          timeline.dataset.liveAfter = after;
+        }
+      }).catch(function () { /* offline or signed out: try again at the next tick */ })
+        .then(function () { busy = false; });
+    }
+
+    timeline.dataset.liveActive = "1";
+    window.setInterval(poll, Number(timeline.dataset.livePoll || POLL_MS));
+    document.addEventListener("visibilitychange", function () { if (!document.hidden) poll(); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    autosubmit();
+    messages(document);
+    live();
   });
-});
+})();

@@ -1,0 +1,104 @@
+"""Contact actions the web pages offer besides merge/unmerge themselves (which live in
+``streams.services``): renaming, and the previews that show what a merge or an unmerge would
+move before anyone commits to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from .models import Contact, Identity, TimelineEntry, Workspace
+from .services import ServiceError
+
+MAX_NAME = 300
+
+
+def _clean_name(name: str) -> str:
+    # Control characters (and the bidi overrides among the format characters) have no place in
+    # a name someone types here; they would only serve to disguise it.
+    text = "".join(ch for ch in str(name or "") if ch.isprintable() or ch == " ")
+    return " ".join(text.split())[:MAX_NAME]
+
+
+@transaction.atomic
+def contact_rename(*, workspace: Workspace, contact: Contact, name: str) -> Contact:
+    if contact.workspace_id != workspace.pk:
+        raise ServiceError("contact is not in this workspace")
+    clean = _clean_name(name)
+    if not clean:
+        raise ServiceError("the name is empty")
+    Contact.objects.filter(pk=contact.pk).update(name=clean)
+    contact.name = clean
+    return contact
+
+
+@dataclass
+class MergePreview:
+    target: Contact
+    other: Contact
+    identities: list[Identity]  # what moves from other to target
+    children: list[Contact]  # contacts already merged into other, which come along
+    other_count: int
+    shared: int  # activities already on both timelines (counted once after the merge)
+    channel_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_after(self) -> int:
+        return self.target.activity_count + self.other_count - self.shared
+
+
+def contact_merge_preview(*, workspace: Workspace, target: Contact, other: Contact) -> MergePreview:
+    """What ``contact_merge(target, other)`` would do, without doing it. Raises ServiceError
+    for a merge that service would refuse."""
+    if target.workspace_id != workspace.pk or other.workspace_id != workspace.pk:
+        raise ServiceError("both contacts must belong to the workspace")
+    if target.pk == other.pk:
+        raise ServiceError("cannot merge a contact into itself")
+    if target.merged_into_id or other.merged_into_id:
+        raise ServiceError("merge top-level contacts only (one of these is already merged into another)")
+    if target.is_self or other.is_self:
+        raise ServiceError("the workspace owner's own contact cannot be merged")
+    target_ids = TimelineEntry.objects.filter(kind="c", owner_id=target.pk).values("activity_id")
+    shared = TimelineEntry.objects.filter(kind="c", owner_id=other.pk, activity_id__in=target_ids).count()
+    return MergePreview(
+        target=target,
+        other=other,
+        identities=list(Identity.objects.filter(contact=other).order_by("kind", "value")),
+        children=list(Contact.objects.filter(merged_into=other).order_by("pk")),
+        other_count=other.activity_count,
+        shared=shared,
+        channel_counts=dict(sorted((other.channel_counts or {}).items())),
+    )
+
+
+@dataclass
+class UnmergePart:
+    contact: Contact
+    identities: list[Identity]
+
+
+def _subtree(contact: Contact) -> list[int]:
+    ids, frontier = [contact.pk], [contact.pk]
+    while frontier:
+        frontier = list(Contact.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
+        ids.extend(frontier)
+    return ids
+
+
+def contact_unmerge_preview(*, workspace: Workspace, contact: Contact) -> tuple[Contact, list[UnmergePart]]:
+    """What ``contact_unmerge(contact)`` would split off: (the contact that stays on top, the
+    contacts that become separate again, each with the identities that go back to it)."""
+    if contact.workspace_id != workspace.pk:
+        raise ServiceError("contact is not in this workspace")
+    if contact.merged_into_id:
+        root, detach = contact.root(), [contact]
+    else:
+        root, detach = contact, list(Contact.objects.filter(merged_into=contact).order_by("pk"))
+        if not detach:
+            raise ServiceError(f"contact {contact.pk} has nothing merged into it")
+    parts = [
+        UnmergePart(c, list(Identity.objects.filter(home_contact__in=_subtree(c)).order_by("kind", "value")))
+        for c in detach
+    ]
+    return root, parts
