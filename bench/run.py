@@ -71,12 +71,30 @@ class Bench:
             self._drop(existing)
             existing = None
         ws = existing or workspace_get_or_create(slug=WORKSPACE, name="Benchmark")
+        if existing is None:
+            self._people(ws)
         have = Device.objects.filter(workspace=ws).count()
         Device.objects.bulk_create(
             [Device(workspace=ws, name=f"device {i}", token_hash=token_hash(f"bench-{ws.pk}-{i}"))
              for i in range(have, self.devices)]
         )
         return ws
+
+    def _people(self, ws) -> None:
+        """A CRM knows its customers: each synthetic person is one contact with their email
+        address, phone number and X id, as after an address-book import. So the hot person's
+        mail, texts, calls and posts are one timeline (~10% of all items)."""
+        from bench.workload import contact_email, contact_phone, contact_x
+        from streams.models import Contact, Identity
+
+        for start in range(0, self.contacts, 2000):
+            people = range(start, min(start + 2000, self.contacts))
+            contacts = Contact.objects.bulk_create([Contact(workspace=ws, name=f"Person {n}") for n in people])
+            Identity.objects.bulk_create([
+                Identity(workspace=ws, kind=kind, value=value, display=f"Person {n}", contact=c, home_contact=c)
+                for n, c in zip(people, contacts, strict=True)
+                for kind, value in (("email", contact_email(n)), ("phone", contact_phone(n)), ("x", contact_x(n)))
+            ])
 
     def _drop(self, ws) -> None:
         from streams.models import Activity, Contact, Identity, Participant, TimelineEntry

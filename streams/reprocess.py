@@ -98,6 +98,9 @@ def _reprocess_chunk(workspace, source, connector, chunk: list[Activity], result
     for raw, draft, stored in drafts:
         resolved, invalid = parts[draft.dedup_key]
         fresh = _activity(workspace, source, stored.device, connector.key, raw, draft, now, resolved, invalid)
+        # Live state written after ingest (SMS delivery callbacks) is not in the raw item: keep it.
+        if isinstance(stored.extra, dict) and "delivery" in stored.extra:
+            fresh.extra = {**fresh.extra, "delivery": stored.extra["delivery"]}
         changes = {f: getattr(fresh, f) for f in COMPARED if getattr(fresh, f) != getattr(stored, f)}
         old_parts = set(Participant.objects.filter(activity=stored).values_list("identity_id", "role"))
         new_parts = {(ident.pk, role) for ident, role in resolved}

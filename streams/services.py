@@ -9,7 +9,7 @@ import secrets as pysecrets
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from connectors.base import Connector, ConnectorError, RawItem, registry
@@ -254,31 +254,36 @@ def inbound_store(
 
     scope = scope_for(source=source, device=device)
     items = list(items)
+    if not items:
+        return [], 0
+    # One INSERT … ON CONFLICT DO NOTHING RETURNING: the constraint answers "seen before?" and
+    # we learn exactly which rows are new (webhooks call this once per request: the three ORM
+    # statements it replaces cost 10× the CPU, measured in bench/sms_bench.py).
+    meta = InboundItem._meta
+    fields = [meta.get_field(n) for n in (
+        "workspace", "connector", "scope", "source", "device", "external_id", "payload", "received_at", "state")]
+    qn = connection.ops.quote_name
+    now = timezone.now()
+    params: list = []
+    for i in items:
+        values = (workspace.pk, connector, scope, source.pk if source else None, device.pk if device else None,
+                  i.external_id, i.payload, i.received_at or now, InboundItem.State.PENDING)
+        params.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True))
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * len(items))} ON CONFLICT (scope, external_id) DO NOTHING RETURNING id"
+    )
     with transaction.atomic():
-        known = set(
-            InboundItem.objects.filter(scope=scope, external_id__in=[i.external_id for i in items]).values_list(
-                "external_id", flat=True
-            )
-        )
-        fresh = [i for i in items if i.external_id not in known]
-        InboundItem.objects.bulk_create(
-            [
-                InboundItem(
-                    workspace=workspace, connector=connector, scope=scope, source=source, device=device,
-                    external_id=i.external_id, payload=i.payload, received_at=i.received_at or timezone.now(),
-                )
-                for i in fresh
-            ],
-            ignore_conflicts=True,
-        )
-        ids = list(
-            InboundItem.objects.filter(
-                scope=scope, external_id__in=[i.external_id for i in fresh], state=InboundItem.State.PENDING
-            ).values_list("pk", flat=True)
-        )
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            ids = [r[0] for r in cur.fetchall()]
         if ids:
             transaction.on_commit(lambda: ingest_inbound.delay(ids))
-    return ids, len(items) - len(fresh)
+    return ids, len(items) - len(ids)
+
+
+INBOUND_BATCH = 500
 
 
 def inbound_process(*, item_ids: list[int]) -> IngestResult:
@@ -300,11 +305,22 @@ def inbound_process(*, item_ids: list[int]) -> IngestResult:
         else:
             connector = cls({}, {}, context=connector_context(workspace=first.workspace, device=first.device))
         with transaction.atomic():
-            locked = list(
+            # Take this task's items and, up to a batch, other pending items of the same scope:
+            # under a burst of webhooks one task stores hundreds of items in one transaction
+            # instead of one each (items another worker holds are skipped, not waited for).
+            mine = list(
                 InboundItem.objects.select_for_update(skip_locked=True)
                 .filter(pk__in=[i.pk for i in group], state=InboundItem.State.PENDING)
                 .order_by("pk")
             )
+            room = max(0, INBOUND_BATCH - len(mine))
+            more = list(
+                InboundItem.objects.select_for_update(skip_locked=True)
+                .filter(scope=first.scope, state=InboundItem.State.PENDING)
+                .exclude(pk__in=[i.pk for i in mine])
+                .order_by("pk")[:room]
+            ) if room else []
+            locked = mine + more
             if not locked:
                 continue
             result = ingest_batch(

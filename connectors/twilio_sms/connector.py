@@ -1,0 +1,411 @@
+"""Twilio SMS/MMS: inbound webhooks (stored raw first, see views.py), status callbacks, and the
+account's message history through the REST API (``twilio.rest.Client``, both directions, every
+number of the account).
+
+Two payload shapes reach ``normalize``, and both give the same draft for the same message:
+
+- a webhook form (``MessageSid``, ``From``, ``To``, ``Body``, ``NumMedia``, ``MediaUrlN`` ...),
+  stored by the view with ``_received_at`` (the webhook itself carries no time);
+- a Messages API resource (``sid``, ``from``, ``to``, ``status``, ``direction``,
+  ``date_sent`` as RFC 2822 ...), from the history listing or from sending.
+
+The dedup key is ``sms:<MessageSid>``, so a webhook, its Twilio retries, the same message in
+the history and a message sent from Mesh are one activity.
+
+The history cursor is a watermark plus the SIDs seen near it: ``{"after": <newest date_sent>,
+"seen": [SIDs with date_sent >= after - overlap]}``. Each sync asks for ``date_sent_after =
+after - overlap`` and skips the SIDs it has seen, so messages sent in the same second as the
+last sync (or that show up in the API a little late) are neither missed nor imported twice.
+Twilio lists newest first; while a listing is walked, the cursor also records how far down it
+has stored (``run``), so a crash between pages resumes below the last stored page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import functools
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from connectors.base import (
+    ActivityDraft,
+    BadItem,
+    Batch,
+    Connector,
+    ConnectorError,
+    ParticipantDraft,
+    RawItem,
+)
+
+SID_RE = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+ACCOUNT_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
+INBOUND = "inbound"
+OUTBOUND = ("outbound-api", "outbound-call", "outbound-reply")
+
+# Delivery states in order; a state never moves backwards and a terminal state never changes.
+STATE_RANK = {
+    "scheduled": 0, "accepted": 0, "queued": 1, "sending": 2, "sent": 3,
+    "receiving": 1, "received": 3,
+    "delivered": 4, "read": 4, "undelivered": 4, "failed": 4, "canceled": 4,
+}  # fmt: skip
+PENDING_STATES = frozenset({"accepted", "scheduled", "queued", "sending"})
+TERMINAL_STATES = frozenset({"delivered", "read", "undelivered", "failed", "canceled", "received"})
+
+# Plain-language meaning of the Twilio error codes people meet most when sending.
+ERRORS = {
+    20003: "authentication failed: check the source's account_sid and auth_token",
+    20404: "not found (wrong account SID?)",
+    21211: "the 'To' number is not a valid phone number",
+    21408: "sending to this region is not enabled on the Twilio account",
+    21606: "the 'From' number is not one of this account's SMS-capable numbers",
+    21610: "the recipient has unsubscribed (replied STOP) and cannot be texted",
+    21614: "the 'To' number cannot receive SMS (not a mobile number)",
+    30003: "unreachable destination handset",
+    30005: "unknown destination handset",
+    30006: "landline or unreachable carrier",
+    30007: "carrier filtered the message as spam",
+}
+
+
+def state_advances(current: str | None, new: str) -> bool:
+    """Whether delivery state ``new`` may replace ``current`` (never backwards, terminal stays)."""
+    if new not in STATE_RANK:
+        return False
+    if not current:
+        return True
+    if current in TERMINAL_STATES:
+        return False
+    return STATE_RANK[new] > STATE_RANK.get(current, -1)
+
+
+def parse_rfc2822(value) -> dt.datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def rfc2822(value: dt.datetime) -> str:
+    return email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)
+
+
+@functools.lru_cache(maxsize=65536)
+def e164(value: str, region: str = "US") -> str:
+    """The core identity normalization of a phone number, or the value as given if it is none."""
+    from streams.identity import InvalidIdentity, normalize_phone
+
+    try:
+        return normalize_phone(value, region)
+    except InvalidIdentity:
+        return (value or "").strip()
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    account_sid: str = ""
+    numbers: str = ""  # comma list of the account's own numbers, E.164
+    page_size: int = 200  # Twilio allows up to 1000
+    overlap_seconds: int = 300  # how far before the watermark each sync looks again
+
+    def __post_init__(self):
+        if not ACCOUNT_RE.match(self.account_sid or ""):
+            raise ValueError("account_sid must look like AC followed by 32 hex digits")
+        object.__setattr__(self, "page_size", int(self.page_size))
+        object.__setattr__(self, "overlap_seconds", int(self.overlap_seconds))
+        if not 1 <= self.page_size <= 1000:
+            raise ValueError("page_size must be between 1 and 1000")
+        if self.overlap_seconds < 1:
+            raise ValueError("overlap_seconds must be positive")
+        for number in self.number_list:
+            if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
+                raise ValueError(f"numbers must be E.164 (+14155550100), got {number!r}")
+
+    @property
+    def number_list(self) -> list[str]:
+        return [n.strip() for n in (self.numbers or "").split(",") if n.strip()]
+
+
+class TwilioSmsConnector(Connector):
+    key = "twilio_sms"
+    label = "Twilio SMS"
+    channel = "sms"
+    Config = TwilioConfig
+    required_secrets = ("auth_token",)
+    pollable = True
+
+    # -- the REST client ----------------------------------------------------------------------
+    def client(self):
+        """A ``twilio.rest.Client`` whose HTTP goes through Mesh's one outbound-HTTP seam
+        (``connectors.http.session``), where tests put their fake Twilio."""
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        from connectors import http
+
+        http_client = TwilioHttpClient(timeout=60)
+        http_client.session = http.session()
+        return Client(self.config.account_sid, self.secrets["auth_token"], http_client=http_client)
+
+    @property
+    def own_numbers(self) -> set[str]:
+        region = self.context.get("region", "US")
+        return {e164(n, region) for n in self.config.number_list}
+
+    # -- history --------------------------------------------------------------------------------
+    def fetch(self, cursor: dict | None, *, since: dt.datetime | None = None) -> Iterator[Batch]:
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        state = dict(cursor or {})
+        if since is not None:
+            state = {"after": since.astimezone(dt.UTC).isoformat(), "seen": []}
+        after = _iso(state.get("after"))
+        seen = set(state.get("seen") or [])
+        overlap = dt.timedelta(seconds=self.config.overlap_seconds)
+        run = dict(state.get("run") or {})
+        # Resuming an interrupted walk: everything sent after ``resume`` (and the SIDs listed at
+        # that very second) was stored before the crash. Twilio lists newest date_sent first.
+        resume = _iso(run.get("before"))
+        resume_sids = set(run.get("before_sids") or [])
+        low, low_sids = resume, set(resume_sids)  # the oldest point stored so far in this walk
+        head_after = _iso(run.get("head_after")) or after
+        # SIDs inside the new watermark's overlap window, rebuilt by every walk from what it lists.
+        head_seen = set(run.get("head_seen") or [])
+        floor = after - overlap if after else None
+
+        query: dict = {"page_size": self.config.page_size}
+        if floor is not None:
+            query["date_sent_after"] = floor
+        if resume is not None:
+            query["date_sent_before"] = resume + dt.timedelta(seconds=1)
+        try:
+            page = self.client().messages.page(**query)
+            while page is not None:
+                records = page._payload.get("messages") or []  # the raw resources, as Twilio sent them
+                items: list[RawItem] = []
+                for message in records:
+                    sid = str(message.get("sid") or "")
+                    sent = parse_rfc2822(message.get("date_sent"))
+                    if sent is None and message.get("status") in PENDING_STATES:
+                        continue  # not sent yet: it gets a date_sent, and a later sync lists it then
+                    sent = sent or parse_rfc2822(message.get("date_created"))
+                    if sent is None:
+                        items.append(RawItem(sid or f"undated-{len(items)}", message))  # fails in normalize
+                        continue
+                    if floor is not None and sent < floor:
+                        continue  # a server that filters by day returns more than asked
+                    if sid in seen:
+                        continue
+                    if resume is not None and (sent > resume or (sent == resume and sid in resume_sids)):
+                        continue  # stored before the crash
+                    items.append(RawItem(sid, message))
+                    if head_after is None or sent > head_after:
+                        head_after = sent
+                    if low is None or sent < low:
+                        low, low_sids = sent, set()
+                    if sent == low:
+                        low_sids.add(sid)
+                for message in records:
+                    sent = parse_rfc2822(message.get("date_sent"))
+                    if sent is not None and head_after is not None and sent >= head_after - overlap:
+                        head_seen.add(str(message.get("sid")))
+                page = page.next_page()
+                if page is not None:
+                    walk = {
+                        "before": _str(low), "before_sids": sorted(low_sids),
+                        "head_after": _str(head_after), "head_seen": sorted(head_seen),
+                    }
+                    yield Batch(items, {"after": _str(after), "seen": sorted(seen), "run": walk})
+                else:
+                    yield Batch(items, _final_cursor(head_after, head_seen))
+        except TwilioRestException as exc:
+            raise _connector_error(exc) from exc
+        except TwilioException as exc:
+            raise _page_error(exc) from exc
+        except OSError as exc:
+            raise ConnectorError(f"cannot reach Twilio: {exc}") from exc
+
+    # -- normalize ------------------------------------------------------------------------------
+    def normalize(self, raw: RawItem) -> ActivityDraft:
+        payload = raw.payload
+        if not isinstance(payload, dict):
+            raise BadItem("payload is not an object")
+        if "MessageSid" in payload or "SmsSid" in payload:
+            return self._from_webhook(payload, raw)
+        if "sid" in payload:
+            return self._from_resource(payload)
+        raise BadItem("neither a Twilio webhook nor a Messages API resource")
+
+    def _check_account(self, account_sid) -> None:
+        if account_sid != self.config.account_sid:
+            raise BadItem(f"message of account {account_sid!r}, not this source's {self.config.account_sid}")
+
+    def _from_webhook(self, p: dict, raw: RawItem) -> ActivityDraft:
+        sid = _one(p.get("MessageSid") or p.get("SmsSid"))
+        if not SID_RE.match(sid):
+            raise BadItem(f"bad MessageSid {sid!r}")
+        self._check_account(_one(p.get("AccountSid")))
+        sender, recipient = _one(p.get("From")), _one(p.get("To"))
+        if not sender or not recipient:
+            raise BadItem("From and To are required")
+        received = _iso(_one(p.get("_received_at"))) or raw.received_at
+        if received is None:
+            raise BadItem("no time: neither _received_at nor the received time is known")
+        attachments = []
+        try:
+            num_media = int(_one(p.get("NumMedia")) or 0)
+        except ValueError:
+            raise BadItem(f"bad NumMedia {p.get('NumMedia')!r}") from None
+        for i in range(min(num_media, 10)):
+            url = _one(p.get(f"MediaUrl{i}"))
+            if not url:
+                continue
+            attachments.append({
+                "name": url.rstrip("/").rsplit("/", 1)[-1], "mediaType": _one(p.get(f"MediaContentType{i}")),
+                "url": url,
+            })
+        extra = {
+            "delivery": {"state": "received", "error_code": None, "updated_at": received.astimezone(dt.UTC).isoformat()},
+            "segments": _int(_one(p.get("NumSegments"))),
+            "media": num_media,
+        }
+        if p.get("MessagingServiceSid"):
+            extra["messaging_service_sid"] = _one(p["MessagingServiceSid"])
+        return self._draft(
+            sid=sid, direction="in", sender=sender, recipient=recipient, body=_one(p.get("Body")),
+            occurred_at=received, attachments=attachments, extra=extra,
+        )
+
+    def _from_resource(self, m: dict) -> ActivityDraft:
+        sid = str(m.get("sid") or "")
+        if not SID_RE.match(sid):
+            raise BadItem(f"bad sid {sid!r}")
+        self._check_account(m.get("account_sid"))
+        direction = m.get("direction")
+        if direction == INBOUND:
+            ours = "in"
+        elif direction in OUTBOUND:
+            ours = "out"
+        else:
+            raise BadItem(f"unknown direction {direction!r}")
+        sender, recipient = m.get("from") or "", m.get("to") or ""
+        if not sender or not recipient:
+            raise BadItem("from and to are required")
+        occurred = parse_rfc2822(m.get("date_sent")) or parse_rfc2822(m.get("date_created"))
+        if occurred is None:
+            raise BadItem(f"no usable date_sent/date_created: {m.get('date_sent')!r}")
+        updated = parse_rfc2822(m.get("date_updated")) or occurred
+        status = str(m.get("status") or "")
+        extra = {
+            "delivery": {"state": status, "error_code": m.get("error_code"), "updated_at": updated.isoformat()},
+            "segments": _int(m.get("num_segments")),
+            "media": _int(m.get("num_media")) or 0,
+        }
+        if m.get("messaging_service_sid"):
+            extra["messaging_service_sid"] = m["messaging_service_sid"]
+        if m.get("_status_callback"):
+            extra["status_callback"] = m["_status_callback"]
+        return self._draft(
+            sid=sid, direction=ours, sender=sender, recipient=recipient, body=m.get("body") or "",
+            occurred_at=occurred, attachments=[], extra=extra,
+        )
+
+    def _draft(self, *, sid, direction, sender, recipient, body, occurred_at, attachments, extra) -> ActivityDraft:
+        region = self.context.get("region", "US")
+        ours, theirs = (recipient, sender) if direction == "in" else (sender, recipient)
+        own = e164(ours, region)
+        extra = {"number": own, **extra}
+        participants = [ParticipantDraft(role="from" if direction == "in" else "to", kind="phone", value=theirs)]
+        # The account's own number is a participant only once it is marked as the owner's
+        # (webhooks and sending do that): otherwise it would become a contact of its own.
+        if f"phone:{own}" in set(self.context.get("self_identities") or ()):
+            participants.append(ParticipantDraft(role="to" if direction == "in" else "from", kind="phone", value=ours))
+        return ActivityDraft(
+            channel="sms",
+            verb="receive" if direction == "in" else "send",
+            direction=direction,
+            occurred_at=occurred_at,
+            dedup_key=f"sms:{sid}",
+            text=body,
+            thread_key=f"sms:{e164(theirs, region)}",
+            participants=participants,
+            attachments=attachments,
+            extra=extra,
+        )
+
+
+def _one(value) -> str:
+    """A form value as text (a webhook payload may hold lists, as QueryDict gives them)."""
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return "" if value is None else str(value)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _iso(value) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _str(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _final_cursor(head_after, head_seen) -> dict:
+    if head_after is None:
+        return {"after": None, "seen": []}
+    return {"after": head_after.isoformat(), "seen": sorted(head_seen)}
+
+
+def _connector_error(exc) -> ConnectorError:
+    code = getattr(exc, "code", None)
+    status = getattr(exc, "status", None)
+    text = ERRORS.get(code) or getattr(exc, "msg", "") or str(exc)
+    message = f"Twilio error {code}: {text}" if code else f"Twilio HTTP {status}: {text}"
+    if code == 20003 or status in (401, 403):
+        return ConnectorError(message, permanent=True, status="auth_failed")
+    if status == 429:
+        return ConnectorError(message, retry_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60))
+    return ConnectorError(message, permanent=bool(status and 400 <= status < 500 and status not in (408, 409)))
+
+
+def _page_error(exc) -> ConnectorError:
+    """A listing that failed: the twilio client raises TwilioException("Unable to fetch page",
+    response) for those; read Twilio's error JSON from the response."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    if status is None:
+        return ConnectorError(f"Twilio: {exc}")
+    try:
+        body = json.loads(response.text)
+    except (TypeError, ValueError):
+        body = {}
+    fake = type("E", (), {"code": body.get("code"), "status": status, "msg": body.get("message", "")})()
+    return _connector_error(fake)
+
+
+def error_text(code) -> str:
+    return ERRORS.get(code, "")
+
