@@ -156,6 +156,12 @@ MESH_INGEST_MAX_EVENTS = env_int("MESH_INGEST_MAX_EVENTS", 1000)
 # to keep memory flat.
 MESH_BATCH_SIZE = env_int("MESH_BATCH_SIZE", 500)
 MESH_PAGE_SIZE = 50
+# Feeds: cache rendered feeds in Redis (when REDIS_URL is set), and poll with one prepared
+# statement when connections persist (DB_CONN_MAX_AGE > 0). Unset: automatic. Turn prepared
+# statements off behind a transaction-pooling PgBouncer.
+MESH_FEED_CACHE = env_bool("MESH_FEED_CACHE", True)
+_prepared = env("MESH_FEED_PREPARED", "")
+MESH_FEED_PREPARED = None if _prepared == "" else env_bool("MESH_FEED_PREPARED")
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MESH_INGEST_MAX_BYTES, 2_621_440)
 

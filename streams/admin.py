@@ -7,6 +7,7 @@ from .models import (
     Activity,
     Contact,
     Device,
+    FeedToken,
     Identity,
     ImportFailure,
     InboundItem,
@@ -113,3 +114,16 @@ class ImportFailureAdmin(admin.ModelAdmin):
 class InboundItemAdmin(admin.ModelAdmin):
     list_display = ["external_id", "connector", "scope", "state", "received_at", "processed_at"]
     list_filter = ["state", "connector"]
+
+
+@admin.register(FeedToken)
+class FeedTokenAdmin(admin.ModelAdmin):
+    list_display = ["token_prefix", "contact", "device", "tier", "workspace", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["tier", "workspace"]
+    raw_id_fields = ["contact", "device"]
+    readonly_fields = ["token_hash", "token_prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected feed tokens")
+    def revoke(self, request, queryset):
+        queryset.filter(revoked_at=None).update(revoked_at=timezone.now())

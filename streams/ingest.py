@@ -198,6 +198,18 @@ def _draft_devices(workspace: Workspace, fresh, rows: list[_Row]) -> None:
 
 def _existing_keys(workspace: Workspace, keys: list[str]) -> set[str]:
     found: set[str] = set()
+    if connection.vendor == "postgresql" and keys:
+        # Driven from the key list: one probe of the (workspace, dedup_key) unique index per
+        # key. The IN-list form let the planner, with stale statistics during a big load, scan
+        # the whole workspace through another index (438 ms a batch at 450,000 activities).
+        table = connection.ops.quote_name(Activity._meta.db_table)
+        with connection.cursor() as cur:
+            cur.execute(
+                f"SELECT a.dedup_key FROM unnest(%s::text[]) AS k(key) "
+                f"JOIN {table} a ON a.workspace_id = %s AND a.dedup_key = k.key",
+                [keys, workspace.pk],
+            )
+            return {row[0] for row in cur.fetchall()}
     for i in range(0, len(keys), 2000):
         found.update(
             Activity.objects.filter(workspace=workspace, dedup_key__in=keys[i : i + 2000]).values_list(

@@ -240,8 +240,13 @@ class InboundItem(models.Model):
 class Activity(models.Model):
     """The normalized item (Activity Streams vocabulary: actor via participants, verb, object)."""
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="activities")
-    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    # No single-column indexes on workspace and source: the unique (workspace, dedup_key) and
+    # (source, id) indexes lead with them, and a lone workspace index tempted the planner into
+    # scanning a whole workspace.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="activities", db_index=False)
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities", db_index=False
+    )
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
     connector = models.CharField(max_length=64, blank=True)
     external_id = models.CharField(max_length=255, blank=True)
@@ -293,8 +298,10 @@ class Participant(models.Model):
         SENDER = "sender"  # email Sender: when it differs from From
         REPLY_TO = "reply_to"  # email Reply-To: when it differs from From
 
-    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="participants")
-    identity = models.ForeignKey(Identity, on_delete=models.PROTECT, related_name="participations")
+    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="participants", db_index=False)
+    identity = models.ForeignKey(
+        Identity, on_delete=models.PROTECT, related_name="participations", db_index=False
+    )  # indexed by participant_identity_idx (identity, activity)
     role = models.CharField(max_length=8, choices=Role.choices)
 
     class Meta:
@@ -319,7 +326,9 @@ class TimelineEntry(models.Model):
     kind = models.CharField(max_length=1, choices=Kind.choices)
     owner_id = models.BigIntegerField(help_text="Contact id or Device id, by kind.")
     occurred_at = models.DateTimeField()
-    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="timeline_entries")
+    activity = models.ForeignKey(
+        Activity, on_delete=models.CASCADE, related_name="timeline_entries", db_index=False
+    )  # indexed by timeline_activity_idx
     # Copied from the activity so that channel/direction filters are served by the timeline.
     channel = models.CharField(max_length=16)
     direction = models.CharField(max_length=4)

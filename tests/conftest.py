@@ -104,3 +104,18 @@ def make_event(event_id, *, type="call.incoming", occurred_at="2026-05-01T10:00:
         event["participants"] = participants
     event.update(extra)
     return event
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker):
+    """Sessions left open by threads and subprocesses (the live server, a Celery worker) would
+    keep the test database from being dropped at the end: end them first."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
