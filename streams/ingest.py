@@ -156,7 +156,9 @@ def ingest_batch(
         result.failed = len(failures)
         _record_failures(workspace, connector.key, scope, source, device, failures, now)
         ok_ids = [raw.external_id for raw, _ in drafts]
-        if ok_ids:
+        # Mark failures of items that now import as resolved (checked cheaply first: most
+        # scopes have none open).
+        if ok_ids and ImportFailure.objects.filter(scope=scope, resolved_at=None).exists():
             ImportFailure.objects.filter(scope=scope, external_id__in=ok_ids, resolved_at=None).update(resolved_at=now)
 
         if source is not None and (cursor is not UNSET or gap is not UNSET):
