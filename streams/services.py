@@ -289,9 +289,11 @@ INBOUND_BATCH = 500
 def inbound_process(*, item_ids: list[int]) -> IngestResult:
     """Ingest stored raw items (idempotent: done items are skipped)."""
     total = IngestResult()
+    # Items another task already stored still name their scope: whatever is pending there is
+    # taken too, so a burst drains in batches whichever task runs first.
     pending = list(
         InboundItem.objects.select_related("workspace", "source", "device")
-        .filter(pk__in=item_ids, state=InboundItem.State.PENDING)
+        .filter(pk__in=item_ids)
         .order_by("pk")
     )
     groups: dict[tuple, list[InboundItem]] = {}
