@@ -240,13 +240,7 @@ class TwitterConnector(Connector):
             if "newest" not in state:
                 state["newest"] = _max_id(meta.get("newest_id"), *ids)
             next_token = meta.get("next_token") if tweets else None
-            if next_token:
-                state["next_token"] = next_token
-            else:
-                newest = state.pop("newest", None)
-                state.pop("next_token", None)
-                if newest:
-                    state["since_id"] = _max_id(state.get("since_id"), newest)
+            _advance(state, next_token)
             yield items, dict(state), None
             if not next_token:
                 return
@@ -272,13 +266,7 @@ class TwitterConnector(Connector):
             meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
             reached_cursor = len(fresh) < len(events)
             next_token = meta.get("next_token") if events and not reached_cursor else None
-            if next_token:
-                state["next_token"] = next_token
-            else:
-                newest = state.pop("newest", None)
-                state.pop("next_token", None)
-                if newest:
-                    state["since_id"] = _max_id(state.get("since_id"), newest)
+            _advance(state, next_token)
             yield items, dict(state), None
             if not next_token:
                 return
@@ -416,3 +404,16 @@ def _by(rows, key: str) -> dict:
 def _max_id(*ids) -> str | None:
     valid = [int(i) for i in ids if i is not None and ID_RE.match(str(i))]
     return str(max(valid)) if valid else None
+
+
+def _advance(state: dict, next_token: str | None) -> None:
+    """Move a stream's cursor past a stored page: keep paging with ``next_token``, or, at the
+    end of a pass, raise ``since_id`` to the newest id the pass saw (only then, so stopping
+    mid-pass never skips older pages)."""
+    if next_token:
+        state["next_token"] = next_token
+        return
+    newest = state.pop("newest", None)
+    state.pop("next_token", None)
+    if newest:
+        state["since_id"] = _max_id(state.get("since_id"), newest)
