@@ -21,12 +21,11 @@ import datetime as dt
 import re
 
 from django.db import connection
-from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
-from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 
 from .models import Activity, TimelineEntry, Workspace
-from .selectors import Cursor, Page, activities_by_ids
+from .selectors import Cursor, Page, activities_by_ids, timeline_filters
 
 MAX_QUERY = 200
 # Must be the indexed expression, token for token, or PostgreSQL will not use the index.
@@ -59,30 +58,12 @@ def _fallback(q: str, prefix: str = "") -> Q:
     return cond
 
 
-def _keyset(before: Cursor | None, *, pk: str) -> Q:
-    if before is None:
-        return Q()
-    return TupleLessThan(Tuple(F("occurred_at"), F(pk)), (before.occurred_at, before.activity_id))
-
-
 def _page(rows: list[tuple[dt.datetime, int]], limit: int) -> Page:
     more = len(rows) > limit
     rows = rows[:limit]
     ids = [pk for _, pk in rows]
     by_id = activities_by_ids(ids=ids)
     return Page([by_id[pk] for pk in ids if pk in by_id], Cursor(*rows[-1]) if more and rows else None)
-
-
-def _filtered(qs: QuerySet, *, channel, direction, since, until) -> QuerySet:
-    if channel:
-        qs = qs.filter(channel=channel)
-    if direction:
-        qs = qs.filter(direction=direction)
-    if since:
-        qs = qs.filter(occurred_at__gte=since)
-    if until:
-        qs = qs.filter(occurred_at__lt=until)
-    return qs
 
 
 def timeline_search_page(
@@ -101,8 +82,8 @@ def timeline_search_page(
     qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, activity__erased_at=None)
     match = _match(q)
     qs = qs.filter(match) if match is not None else qs.filter(_fallback(q, prefix="activity__"))
-    qs = _filtered(qs.filter(_keyset(before, pk="activity_id")), channel=channel, direction=direction,
-                   since=since, until=until)
+    qs = timeline_filters(qs, before=before, pk="activity_id", channel=channel, direction=direction,
+                          since=since, until=until)
     rows = list(qs.order_by("-occurred_at", "-activity_id").values_list("occurred_at", "activity_id")[: limit + 1])
     return _page(rows, limit)
 
@@ -122,8 +103,8 @@ def workspace_search_page(
     qs = Activity.objects.filter(workspace=workspace, erased_at=None)
     match = _match(q)
     qs = qs.filter(match) if match is not None else qs.filter(_fallback(q))
-    qs = _filtered(qs.filter(_keyset(before, pk="id")), channel=channel, direction=direction, since=since,
-                   until=until)
+    qs = timeline_filters(qs, before=before, pk="id", channel=channel, direction=direction, since=since,
+                          until=until)
     rows = list(qs.order_by("-occurred_at", "-id").values_list("occurred_at", "id")[: limit + 1])
     return _page(rows, limit)
 

@@ -48,6 +48,27 @@ def keyset_before(at: str, pk: str, before: Cursor):
     return TupleLessThan(Tuple(F(at), F(pk)), (before.occurred_at, before.activity_id))
 
 
+def timeline_filters(
+    qs: QuerySet, *, before: Cursor | None, pk: str, channel: str | None = None, direction: str | None = None,
+    since: dt.datetime | None = None, until: dt.datetime | None = None,
+) -> QuerySet:
+    """The page filters shared by timelines and searches, over rows that have ``occurred_at``,
+    ``channel``, ``direction`` and the id column ``pk``."""
+    if before is not None:
+        # A row comparison, (occurred_at, pk) < (x, y): PostgreSQL uses it as an index bound,
+        # so any depth costs the same; the equivalent OR form is only a filter.
+        qs = qs.filter(keyset_before("occurred_at", pk, before))
+    if channel:
+        qs = qs.filter(channel=channel)
+    if direction:
+        qs = qs.filter(direction=direction)
+    if since:
+        qs = qs.filter(occurred_at__gte=since)
+    if until:
+        qs = qs.filter(occurred_at__lt=until)
+    return qs
+
+
 def workspaces_for_user(*, user) -> QuerySet[Workspace]:
     if not user.is_authenticated:
         return Workspace.objects.none()
@@ -69,18 +90,8 @@ def timeline_page(
     activities fetched by primary key. Costs the same at any depth."""
     # Erased activities keep their timeline rows (feeds show them as tombstones); pages skip them.
     qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, activity__erased_at=None)
-    if before is not None:
-        # A row comparison, (occurred_at, activity_id) < (x, y): PostgreSQL uses it as an index
-        # bound, so any depth costs the same; the equivalent OR form is only a filter.
-        qs = qs.filter(keyset_before("occurred_at", "activity_id", before))
-    if channel:
-        qs = qs.filter(channel=channel)
-    if direction:
-        qs = qs.filter(direction=direction)
-    if since:
-        qs = qs.filter(occurred_at__gte=since)
-    if until:
-        qs = qs.filter(occurred_at__lt=until)
+    qs = timeline_filters(qs, before=before, pk="activity_id", channel=channel, direction=direction,
+                          since=since, until=until)
     # One statement: the keyset range scan on the timeline index joined to the activity rows
     # (then one more for the participants). Written with raw() because the ORM would order by
     # the activity's columns and lose the index order.
