@@ -22,23 +22,10 @@ import zlib
 import nh3
 from django.utils.html import escape
 
-ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "caption", "center", "cite", "code", "col", "colgroup", "dd",
-    "div", "dl", "dt", "em", "font", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "li", "ol",
-    "p", "pre", "q", "s", "small", "span", "strike", "strong", "sub", "sup", "table", "tbody", "td",
-    "tfoot", "th", "thead", "tr", "u", "ul",
-}  # fmt: skip
-ALLOWED_ATTRIBUTES = {
-    "*": {"title", "align", "dir", "lang", "style"},
-    "a": {"href"},
-    "img": {"src", "alt", "width", "height"},
-    "td": {"colspan", "rowspan", "valign", "width"},
-    "th": {"colspan", "rowspan", "valign", "width"},
-    "table": {"width", "cellpadding", "cellspacing", "border"},
-    "font": {"color", "face", "size"},
-    "col": {"span", "width"},
-    "ol": {"start", "type"},
-}
+# The tags and attributes are the ones the email normalizer kept at import (one policy for
+# both); on the way out the style properties are narrower still.
+from connectors.email_common.body import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
+
 STYLE_PROPERTIES = {
     "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
     "text-align", "text-decoration", "line-height", "white-space", "vertical-align", "width", "max-width",
