@@ -35,8 +35,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.syndication.views import Feed
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
-from django.db.models import CharField, F, Q, Value
-from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
+from django.db.models import CharField, Q, Value
 from django.http import (
     Http404,
     HttpRequest,
@@ -71,7 +70,7 @@ from .feed_tokens import (
     token_well_formed,
 )
 from .models import Activity, Contact, FeedToken, Identity, Participant, TimelineEntry, Workspace
-from .selectors import BadCursor, Cursor
+from .selectors import BadCursor, Cursor, keyset_before
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +116,7 @@ class Head:
 def _keyset(before: Cursor | None, *, at: str, pk: str):
     """``(at, pk) < cursor`` as a row comparison, which PostgreSQL turns into an index bound (the
     equivalent OR form is only a filter, and costs O(depth): see ``_older_page_sql``)."""
-    if before is None:
-        return Q()
-    return TupleLessThan(Tuple(F(at), F(pk)), (before.occurred_at, before.activity_id))
+    return Q() if before is None else keyset_before(at, pk, before)
 
 
 def _part(tag: str) -> Value:
