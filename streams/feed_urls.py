@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import feeds, views
+from . import feeds
 
 urlpatterns = [
     re_path(r"^feeds/(?P<token>[^/.]+)\.(?P<fmt>rss|atom|json|as2)$", feeds.token_feed, name="feed-token"),
@@ -15,9 +15,3 @@ urlpatterns = [
             name="lifestream-feed"),
     path("contacts/<int:contact_id>/feed-tokens/", feeds.contact_feed_tokens, name="contact-feed-tokens"),
 ]
-
-# MINIMAL PLACEHOLDER (feeds issue): the lifestream HTML page /@<workspace>/ belongs to the web
-# issue. Until streams.views has a `lifestream` view, this minimal one serves the public items
-# so that the feeds' alternate links resolve; it steps aside as soon as the real one exists.
-if not hasattr(views, "lifestream"):
-    urlpatterns.append(path("@<slug:workspace>/", feeds.lifestream_page_minimal, name="lifestream"))

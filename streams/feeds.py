@@ -1017,27 +1017,3 @@ def contact_feed_tokens(request: HttpRequest, contact_id: int) -> HttpResponse:
         "tiers": FeedToken.Tier.choices, "new_token": new_token,
         "new_urls": feed_urls(new_token, base=_base_url(request)) if new_token else {}, "message": message,
     })
-
-
-@require_safe
-def lifestream_page_minimal(request: HttpRequest, workspace: str) -> HttpResponse:
-    """MINIMAL PLACEHOLDER until the web issue's lifestream page: the public items, newest first."""
-    ws = get_object_or_404(Workspace, slug=workspace)
-    try:
-        before = _before(request)
-    except BadCursor as exc:
-        return HttpResponseBadRequest(str(exc))
-    head = lifestream_feed_head(workspace=ws, before=before)
-    by_id = feed_activities(ids=[pk for _, pk, _ in head.rows], tier=FeedToken.Tier.FULL)
-    path = request.path
-    entries = []
-    for _, pk, _ in head.rows:
-        a = by_id.get(pk)
-        if a is not None:
-            a.workspace = ws
-            entries.append((a.pk, feed_entry(a, tier=FeedToken.Tier.FULL, link="")))
-    return render(request, "feeds/lifestream_minimal.html", {
-        "ws": ws, "entries": entries, "next": head.next_cursor.encode() if head.next_cursor else "",
-        "paged": before is not None, "path": path,
-        "feeds": {fmt: reverse("lifestream-feed", kwargs={"workspace": ws.slug, "fmt": fmt}) for fmt in ("rss", "atom", "json")},
-    })
