@@ -104,9 +104,7 @@ def connector_context(*, workspace: Workspace, device: Device | None = None) -> 
 
 def source_connector(*, source: Source) -> Connector:
     cls = registry.get(source.connector)
-    device = None
-    if isinstance(source.config, dict) and source.config.get("device"):
-        device = Device.objects.filter(pk=source.config["device"], workspace=source.workspace_id).first()
+    device = _source_device(source)
     return cls(
         source.config, secrets_decrypt(source.secrets_encrypted),
         context=connector_context(workspace=source.workspace, device=device),
