@@ -97,7 +97,15 @@ class Bench:
             ])
 
     def _drop(self, ws) -> None:
-        from streams.models import Activity, Contact, Identity, Participant, TimelineEntry
+        from streams.models import (
+            Activity,
+            Contact,
+            Identity,
+            Participant,
+            SearchDocument,
+            SearchPending,
+            TimelineEntry,
+        )
 
         with transaction.atomic(), connection.cursor() as cur:
             contact_ids = list(Contact.objects.filter(workspace=ws).values_list("pk", flat=True))
@@ -106,6 +114,10 @@ class Bench:
             cur.execute(f"DELETE FROM {te} WHERE kind = 'c' AND owner_id = ANY(%s)", [contact_ids])
             cur.execute(f"DELETE FROM {te} WHERE kind = 'd' AND owner_id = ANY(%s)", [device_ids])
             Participant.objects.filter(activity__workspace=ws)._raw_delete(connection.alias)
+            SearchDocument.objects.filter(activity__workspace=ws)._raw_delete(connection.alias)
+            SearchPending.objects.filter(
+                activity_id__in=Activity.objects.filter(workspace=ws).values("pk")
+            )._raw_delete(connection.alias)
             Activity.objects.filter(workspace=ws)._raw_delete(connection.alias)
             Identity.objects.filter(workspace=ws).update(contact=None, home_contact=None)
             Identity.objects.filter(workspace=ws)._raw_delete(connection.alias)

@@ -121,6 +121,7 @@ CELERY_TASK_DEFAULT_QUEUE = env("MESH_CELERY_QUEUE", "mesh")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-sources": {"task": "streams.tasks.dispatch_due_sources", "schedule": 60.0},
+    "search-index": {"task": "streams.tasks.search_index", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 from .crypto import token_hash
 from .ingest import scope_for
 from .models import Activity, Contact, Device, FeedToken, InboundItem, Workspace
+from .search import search_forget
 
 TOKEN_PREFIX = "mf_"
 # What a token we issued looks like; anything else is refused before a database lookup.
@@ -278,6 +279,7 @@ def activity_erase(*, activity: Activity, now: dt.datetime | None = None) -> Act
         subject="", text="", html="", url="", attachments=[], extra={}, raw=None, thread_key="",
         erased_at=now, updated_at=now,
     )
+    search_forget(activity_ids=[activity.pk])
     if activity.external_id:
         # The pushed raw body (device API, webhooks) holds the same content.
         InboundItem.objects.filter(

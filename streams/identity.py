@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import phonenumbers
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 
 from .models import Contact, Identity, Participant, Workspace
@@ -201,7 +201,12 @@ def identities_resolve(
     return found
 
 
+_IDENTITY_COLUMNS = [f.attname for f in Identity._meta.concrete_fields]
+
+
 def _select(workspace: Workspace, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Identity]:
+    if connection.vendor == "postgresql":
+        return _select_pg(workspace, list(keys))
     by_kind: dict[str, list[str]] = {}
     for kind, value in keys:
         by_kind.setdefault(kind, []).append(value)
@@ -210,6 +215,29 @@ def _select(workspace: Workspace, keys: Iterable[tuple[str, str]]) -> dict[tuple
         for i in range(0, len(values), 1000):
             for ident in Identity.objects.filter(workspace=workspace, kind=kind, value__in=values[i : i + 1000]):
                 result[(ident.kind, ident.value)] = ident
+    return result
+
+
+def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Identity]:
+    """One probe of identity_unique per key (LATERAL … LIMIT 1 keeps the plan from turning into
+    a scan of the workspace's identities when statistics are stale during a big import)."""
+    if not keys:
+        return {}
+    from .rawdb import raw_cursor
+
+    cols = ", ".join(_IDENTITY_COLUMNS)
+    table = Identity._meta.db_table
+    with raw_cursor() as cur:
+        cur.execute(
+            f"SELECT i.* FROM unnest(%s::text[], %s::text[]) AS k(kind, value) CROSS JOIN LATERAL "
+            f"(SELECT {cols} FROM {table} WHERE workspace_id = %s AND kind = k.kind AND value = k.value LIMIT 1) i",
+            [[k for k, _ in keys], [v for _, v in keys], workspace.pk],
+        )
+        rows = cur.fetchall()
+    result = {}
+    for row in rows:
+        ident = Identity.from_db(connection.alias, _IDENTITY_COLUMNS, row)
+        result[(ident.kind, ident.value)] = ident
     return result
 
 
@@ -226,14 +254,28 @@ def _displays_refresh(found: dict[tuple[str, str], Identity], wanted: dict[tuple
         Participant.objects.filter(identity__in=list(changed.values())).values("identity")
         .annotate(at=Max("activity__occurred_at")).values_list("identity", "at")
     )
+    renamed: list[Identity] = []
+    contact_renames: dict[int, tuple[str, str]] = {}  # contact id → (old name, new name)
     for key, ident in changed.items():
         if latest.get(ident.pk) is not None and latest[ident.pk] > wanted[key].seen_at:
             continue
         old_name = _contact_name(key, ident.display)
         ident.display = wanted[key].display[:320]
-        Identity.objects.filter(pk=ident.pk).update(display=ident.display)
+        renamed.append(ident)
         if ident.contact_id:
-            Contact.objects.filter(pk=ident.contact_id, name=old_name).update(name=_contact_name(key, ident.display))
+            contact_renames[ident.contact_id] = (old_name, _contact_name(key, ident.display))
+    if not renamed:
+        return
+    # One statement for all of them (an archive import renames thousands of accounts).
+    Identity.objects.bulk_update(renamed, ["display"], batch_size=1000)
+    if contact_renames:
+        renamed_contacts = [
+            c for c in Contact.objects.filter(pk__in=list(contact_renames)).only("pk", "name")
+            if c.name == contact_renames[c.pk][0]
+        ]
+        for c in renamed_contacts:
+            c.name = contact_renames[c.pk][1]
+        Contact.objects.bulk_update(renamed_contacts, ["name"], batch_size=1000)
 
 
 def _contact_name(key: tuple[str, str], display: str) -> str:

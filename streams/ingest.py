@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import psycopg
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -23,6 +24,8 @@ from connectors.base import ActivityDraft, BadItem, Connector, RawItem
 
 from .identity import InvalidIdentity, Wanted, identities_resolve, normalize
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
+from .rawdb import raw_cursor
+from .search import search_queue
 from .timelines import activities_fan_out, timeline_rows_insert
 
 log = logging.getLogger(__name__)
@@ -120,7 +123,7 @@ def ingest_batch(
 
         participant_rows: list[tuple[int, int, str]] = []
         contact_rows: list[tuple] = []
-        for (_raw, draft), row in zip(fresh, rows, strict=True):
+        for (_raw, draft), _row in zip(fresh, rows, strict=True):
             activity_id = inserted.get(draft.dedup_key)
             if activity_id is None:
                 continue
@@ -129,7 +132,7 @@ def ingest_batch(
                 participant_rows.append((activity_id, identity.pk, role))
                 if identity.contact_id and not identity.is_self and identity.contact_id not in owners:
                     owners.add(identity.contact_id)
-                    contact_rows.append((identity.contact_id, row.occurred_at, activity_id, row.channel, row.direction))
+                    contact_rows.append((identity.contact_id, activity_id))
             if result.newest is None or draft.occurred_at > result.newest:
                 result.newest = draft.occurred_at
         _insert_participants(participant_rows)
@@ -140,10 +143,12 @@ def ingest_batch(
             timeline_rows_insert(
                 contact_rows=contact_rows,
                 device_rows=[
-                    (row.device_id, row.occurred_at, inserted[row.dedup_key], row.channel, row.direction)
+                    (row.device_id, inserted[row.dedup_key])
                     for row in rows if row.device_id is not None and row.dedup_key in inserted
                 ],
+                occurred={inserted[row.dedup_key]: row.occurred_at for row in rows if row.dedup_key in inserted},
             )
+            search_queue(activity_ids=result.activity_ids)
         else:
             activities_fan_out(activity_ids=result.activity_ids)
         by_device: dict[int, list[ActivityDraft]] = {}
@@ -205,7 +210,7 @@ def _existing_keys(workspace: Workspace, keys: list[str]) -> set[str]:
         # key. The IN-list form let the planner, with stale statistics during a big load, scan
         # the whole workspace through another index (438 ms a batch at 450,000 activities).
         table = connection.ops.quote_name(Activity._meta.db_table)
-        with connection.cursor() as cur:
+        with raw_cursor() as cur:
             cur.execute(
                 f"SELECT a.dedup_key FROM unnest(%s::text[]) AS k(key) "
                 f"JOIN {table} a ON a.workspace_id = %s AND a.dedup_key = k.key",
@@ -395,7 +400,53 @@ STATE_KEYS = ("battery", "charging", "lat", "lon", "accuracy", "place", "presenc
 _STAGE = "mesh_stage_activity"
 
 
-def _insert_activities_copy(rows: list[Activity]) -> dict[str, int]:
+_copy_meta: dict[str, tuple[str, list[int]]] = {}
+
+
+def _activity_copy_meta(cur, columns: list[str]) -> tuple[str, list[int]]:
+    """The id sequence and the column type oids of the activity table (once per process)."""
+    table = Activity._meta.db_table
+    if table not in _copy_meta:
+        cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+        sequence = cur.fetchone()[0]
+        cur.execute(
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped", [table],
+        )
+        oids = dict(cur.fetchall())
+        _copy_meta[table] = (sequence, [int(oids[c]) for c in ["id", *columns]])
+    return _copy_meta[table]
+
+
+def _insert_activities_copy(rows: list[_Row]) -> dict[str, int]:
+    """Fast path: take ids from the sequence, then binary COPY straight into the table (one
+    write per row, no staging copy, nothing quoted in Python). The keys were checked just
+    before, so a conflict means a concurrent import of the same items: then the COPY is rolled
+    back to a savepoint and the staging path below sorts the rows out."""
+    meta = Activity._meta
+    fields = [meta.get_field(name) for name in _INSERT_FIELDS]
+    attnames = [f.attname for f in fields]
+    columns = [f.column for f in fields]
+    qn = connection.ops.quote_name
+    with raw_cursor() as cur:
+        sequence, oids = _activity_copy_meta(cur, columns)
+        cur.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, len(rows)])
+        ids = [r[0] for r in cur.fetchall()]
+        try:
+            with transaction.atomic():
+                with cur.copy(
+                    f"COPY {qn(meta.db_table)} (id, {', '.join(qn(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(oids)
+                    for pk, obj in zip(ids, rows, strict=True):
+                        copy.write_row([pk, *[getattr(obj, a) for a in attnames]])
+            return {obj.dedup_key: pk for pk, obj in zip(ids, rows, strict=True)}
+        except psycopg.errors.UniqueViolation:
+            log.info("concurrent import of the same items: inserting %d activities one conflict at a time", len(rows))
+    return _insert_activities_staged(rows)
+
+
+def _insert_activities_staged(rows: list[_Row]) -> dict[str, int]:
     meta = Activity._meta
     fields = [meta.get_field(name) for name in _INSERT_FIELDS]
     qn = connection.ops.quote_name
@@ -411,7 +462,7 @@ def _insert_activities_copy(rows: list[Activity]) -> dict[str, int]:
         with cur.cursor.copy(f"COPY {_STAGE} ({cols}) FROM STDIN") as copy:
             for obj in rows:
                 copy.write_row([
-                    json.dumps(getattr(obj, f.attname), ensure_ascii=False)
+                    (None if getattr(obj, f.attname) is None else json.dumps(getattr(obj, f.attname), ensure_ascii=False))
                     if f.attname in json_fields else getattr(obj, f.attname)
                     for f in fields
                 ])
@@ -433,7 +484,7 @@ def _insert_participants(rows: list[tuple[int, int, str]]) -> None:
         )
         return
     table = connection.ops.quote_name(Participant._meta.db_table)
-    with connection.cursor() as cur:
+    with raw_cursor() as cur:
         cur.execute(
             f"INSERT INTO {table} (activity_id, identity_id, role) "
             f"SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) ON CONFLICT DO NOTHING",

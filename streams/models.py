@@ -93,7 +93,9 @@ class Identity(models.Model):
     KIND_PHONE = "phone"
     KIND_X = "x"
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="identities")
+    # No lone workspace index: identity_unique leads with it, and with stale statistics the
+    # planner used the lone one to scan a whole workspace per looked-up identity.
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="identities", db_index=False)
     kind = models.CharField(max_length=32)
     value = models.CharField(max_length=320)
     display = models.CharField(max_length=320, blank=True)
@@ -345,6 +347,47 @@ class TimelineEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}{self.owner_id} @ {self.occurred_at:%Y-%m-%d %H:%M} → {self.activity_id}"
+
+
+class TsVectorField(models.Field):
+    """PostgreSQL ``tsvector`` (plain text elsewhere; only written with SQL on PostgreSQL).
+    Not django.contrib.postgres's field: that needs the app installed, and SQLite must migrate."""
+
+    description = "full-text document"
+
+    def db_type(self, connection):
+        return "tsvector" if connection.vendor == "postgresql" else "text"
+
+
+class SearchDocument(models.Model):
+    """The full-text document of one activity (PostgreSQL; SQLite searches with LIKE).
+
+    Kept off the ingest path on purpose: ``to_tsvector`` plus the GIN insert cost ~130 µs an
+    activity, more than everything else ingest does for it. Ingest only queues the activity's
+    id (``SearchPending``, same transaction); ``streams.search.search_index_pending`` turns
+    queued ids into documents in batches, from a Celery task kicked after each commit and from
+    the beat. Searches also test still-queued activities directly, so nothing is ever missing
+    from results while the queue drains.
+    """
+
+    activity = models.OneToOneField(Activity, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    document = TsVectorField()
+
+    def __str__(self) -> str:
+        return f"search document of activity {self.activity_id}"
+
+
+class SearchPending(models.Model):
+    """An activity whose search document is missing or out of date (a durable queue: Redis
+    keeps nothing on disk). No foreign key: a deleted activity's entry is simply dropped."""
+
+    activity_id = models.BigIntegerField(primary_key=True)
+
+    class Meta:
+        verbose_name_plural = "search pending"
+
+    def __str__(self) -> str:
+        return f"activity {self.activity_id} waiting for its search document"
 
 
 class ImportFailure(models.Model):

@@ -17,6 +17,7 @@ from connectors.base import ActivityDraft, BadItem, RawItem
 
 from .ingest import _activity, _participants, ingest_batch
 from .models import Activity, Identity, ImportFailure, Participant, Source, TimelineEntry
+from .search import search_queue
 from .timelines import contact_summaries_refresh, contact_timelines_rebuild
 
 COMPARED = [
@@ -95,6 +96,7 @@ def _reprocess_chunk(workspace, source, connector, chunk: list[Activity], result
     now = timezone.now()
     rebuild_contacts: set[int] = set()
     refresh_contacts: set[int] = set()
+    reindex: list[int] = []
     for raw, draft, stored in drafts:
         resolved, invalid = parts[draft.dedup_key]
         fresh = _activity(workspace, source, stored.device, connector.key, raw, draft, now, resolved, invalid)
@@ -110,6 +112,8 @@ def _reprocess_chunk(workspace, source, connector, chunk: list[Activity], result
         if changes:
             changes["updated_at"] = now
             Activity.objects.filter(pk=stored.pk).update(**changes)
+            if {"subject", "text"} & set(changes):
+                reindex.append(stored.pk)
         if old_parts != new_parts:
             Participant.objects.filter(activity=stored).delete()
             Participant.objects.bulk_create(
@@ -124,6 +128,7 @@ def _reprocess_chunk(workspace, source, connector, chunk: list[Activity], result
             entries = TimelineEntry.objects.filter(activity=stored)
             refresh_contacts.update(entries.filter(kind="c").values_list("owner_id", flat=True))
             entries.update(occurred_at=fresh.occurred_at, channel=fresh.channel, direction=fresh.direction)
+    search_queue(activity_ids=reindex)
     if rebuild_contacts:
         contact_timelines_rebuild(contact_ids=sorted(rebuild_contacts))
     refresh_contacts -= rebuild_contacts

@@ -1,16 +1,24 @@
 """Full-text search over activities (subject and text).
 
-PostgreSQL: ``to_tsvector('simple', subject || ' ' || text) @@ websearch_to_tsquery('simple', q)``,
-served by a GIN expression index (migration ``web_search``). ``websearch_to_tsquery`` accepts
-anything a person types ("quoted phrases", ``or``, ``-word``) and never raises a syntax error.
+PostgreSQL: ``document @@ websearch_to_tsquery('simple', q)`` over ``SearchDocument`` (one
+``to_tsvector('simple', subject || ' ' || text)`` per activity, GIN-indexed). ``websearch_to_tsquery``
+accepts anything a person types ("quoted phrases", ``or``, ``-word``) and never raises a syntax
+error.
+
+Documents are built off the ingest path (ingest only queues ids in ``SearchPending``, in its
+own transaction): ``search_index_pending`` drains the queue in batches, run by the
+``search_index`` task that every ingest commit kicks (at most one queued at a time) and by the
+beat. Results stay complete while the queue drains: a search also tests queued activities
+directly, as long as there are at most ``PENDING_SCAN_MAX`` of them; beyond that (a bulk import
+in progress) it skips them and ``search_backlog`` says how many are not searchable yet.
 The ``simple`` configuration does not stem: mail is multilingual, and a stemmer for the wrong
 language finds less than no stemmer at all.
 
 A GIN index finds matches but cannot return them newest first, so a frequent word (in 20% of a
-million activities) would mean sorting 200,000 rows for a page of 50. The migration also adds a
-B-tree on ``(workspace, occurred_at, id)``: then PostgreSQL can walk the workspace newest first
-and test each row, stopping after 50 matches. Its statistics on the expression index (word
-frequencies) let the planner pick the right one of the two for each query.
+million activities) would mean sorting 200,000 rows for a page of 50. The B-tree on
+``(workspace, occurred_at, id)`` (and the timeline's keyset index) let PostgreSQL walk newest
+first and probe each row's document by primary key, stopping after 50 matches; the tsvector
+column's statistics (word frequencies) let the planner pick the right one of the two.
 
 SQLite (the embedded demo): every word must appear in the subject or the text (``icontains``).
 """
@@ -20,17 +28,128 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from django.db import connection
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
-from .models import Activity, TimelineEntry, Workspace
+from .models import Activity, SearchDocument, SearchPending, TimelineEntry, Workspace
 from .selectors import Cursor, Page, activities_by_ids, timeline_filters
 
 MAX_QUERY = 200
-# Must be the indexed expression, token for token, or PostgreSQL will not use the index.
-DOCUMENT_SQL = "to_tsvector('simple'::regconfig, (\"streams_activity\".\"subject\" || ' ' || \"streams_activity\".\"text\"))"
-INDEX_DOCUMENT_SQL = "to_tsvector('simple'::regconfig, (subject || ' ' || text))"
+INDEX_BATCH = 2000
+PENDING_SCAN_MAX = 5000
+KICK_KEY = "mesh:search-index-kicked"
+
+_DOC = SearchDocument._meta.db_table
+_PENDING = SearchPending._meta.db_table
+_ACT = Activity._meta.db_table
+_TSQ = "websearch_to_tsquery('simple'::regconfig, %s)"
+_TSV = "to_tsvector('simple'::regconfig, {a}.subject || ' ' || {a}.text)"
+
+
+# -- the index ------------------------------------------------------------------------------
+def search_queue(*, activity_ids: list[int]) -> None:
+    """Queue activities for (re)indexing, inside the caller's transaction, and kick the
+    indexer once it commits. PostgreSQL only."""
+    if not activity_ids or connection.vendor != "postgresql":
+        return
+    from .rawdb import raw_cursor
+
+    with raw_cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {_PENDING} (activity_id) SELECT unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
+            [activity_ids],
+        )
+    search_index_kick()
+
+
+_deferred = 0
+
+
+class search_deferred:
+    """Within this block commits do not kick the indexer (bulk loads and the benchmark drain
+    the queue themselves, afterwards)."""
+
+    def __enter__(self):
+        global _deferred
+        _deferred += 1
+
+    def __exit__(self, *exc):
+        global _deferred
+        _deferred -= 1
+
+
+def search_index_kick() -> None:
+    """After the current transaction commits, make sure one ``search_index`` task is on its
+    way (at most one per ~10 s: a bulk import commits hundreds of batches)."""
+    if connection.vendor != "postgresql" or _deferred:
+        return
+
+    def kick():
+        from .tasks import search_index
+
+        if cache.add(KICK_KEY, 1, timeout=10):
+            try:
+                search_index.delay()
+            except Exception:  # the broker is down: the beat's sweep indexes them later
+                cache.delete(KICK_KEY)
+
+    transaction.on_commit(kick)
+
+
+def search_index_pending(*, batch: int = INDEX_BATCH, max_batches: int | None = None) -> int:
+    """Build the documents of queued activities, ``batch`` per transaction, until the queue is
+    empty (or ``max_batches``). Concurrent indexers take disjoint rows (SKIP LOCKED). Erased
+    activities get no document. Returns how many queued entries were consumed."""
+    if connection.vendor != "postgresql":
+        SearchPending.objects.all().delete()
+        return 0
+    done = rounds = 0
+    sql = f"""
+        WITH picked AS (
+            DELETE FROM {_PENDING} WHERE activity_id IN (
+                SELECT activity_id FROM {_PENDING} ORDER BY activity_id LIMIT %s FOR UPDATE SKIP LOCKED
+            ) RETURNING activity_id
+        ), written AS (
+            INSERT INTO {_DOC} (activity_id, document)
+            SELECT a.id, {_TSV.format(a="a")} FROM {_ACT} a JOIN picked p ON p.activity_id = a.id
+            WHERE a.erased_at IS NULL
+            ON CONFLICT (activity_id) DO UPDATE SET document = EXCLUDED.document
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM written)
+    """
+    while max_batches is None or rounds < max_batches:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(sql, [batch])
+            picked, _written = cur.fetchone()
+        done += picked
+        rounds += 1
+        if picked < batch:
+            break
+    return done
+
+
+def search_forget(*, activity_ids: list[int]) -> None:
+    """Drop the documents of erased activities (their words must not stay searchable)."""
+    SearchDocument.objects.filter(activity_id__in=activity_ids).delete()
+    SearchPending.objects.filter(activity_id__in=activity_ids).delete()
+
+
+def search_backlog() -> int:
+    """How many queued activities a search skips right now (0 while the queue is small)."""
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_PENDING} LIMIT %s) q", [PENDING_SCAN_MAX + 1])
+        queued = cur.fetchone()[0]
+    if queued <= PENDING_SCAN_MAX:
+        return 0
+    return SearchPending.objects.count()
+
+
+# -- queries --------------------------------------------------------------------------------
 
 
 def search_terms(q: str) -> str:
@@ -42,13 +161,20 @@ def _words(q: str) -> list[str]:
     return [w for w in re.findall(r"[\w@.+'-]+", q) if w.lower() not in ("or", "and")][:10]
 
 
-def _match(q: str):
-    """A condition on ``streams_activity`` rows; usable on Activity and (joined) TimelineEntry."""
-    if connection.vendor == "postgresql":
-        return RawSQL(
-            f"{DOCUMENT_SQL} @@ websearch_to_tsquery('simple'::regconfig, %s)", [q], output_field=BooleanField()
+def _match(q: str, column: str):
+    """A condition "``column`` (an activity id) matches ``q``": indexed documents, plus queued
+    activities tested directly while the queue is small enough to scan."""
+    if connection.vendor != "postgresql":
+        return None
+    sql = f"SELECT d.activity_id FROM {_DOC} d WHERE d.document @@ {_TSQ}"
+    params = [q]
+    if not search_backlog():
+        sql += (
+            f" UNION ALL SELECT p.activity_id FROM {_PENDING} p JOIN {_ACT} pa ON pa.id = p.activity_id"
+            f" WHERE {_TSV.format(a='pa')} @@ {_TSQ}"
         )
-    return None
+        params.append(q)
+    return RawSQL(f"{column} IN ({sql})", params, output_field=BooleanField())
 
 
 def _fallback(q: str, prefix: str = "") -> Q:
@@ -80,7 +206,7 @@ def timeline_search_page(
 ) -> Page:
     """A timeline's activities matching ``q``, newest first, keyset paged like the timeline."""
     qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, activity__erased_at=None)
-    match = _match(q)
+    match = _match(q, f'"{TimelineEntry._meta.db_table}"."activity_id"')
     qs = qs.filter(match) if match is not None else qs.filter(_fallback(q, prefix="activity__"))
     qs = timeline_filters(qs, before=before, pk="activity_id", channel=channel, direction=direction,
                           since=since, until=until)
@@ -101,7 +227,7 @@ def workspace_search_page(
 ) -> Page:
     """Every activity of the workspace matching ``q``, newest first."""
     qs = Activity.objects.filter(workspace=workspace, erased_at=None)
-    match = _match(q)
+    match = _match(q, f'"{_ACT}"."id"')
     qs = qs.filter(match) if match is not None else qs.filter(_fallback(q))
     qs = timeline_filters(qs, before=before, pk="id", channel=channel, direction=direction, since=since,
                           until=until)

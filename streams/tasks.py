@@ -90,3 +90,25 @@ def merge_activities(activity_ids: list[int]) -> int:
     from .timelines import activities_fan_out
 
     return activities_fan_out(activity_ids=activity_ids)
+
+
+@shared_task(acks_late=True)
+def search_index(budget_s: float = 20.0) -> int:
+    """Build search documents for queued activities (kicked after ingest commits, and every
+    minute by the beat). Works for at most ``budget_s`` and then re-queues itself if more is
+    waiting, so one long backlog never holds a worker process for minutes."""
+    import time
+
+    from django.core.cache import cache
+
+    from .search import KICK_KEY, search_index_pending
+
+    cache.delete(KICK_KEY)  # ingests from now on may kick again
+    start, done = time.monotonic(), 0
+    while time.monotonic() - start < budget_s:
+        n = search_index_pending(max_batches=1)
+        done += n
+        if n == 0:
+            return done
+    search_index.delay(budget_s)
+    return done

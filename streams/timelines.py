@@ -108,22 +108,30 @@ def activities_fan_out(*, activity_ids: Sequence[int]) -> int:
     return written
 
 
-def timeline_rows_insert(*, contact_rows: list[tuple], device_rows: list[tuple]) -> int:
-    """Insert precomputed timeline rows (owner_id, occurred_at, activity_id, channel,
-    direction) for contacts and devices, PostgreSQL only; bump summaries by what was new."""
+def timeline_rows_insert(*, contact_rows: list[tuple[int, int]], device_rows: list[tuple[int, int]],
+                         occurred: dict[int, dt.datetime]) -> int:
+    """Insert the timeline rows (owner_id, activity_id) of freshly inserted activities, for
+    contacts and devices, PostgreSQL only; bump summaries by what was new. Time, channel and
+    direction are copied from the activity row inside PostgreSQL (sending a thousand
+    timestamps as parameters cost more than the join); ``occurred`` (activity id → time)
+    serves the summaries."""
+    from .rawdb import raw_cursor
+
     written = 0
     sql = f"""
         INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
-        SELECT %s, * FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[])
+        SELECT %s, x.owner_id, a.occurred_at, a.id, a.channel, a.direction
+        FROM unnest(%s::bigint[], %s::bigint[]) AS x(owner_id, activity_id)
+        JOIN {_t(Activity)} a ON a.id = x.activity_id
         ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
-        RETURNING owner_id, channel, occurred_at
+        RETURNING owner_id, channel, activity_id
     """
-    with connection.cursor() as cur:
+    with raw_cursor() as cur:
         for kind, rows, bump in (("c", contact_rows, _bump_contacts), ("d", device_rows, _bump_devices)):
             if not rows:
                 continue
-            cur.execute(sql, [kind, *[list(col) for col in zip(*rows, strict=True)]])
-            returned = cur.fetchall()
+            cur.execute(sql, [kind, [r[0] for r in rows], [r[1] for r in rows]])
+            returned = [(owner, channel, occurred[aid]) for owner, channel, aid in cur.fetchall()]
             bump(returned)
             written += len(returned)
     return written
@@ -158,9 +166,11 @@ def _bump_contacts(rows: list[tuple]) -> None:
 def _bump_contacts_sql(delta, newest) -> None:
     """One UPDATE for all contacts of the batch, counts merged inside PostgreSQL. Rows are
     locked in id order first, so concurrent batches cannot deadlock."""
+    from .rawdb import raw_cursor
+
     ids = sorted(delta)
     table = _t(Contact)
-    with connection.cursor() as cur:
+    with raw_cursor() as cur:
         cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
         cur.execute(
             f"""
@@ -194,8 +204,10 @@ def _bump_devices(rows: list[tuple]) -> None:
         if owner_id not in newest or occurred_at > newest[owner_id]:
             newest[owner_id] = occurred_at
     if connection.vendor == "postgresql":
+        from .rawdb import raw_cursor
+
         ids = sorted(delta)
-        with connection.cursor() as cur:
+        with raw_cursor() as cur:
             cur.execute(f"SELECT id FROM {_t(Device)} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
             cur.execute(
                 f"""UPDATE {_t(Device)} AS v SET activity_count = v.activity_count + d.n,

@@ -35,7 +35,13 @@ from .contacts import contact_merge_preview, contact_rename, contact_unmerge_pre
 from .heatmap import heat_svg, heat_weeks
 from .mail_html import message_csp, message_document
 from .models import Activity, Contact, Device, Source, TimelineEntry, Workspace
-from .search import highlight_terms, search_terms, timeline_search_page, workspace_search_page
+from .search import (
+    highlight_terms,
+    search_backlog,
+    search_terms,
+    timeline_search_page,
+    workspace_search_page,
+)
 from .selectors import (
     BadCursor,
     Cursor,
@@ -665,6 +671,7 @@ def search(request: HttpRequest) -> HttpResponse:
         "directions": DIRECTIONS, "highlight": highlight_terms(filters.q),
         "older_url": _query({**filters.params(), "before": page.next_cursor.encode()}) if page and page.next_cursor else "",
         "newest_url": _query(filters.params()) or "?", "paged": before is not None,
+        "backlog": search_backlog() if page is not None else 0,
     })
 
 
