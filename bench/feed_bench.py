@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
             settings.MESH_FEED_CACHE = True
             feeds.token_feed(factory.get(path), **kwargs)  # fill
             results["cases"][f"{fmt} from Redis"] = time_view(feeds.token_feed, factory, path, kwargs, n=n)
+    if connection.vendor == "postgresql":
+        # A prepared statement pays only on its generic plan: custom plans past the first five
+        # mean that every execution was planned again.
+        with connection.cursor() as cur:
+            cur.execute("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY name")
+            results["prepared_plans"] = {name: {"generic": g, "custom": c} for name, g, c in cur.fetchall()}
     # The same without prepared statements (what runs when connections are not persistent).
     settings.MESH_FEED_CACHE = False
     settings.MESH_FEED_PREPARED = False
@@ -160,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({results['database']}, Redis {'on' if results['redis'] else 'off'}, {results['machine']})")
         for case, r in results["cases"].items():
             print(f"  {case:<40} p50 {r['p50']:7.3f} ms  p95 {r['p95']:7.3f} ms  p99 {r['p99']:7.3f} ms  (n={r['n']})")
+        if results.get("prepared_plans"):
+            print("  prepared statements (generic/custom plans): " + ", ".join(
+                f"{name} {p['generic']}/{p['custom']}" for name, p in results["prepared_plans"].items()))
     return 0
 
 

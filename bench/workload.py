@@ -56,6 +56,12 @@ class Workload:
         tail_total = sum(tail) or 1.0
         weights = [self.hot_share] + [(1 - self.hot_share) * w / tail_total for w in tail]
         self._cum = list(itertools.accumulate(weights))
+        self._channel_cum = list(itertools.accumulate(CHANNEL_WEIGHTS))[:-1]
+        # Bodies come from a pool: drawing ~150 random words per item cost as much as ingesting
+        # it, and with --workers every process generates the whole sequence.
+        pool_rng = random.Random(self.seed ^ 0x5EED)
+        self._subjects = [" ".join(pool_rng.choices(WORDS, k=pool_rng.randint(4, 14))) for _ in range(1024)]
+        self._bodies = [" ".join(pool_rng.choices(WORDS, k=pool_rng.randint(120, 180))) for _ in range(4096)]
 
     def pick_contact(self, rng: random.Random) -> int:
         return min(bisect.bisect_left(self._cum, rng.random() * self._cum[-1]), self.contacts - 1)
@@ -72,7 +78,7 @@ class Workload:
         rng = random.Random(self.seed)
         step = SPAN_SECONDS / max(self.activities, 1)
         for i in range(self.activities):
-            channel = rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0]
+            channel = CHANNELS[bisect.bisect(self._channel_cum, rng.random())]
             main = self.pick_contact(rng)
             others = [self.pick_contact(rng) for _ in range(rng.choice((0, 0, 0, 1, 2)))] if channel == "email" else []
             when = START + dt.timedelta(seconds=int(i * step + rng.random() * step))
@@ -84,9 +90,9 @@ class Workload:
                 "d": rng.randrange(self.devices) if channel in ("device", "sms") and self.devices else None,
                 "t": when.isoformat(),
                 "out": rng.random() < 0.4,
-                "w": " ".join(rng.choices(WORDS, k=rng.randint(4, 14))),
+                "w": self._subjects[rng.randrange(1024)],
                 # ~1 KB of body, like the measured rows
-                "b": " ".join(rng.choices(WORDS, k=rng.randint(120, 180))),
+                "b": self._bodies[rng.randrange(4096)],
             }
             yield RawItem(f"bench-{i}", payload)
 

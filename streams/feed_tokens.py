@@ -159,7 +159,10 @@ def prepared_fetch(name: str, sql: str, params: list) -> list[tuple] | None:
     and Django's client-side binding never reuses a plan. PREPARE once per connection, EXECUTE
     after. That pays only on persistent connections, so it is on when CONN_MAX_AGE is not 0
     (``MESH_FEED_PREPARED`` forces it on or off; off behind a transaction-pooling PgBouncer,
-    which does not keep prepared statements)."""
+    which does not keep prepared statements). It pays only once PostgreSQL settles on the
+    statement's generic plan (after five executions): a parameter in a range condition it
+    cannot estimate without the value (``erased_at >= $n``) makes the generic plan look costly,
+    and then every execution is planned again (``pg_prepared_statements.custom_plans`` grows)."""
     if connection.vendor != "postgresql":
         return None
     enabled = getattr(settings, "MESH_FEED_PREPARED", None)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 from django.db import connection, transaction
-from django.db.models import Max
 
-from .models import Contact, Identity, Participant, Workspace
+from .models import Contact, Identity, Workspace
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Generous on purpose: real mail has odd local parts; we refuse only what cannot be an address.
@@ -157,7 +156,7 @@ def identities_resolve(
         return {}
     found = _select(workspace, wanted.keys())
     _displays_refresh(found, wanted)
-    missing = [key for key in wanted if key not in found]
+    missing = sorted(key for key in wanted if key not in found)  # one insert order: no deadlocks
     if missing:
         new_contacts: dict[tuple[str, str], Contact] = {}
         to_contact = [key for key in missing if wanted[key].needs_contact]
@@ -173,6 +172,7 @@ def identities_resolve(
                     kind=key[0],
                     value=key[1],
                     display=wanted[key].display[:320],
+                    display_seen_at=wanted[key].seen_at if wanted[key].display else None,
                     contact=new_contacts.get(key),
                     home_contact=new_contacts.get(key),
                 )
@@ -242,37 +242,48 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
 
 
 def _displays_refresh(found: dict[tuple[str, str], Identity], wanted: dict[tuple[str, str], Wanted]) -> None:
-    """Give known identities the display of items newer than any stored item of theirs (the
-    contact's name follows when it was only the old display, never a name a user chose)."""
-    changed = {
-        key: ident for key, ident in found.items()
-        if wanted[key].display and wanted[key].seen_at and ident.display != wanted[key].display[:320]
-    }
-    if not changed:
-        return
-    latest = dict(
-        Participant.objects.filter(identity__in=list(changed.values())).values("identity")
-        .annotate(at=Max("activity__occurred_at")).values_list("identity", "at")
-    )
-    renamed: list[Identity] = []
+    """Give known identities the display of items newer than the one their display came from
+    (the contact's name follows when it was only the old display, never a name a user chose).
+
+    ``display_seen_at`` decides without a query: a different display from a newer item
+    renames; one from an older item (an archive imported after the API sync) changes nothing.
+    The same display seen again writes nothing (unless it had no time yet): a busy identity
+    costs no write per batch. So after A (t1) → B (t5), B again at t10 and then A at t7 from an
+    older export, the display goes back to A; telling that apart would need the newest item's
+    time on every batch — what this replaced: an aggregate over all of an identity's items,
+    which grew with the database."""
+    touched: list[Identity] = []
     contact_renames: dict[int, tuple[str, str]] = {}  # contact id → (old name, new name)
-    for key, ident in changed.items():
-        if latest.get(ident.pk) is not None and latest[ident.pk] > wanted[key].seen_at:
+    for key, ident in found.items():
+        w = wanted[key]
+        if not w.display or w.seen_at is None:
+            continue
+        display = w.display[:320]
+        seen = ident.display_seen_at
+        if display == ident.display:
+            if seen is None:
+                ident.display_seen_at = w.seen_at
+                touched.append(ident)
+            continue
+        if seen is not None and w.seen_at <= seen:
             continue
         old_name = _contact_name(key, ident.display)
-        ident.display = wanted[key].display[:320]
-        renamed.append(ident)
+        ident.display, ident.display_seen_at = display, w.seen_at
+        touched.append(ident)
         if ident.contact_id:
-            contact_renames[ident.contact_id] = (old_name, _contact_name(key, ident.display))
-    if not renamed:
+            contact_renames[ident.contact_id] = (old_name, _contact_name(key, display))
+    if not touched:
         return
-    # One statement for all of them (an archive import renames thousands of accounts).
-    Identity.objects.bulk_update(renamed, ["display"], batch_size=1000)
+    # One statement for all of them (an archive import renames thousands of accounts), in id
+    # order like the summary updates, so concurrent ingests lock rows in one order.
+    touched.sort(key=lambda i: i.pk)
+    Identity.objects.bulk_update(touched, ["display", "display_seen_at"], batch_size=1000)
     if contact_renames:
         renamed_contacts = [
             c for c in Contact.objects.filter(pk__in=list(contact_renames)).only("pk", "name")
             if c.name == contact_renames[c.pk][0]
         ]
+        renamed_contacts.sort(key=lambda c: c.pk)
         for c in renamed_contacts:
             c.name = contact_renames[c.pk][1]
         Contact.objects.bulk_update(renamed_contacts, ["name"], batch_size=1000)

@@ -99,6 +99,9 @@ class Identity(models.Model):
     kind = models.CharField(max_length=32)
     value = models.CharField(max_length=320)
     display = models.CharField(max_length=320, blank=True)
+    # The time of the item ``display`` came from (None: set by hand or an address book): a
+    # display seen in an older item never replaces it.
+    display_seen_at = models.DateTimeField(null=True, blank=True)
     is_self = models.BooleanField(default=False)
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="identities")
     home_contact = models.ForeignKey(

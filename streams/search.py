@@ -107,10 +107,13 @@ def search_index_pending(*, batch: int = INDEX_BATCH, max_batches: int | None = 
         return 0
     done = rounds = 0
     sql = f"""
-        WITH picked AS (
-            DELETE FROM {_PENDING} WHERE activity_id IN (
-                SELECT activity_id FROM {_PENDING} ORDER BY activity_id LIMIT %s FOR UPDATE SKIP LOCKED
-            ) RETURNING activity_id
+        WITH batch AS MATERIALIZED (
+            -- Once, as a CTE: as an IN subquery PostgreSQL may rescan it, and a rescan skips
+            -- the rows this statement already deleted and takes the next ones.
+            SELECT activity_id FROM {_PENDING} ORDER BY activity_id LIMIT %s FOR UPDATE SKIP LOCKED
+        ), picked AS (
+            DELETE FROM {_PENDING} q USING batch b WHERE q.activity_id = b.activity_id
+            RETURNING q.activity_id
         ), written AS (
             INSERT INTO {_DOC} (activity_id, document)
             SELECT a.id, {_TSV.format(a="a")} FROM {_ACT} a JOIN picked p ON p.activity_id = a.id

@@ -171,7 +171,7 @@ def _bump_contacts_sql(delta, newest) -> None:
     ids = sorted(delta)
     table = _t(Contact)
     with raw_cursor() as cur:
-        cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
+        cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
         cur.execute(
             f"""
             UPDATE {table} AS c SET
@@ -208,7 +208,7 @@ def _bump_devices(rows: list[tuple]) -> None:
 
         ids = sorted(delta)
         with raw_cursor() as cur:
-            cur.execute(f"SELECT id FROM {_t(Device)} WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
+            cur.execute(f"SELECT id FROM {_t(Device)} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
             cur.execute(
                 f"""UPDATE {_t(Device)} AS v SET activity_count = v.activity_count + d.n,
                        last_event_at = GREATEST(v.last_event_at, d.newest)

@@ -32,11 +32,14 @@ class Command(MeshCommand):
         parser.add_argument("--samples", type=int, default=200, help="requests per latency figure")
         parser.add_argument("--skip-peer", action="store_true", help="do not run django-activity-stream")
         parser.add_argument("--keep", action="store_true", help="reuse a loaded bench workspace")
+        parser.add_argument("--workers", type=int, default=1,
+                            help="ingest processes (like a Celery worker's --concurrency; default 1)")
 
     def handle(self, *args, **options):
         bench = Bench(
             activities=options["activities"], contacts=options["contacts"], devices=options["devices"],
             seed=options["seed"], samples=options["samples"], keep=options["keep"], log=self.stderr._out,
+            workers=max(1, options["workers"]),
         )
         try:
             results = bench.run()
