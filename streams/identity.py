@@ -144,18 +144,29 @@ class Wanted:
 
 
 def identities_resolve(
-    *, workspace: Workspace, wanted: dict[tuple[str, str], Wanted]
+    *, workspace: Workspace, wanted: dict[tuple[str, str], Wanted],
+    contact_renames: dict[int, tuple[str, str]] | None = None,
 ) -> dict[tuple[str, str], Identity]:
     """Find or create an Identity for each normalized (kind, value).
 
     Identities that need a contact and have none get a new Contact named after the display
     value. Safe against concurrent ingests: the unique constraint decides, losers re-read.
     Must run inside a transaction.
+
+    Contacts named after a display that changed are renamed here, or, when ``contact_renames``
+    is given, collected into it ({contact id: (old name, new name)}) for the caller to apply
+    with ``contacts_rename`` once it holds the batch's contact locks (ingest does that after
+    its summary update, which locks them in id order: taking one contact's lock here, early,
+    deadlocked two concurrent ingests).
     """
     if not wanted:
         return {}
     found = _select(workspace, wanted.keys())
-    _displays_refresh(found, wanted)
+    renames = _displays_refresh(found, wanted)
+    if contact_renames is None:
+        contacts_rename(renames)
+    else:
+        contact_renames.update(renames)
     missing = sorted(key for key in wanted if key not in found)  # one insert order: no deadlocks
     if missing:
         new_contacts: dict[tuple[str, str], Contact] = {}
@@ -241,7 +252,9 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
     return result
 
 
-def _displays_refresh(found: dict[tuple[str, str], Identity], wanted: dict[tuple[str, str], Wanted]) -> None:
+def _displays_refresh(
+    found: dict[tuple[str, str], Identity], wanted: dict[tuple[str, str], Wanted]
+) -> dict[int, tuple[str, str]]:
     """Give known identities the display of items newer than the one their display came from
     (the contact's name follows when it was only the old display, never a name a user chose).
 
@@ -273,20 +286,26 @@ def _displays_refresh(found: dict[tuple[str, str], Identity], wanted: dict[tuple
         if ident.contact_id:
             contact_renames[ident.contact_id] = (old_name, _contact_name(key, display))
     if not touched:
-        return
+        return contact_renames
     # One statement for all of them (an archive import renames thousands of accounts), in id
     # order like the summary updates, so concurrent ingests lock rows in one order.
     touched.sort(key=lambda i: i.pk)
     Identity.objects.bulk_update(touched, ["display", "display_seen_at"], batch_size=1000)
-    if contact_renames:
-        renamed_contacts = [
-            c for c in Contact.objects.filter(pk__in=list(contact_renames)).only("pk", "name")
-            if c.name == contact_renames[c.pk][0]
-        ]
-        renamed_contacts.sort(key=lambda c: c.pk)
-        for c in renamed_contacts:
-            c.name = contact_renames[c.pk][1]
-        Contact.objects.bulk_update(renamed_contacts, ["name"], batch_size=1000)
+    return contact_renames
+
+
+def contacts_rename(renames: dict[int, tuple[str, str]]) -> None:
+    """Apply {contact id: (old name, new name)}, only where the name is still the old one (a
+    name a user chose stays)."""
+    if not renames:
+        return
+    renamed_contacts = [
+        c for c in Contact.objects.filter(pk__in=list(renames)).only("pk", "name") if c.name == renames[c.pk][0]
+    ]
+    renamed_contacts.sort(key=lambda c: c.pk)
+    for c in renamed_contacts:
+        c.name = renames[c.pk][1]
+    Contact.objects.bulk_update(renamed_contacts, ["name"], batch_size=1000)
 
 
 def _contact_name(key: tuple[str, str], display: str) -> str:

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from connectors.base import ActivityDraft, BadItem, Connector, RawItem
 
-from .identity import InvalidIdentity, Wanted, identities_resolve, normalize
+from .identity import InvalidIdentity, Wanted, contacts_rename, identities_resolve, normalize
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
 from .rawdb import raw_cursor
 from .search import search_queue
@@ -108,7 +108,8 @@ def ingest_batch(
         fresh = [(raw, d) for raw, d in unique if d.dedup_key not in existing]
         result.duplicate += len(unique) - len(fresh)
 
-        parts = _participants(workspace, region, fresh)
+        renames: dict[int, tuple[str, str]] = {}
+        parts = _participants(workspace, region, fresh, renames)
         now = timezone.now()
         rows = [
             _activity_row(workspace, source, device, connector.key, raw, draft, now, *parts[draft.dedup_key])
@@ -151,6 +152,7 @@ def ingest_batch(
             search_queue(activity_ids=result.activity_ids)
         else:
             activities_fan_out(activity_ids=result.activity_ids)
+        contacts_rename(renames)  # after the summary update has locked the contacts in id order
         by_device: dict[int, list[ActivityDraft]] = {}
         for (_raw, draft), row in zip(fresh, rows, strict=True):
             if row.device_id is not None and draft.dedup_key in inserted:
@@ -232,7 +234,7 @@ def _normalize_cached(kind: str, value: str, region: str) -> tuple[str, str]:
     return normalize(kind, value, region=region)
 
 
-def _participants(workspace, region, fresh):
+def _participants(workspace, region, fresh, contact_renames=None):
     """Normalize every participant of the batch, resolve all identities in one go, and return
     dedup_key → ([(identity, role)], invalid participants)."""
     wanted: dict[tuple[str, str], Wanted] = {}
@@ -257,7 +259,7 @@ def _participants(workspace, region, fresh):
                 w.needs_contact = True
             keys.append((key, p.role))
         per_draft[draft.dedup_key] = (keys, invalid)
-    identities = identities_resolve(workspace=workspace, wanted=wanted)
+    identities = identities_resolve(workspace=workspace, wanted=wanted, contact_renames=contact_renames)
     out = {}
     for dedup_key, (keys, invalid) in per_draft.items():
         seen = set()

@@ -88,6 +88,9 @@ def timeline_page(
 ) -> Page:
     """One newest-first page of a timeline: a range scan on the keyset index, then the
     activities fetched by primary key. Costs the same at any depth."""
+    if connection.vendor == "postgresql":
+        return _timeline_page_pg(kind=kind, owner_id=owner_id, before=before, limit=limit, channel=channel,
+                                 direction=direction, since=since, until=until)
     # Erased activities keep their timeline rows (feeds show them as tombstones); pages skip them.
     qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, activity__erased_at=None)
     qs = timeline_filters(qs, before=before, pk="activity_id", channel=channel, direction=direction,
@@ -108,6 +111,92 @@ def timeline_page(
     activities = ordered[:limit]
     next_cursor = Cursor(activities[-1].occurred_at, activities[-1].pk) if more and activities else None
     return Page(activities, next_cursor)
+
+
+_ACTIVITY_COLUMNS = [f for f in Activity._meta.concrete_fields if f.name != "raw"]
+_DEVICE_COLUMNS = list(Device._meta.concrete_fields)
+
+
+def _page_sql(where: str) -> str:
+    te, a, d = TimelineEntry._meta.db_table, Activity._meta.db_table, Device._meta.db_table
+    p, i = Participant._meta.db_table, Identity._meta.db_table
+    acols = ", ".join(f"a.{connection.ops.quote_name(f.column)}" for f in _ACTIVITY_COLUMNS)
+    dcols = ", ".join(f"d.{connection.ops.quote_name(f.column)}" for f in _DEVICE_COLUMNS)
+    return f"""
+        SELECT {acols}, {dcols},
+            (SELECT json_agg(json_build_array(p.role, i.kind, i.value, i.display, i.contact_id, i.is_self)
+                             ORDER BY p.id)
+             FROM {p} p JOIN {i} i ON i.id = p.identity_id WHERE p.activity_id = a.id)
+        FROM (
+            SELECT te.occurred_at, te.activity_id FROM {te} te
+            JOIN {a} x ON x.id = te.activity_id AND x.erased_at IS NULL
+            WHERE te.kind = %s AND te.owner_id = %s {where}
+            ORDER BY te.occurred_at DESC, te.activity_id DESC LIMIT %s
+        ) AS page
+        JOIN {a} a ON a.id = page.activity_id
+        LEFT JOIN {d} d ON d.id = a.device_id
+        ORDER BY page.occurred_at DESC, page.activity_id DESC
+    """
+
+
+def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, since, until) -> Page:
+    """The same page in one statement and no ORM query building: the keyset range scan, the
+    activities, their devices and their participants (as JSON arrays). Three ORM queries cost
+    ~5 ms of Python for ~1 ms of PostgreSQL."""
+    import json
+
+    from .rawdb import raw_cursor
+
+    where, params = [], [kind, owner_id]
+    if before is not None:
+        where.append("AND (te.occurred_at, te.activity_id) < (%s, %s)")
+        params += [before.occurred_at, before.activity_id]
+    if channel:
+        where.append("AND te.channel = %s")
+        params.append(channel)
+    if direction:
+        where.append("AND te.direction = %s")
+        params.append(direction)
+    if since:
+        where.append("AND te.occurred_at >= %s")
+        params.append(since)
+    if until:
+        where.append("AND te.occurred_at < %s")
+        params.append(until)
+    params.append(limit + 1)
+    with raw_cursor() as cur:
+        cur.execute(_page_sql(" ".join(where)), params)
+        rows = cur.fetchall()
+    alias = connection.alias
+    anames = [f.attname for f in _ACTIVITY_COLUMNS]
+    dnames = [f.attname for f in _DEVICE_COLUMNS]
+    na, nd = len(anames), len(dnames)
+    json_fields = [n for n, f in enumerate(_ACTIVITY_COLUMNS) if f.get_internal_type() == "JSONField"]
+    activities = []
+    for row in rows:
+        values = list(row[:na])
+        for n in json_fields:  # jsonb arrives as text (Django's loader), as from_db expects
+            if values[n] is not None and not isinstance(values[n], str):
+                values[n] = json.dumps(values[n])
+        a = Activity.from_db(alias, anames, [_field_value(f, v) for f, v in zip(_ACTIVITY_COLUMNS, values, strict=True)])
+        device_row = row[na : na + nd]
+        a.device = Device.from_db(alias, dnames, list(device_row)) if device_row[0] is not None else None
+        persons = row[-1]
+        if isinstance(persons, str):
+            persons = json.loads(persons)
+        a.persons = [Person(*p) for p in persons or ()]
+        activities.append(a)
+    more = len(activities) > limit
+    activities = activities[:limit]
+    next_cursor = Cursor(activities[-1].occurred_at, activities[-1].pk) if more and activities else None
+    return Page(activities, next_cursor)
+
+
+def _field_value(field, value):
+    """A column value as Django's own query would hand it to ``from_db`` (JSON decoded)."""
+    if value is not None and field.get_internal_type() == "JSONField":
+        return field.from_db_value(value, None, connection)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
