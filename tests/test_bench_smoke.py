@@ -48,6 +48,29 @@ def test_mesh_bench_runs_through_the_real_ingest_path(db):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_mesh_bench_with_two_ingest_processes():
+    """--workers 2: forked processes, each with its own connection, ingest alternate batches
+    concurrently; together they store every item once, with the timelines a rebuild gives, and
+    the search queue drained afterwards."""
+    from streams.models import SearchDocument
+
+    out = io.StringIO()
+    call_command("mesh_bench", "--activities", "4000", "--contacts", "300", "--devices", "10", "--samples", "3",
+                 "--skip-peer", "--workers", "2", "--json", stdout=out, stderr=io.StringIO())
+    result = json.loads(out.getvalue())
+    assert result["ingest_workers"] == 2 and result["ingested_new"] == 4000
+    assert result["search_indexed"] == 4000
+    assert SearchDocument.objects.filter(activity__dedup_key__startswith="bench:").count() == 4000
+    ws = Contact.objects.filter(workspace__slug="bench").first().workspace
+    assert Activity.objects.filter(workspace=ws, dedup_key__startswith="bench:").count() == 4000
+    before = sorted(TimelineEntry.objects.values_list("kind", "owner_id", "activity_id", "occurred_at"))
+    counts = sorted(Contact.objects.filter(workspace=ws).values_list("pk", "activity_count", "last_activity_at"))
+    workspace_timelines_rebuild(workspace_id=ws.pk)
+    assert sorted(TimelineEntry.objects.values_list("kind", "owner_id", "activity_id", "occurred_at")) == before
+    assert sorted(Contact.objects.filter(workspace=ws).values_list("pk", "activity_count", "last_activity_at")) == counts
+
+
+@pytest.mark.django_db(transaction=True)
 def test_mesh_bench_with_the_peer(tmp_path, monkeypatch):
     """The peer runs in its own process against the same (committed) data."""
     from django.db import connection
