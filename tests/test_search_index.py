@@ -102,3 +102,18 @@ def test_the_indexer_task_drains_everything(workspace):
     mixed_history(workspace)
     assert search_index.delay().get() == 5
     assert not SearchPending.objects.exists() and SearchDocument.objects.count() == 5
+
+
+def test_frequent_and_rare_words_give_the_same_pages(workspace, monkeypatch):
+    """A word with more documents than CANDIDATES_MAX is matched by the semi-join walk instead
+    of the candidate list: same results, same order, same paging."""
+    ana = mixed_history(workspace)
+    search_index_pending()
+    rare = [subjects(workspace_search_page(workspace=workspace, q=q)) for q in ("quote", "lunch", "zebra")]
+    rare_tl = subjects(timeline_search_page(kind="c", owner_id=ana.pk, q="quote", limit=1))
+    monkeypatch.setattr(search, "CANDIDATES_MAX", 0)
+    assert [subjects(workspace_search_page(workspace=workspace, q=q)) for q in ("quote", "lunch", "zebra")] == rare
+    page = timeline_search_page(kind="c", owner_id=ana.pk, q="quote", limit=1)
+    assert subjects(page) == rare_tl and page.next_cursor is not None
+    older = timeline_search_page(kind="c", owner_id=ana.pk, q="quote", limit=1, before=page.next_cursor)
+    assert subjects(older) == ["Renewal quote"]

@@ -163,11 +163,18 @@ def test_workspace_search_is_isolated(client, outsider, workspace):
 
 
 def test_search_index_is_used_for_the_match(workspace):
-    """Once indexed, the match is served by the GIN index on the search documents (with
-    sequential scans off, nothing else could serve it)."""
+    """Once indexed, a word's candidates come from the GIN index on the search documents (with
+    sequential scans off, nothing else could serve that lookup), and the page is right."""
     from django.db import connection
 
-    from streams.search import _match, search_index_pending, workspace_search_page
+    from streams.search import (
+        _DOC,
+        _TSQ,
+        CANDIDATES_MAX,
+        _candidates,
+        search_index_pending,
+        workspace_search_page,
+    )
 
     mixed_history(workspace)
     assert search_index_pending() == 5
@@ -175,15 +182,17 @@ def test_search_index_is_used_for_the_match(workspace):
         cur.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'searchdocument_gin_idx'")
         (indexdef,) = cur.fetchone()
     assert "gin" in indexdef and "(document)" in indexdef
-    sql, params = Activity.objects.filter(_match("lunch", '"streams_activity"."id"')).values_list("id").query.sql_with_params()
     with connection.cursor() as cur:
         cur.execute("SET enable_seqscan = off")
         try:
-            cur.execute("EXPLAIN " + sql, params)
+            cur.execute(f"EXPLAIN SELECT activity_id FROM {_DOC} WHERE document @@ {_TSQ} LIMIT %s",
+                        ["lunch", CANDIDATES_MAX + 1])
             plan = "\n".join(r[0] for r in cur.fetchall())
         finally:
             cur.execute("SET enable_seqscan = on")
     assert "searchdocument_gin_idx" in plan
+    lunch = Activity.objects.get(subject="Lunch")
+    assert _candidates("lunch") == [lunch.pk]
     assert [a.subject for a in workspace_search_page(workspace=workspace, q="lunch").activities] == ["Lunch"]
 
 
