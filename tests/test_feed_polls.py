@@ -64,14 +64,13 @@ def test_a_cached_body_costs_what_a_304_costs(client, ana_feed, query_path, fmt,
     assert again.status_code == 200 and again.content == first.content and again["ETag"] == first["ETag"]
 
 
+@pytest.mark.parametrize("query_path", ["prepared"], indirect=True)  # what it is about: prepared only
 def test_the_poll_statement_is_planned_once(client, workspace, ana_feed, query_path):
     """PostgreSQL plans a prepared statement for its first five executions, then keeps a generic
     plan unless that looks costlier; then it plans every execution again (0.7 ms, three times
     the execution at 1,000,000 activities). A parameter in the tombstones' range condition
     (``erased_at >= $n``, which a generic plan estimates as a third of the activities) did that
     as soon as the activities table was not tiny."""
-    if query_path != "prepared":
-        pytest.skip("prepared statements only")
     _contact, token = ana_feed
     with connection.cursor() as cur:  # enough activities for a sequential scan to look costly
         cur.execute(f"""
