@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from .models import Contact, Identity, TimelineEntry, Workspace
+from .selectors import contact_subtree_ids
 from .services import ServiceError
 
 MAX_NAME = 300
@@ -78,14 +79,6 @@ class UnmergePart:
     identities: list[Identity]
 
 
-def _subtree(contact: Contact) -> list[int]:
-    ids, frontier = [contact.pk], [contact.pk]
-    while frontier:
-        frontier = list(Contact.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
-        ids.extend(frontier)
-    return ids
-
-
 def contact_unmerge_preview(*, workspace: Workspace, contact: Contact) -> tuple[Contact, list[UnmergePart]]:
     """What ``contact_unmerge(contact)`` would split off: (the contact that stays on top, the
     contacts that become separate again, each with the identities that go back to it)."""
@@ -98,7 +91,7 @@ def contact_unmerge_preview(*, workspace: Workspace, contact: Contact) -> tuple[
         if not detach:
             raise ServiceError(f"contact {contact.pk} has nothing merged into it")
     parts = [
-        UnmergePart(c, list(Identity.objects.filter(home_contact__in=_subtree(c)).order_by("kind", "value")))
+        UnmergePart(c, list(Identity.objects.filter(home_contact__in=contact_subtree_ids(c)).order_by("kind", "value")))
         for c in detach
     ]
     return root, parts

@@ -26,6 +26,7 @@ from .crypto import token_hash
 from .ingest import scope_for
 from .models import Activity, Contact, Device, FeedToken, InboundItem, Workspace
 from .search import search_forget
+from .selectors import contact_subtree_ids
 
 TOKEN_PREFIX = "mf_"
 # What a token we issued looks like; anything else is refused before a database lookup.
@@ -77,21 +78,12 @@ def _check_tier(tier: str) -> str:
     return tier
 
 
-def _subtree_ids(contact: Contact) -> list[int]:
-    ids = [contact.pk]
-    frontier = [contact.pk]
-    while frontier:
-        frontier = list(Contact.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
-        ids.extend(frontier)
-    return ids
-
-
 def _active_for(*, contact: Contact | None = None, device: Device | None = None):
     qs = FeedToken.objects.filter(revoked_at=None)
     if device is not None:
         return qs.filter(device=device)
     # A root contact's feed is also what the tokens of the contacts merged into it show.
-    return qs.filter(contact_id__in=_subtree_ids(contact))
+    return qs.filter(contact_id__in=contact_subtree_ids(contact))
 
 
 def feed_token_create(

@@ -69,6 +69,16 @@ def timeline_filters(
     return qs
 
 
+def contact_subtree_ids(contact: Contact) -> list[int]:
+    """The contact and every contact merged into it, at any depth (the merge tree below it)."""
+    ids = [contact.pk]
+    frontier = [contact.pk]
+    while frontier:
+        frontier = list(Contact.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
+        ids.extend(frontier)
+    return ids
+
+
 def workspaces_for_user(*, user) -> QuerySet[Workspace]:
     if not user.is_authenticated:
         return Workspace.objects.none()

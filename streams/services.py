@@ -28,6 +28,7 @@ from .models import (
     SyncRun,
     Workspace,
 )
+from .selectors import contact_subtree_ids
 from .timelines import contact_timelines_rebuild
 
 log = logging.getLogger(__name__)
@@ -363,15 +364,6 @@ def contact_merge(*, workspace: Workspace, target: Contact, other: Contact) -> C
     return target
 
 
-def _subtree(contact: Contact) -> list[int]:
-    ids = [contact.pk]
-    frontier = [contact.pk]
-    while frontier:
-        frontier = list(Contact.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
-        ids.extend(frontier)
-    return ids
-
-
 @transaction.atomic
 def contact_unmerge(*, workspace: Workspace, contact: Contact) -> list[Contact]:
     """Undo merges. For a merged contact, split it (with what was merged into it) off its
@@ -392,7 +384,7 @@ def contact_unmerge(*, workspace: Workspace, contact: Contact) -> list[Contact]:
         child.merged_into = None
         child.merged_at = None
         child.save(update_fields=["merged_into", "merged_at"])
-        Identity.objects.filter(home_contact__in=_subtree(child)).update(contact=child)
+        Identity.objects.filter(home_contact__in=contact_subtree_ids(child)).update(contact=child)
     contact_timelines_rebuild(contact_ids=[root.pk, *[c.pk for c in detach]])
     result = [root, *detach]
     for c in result:
