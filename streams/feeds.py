@@ -248,20 +248,7 @@ def timeline_feed_head(
     if rows is not None:
         return _head_from_rows(rows, limit=limit)
     base = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id)
-    live = (
-        base.annotate(part=_part("i"))
-        .filter(activity__erased_at=None)
-        .filter(_keyset(before, at="occurred_at", pk="activity_id"))
-        .order_by("-occurred_at", "-activity_id")
-        .values_list("part", "occurred_at", "activity_id", "activity__updated_at")[: limit + 1]
-    )
-    dead = (
-        base.annotate(part=_part("t"))
-        .filter(activity__erased_at__gte=cutoff)
-        .order_by("-activity__erased_at", "-activity_id")
-        .values_list("part", "occurred_at", "activity_id", "activity__erased_at")[:TOMBSTONE_LIMIT]
-    )
-    return _head_from(live, dead, limit=limit, first_page=before is None)
+    return _orm_head(base, before=before, cutoff=cutoff, limit=limit, pk="activity_id", activity="activity__")
 
 
 def lifestream_feed_head(
@@ -270,18 +257,25 @@ def lifestream_feed_head(
     """The public items of a workspace, newest first (on the activity_public_idx index)."""
     cutoff = (now or timezone.now()) - dt.timedelta(days=TOMBSTONE_DAYS)
     base = Activity.objects.filter(workspace=workspace, visibility="public")
+    return _orm_head(base, before=before, cutoff=cutoff, limit=limit, pk="id", activity="")
+
+
+def _orm_head(base, *, before: Cursor | None, cutoff: dt.datetime, limit: int, pk: str, activity: str) -> Head:
+    """The head by the ORM, over timeline rows (``pk="activity_id"``, the activity's columns
+    behind ``activity="activity__"``) or over activities themselves (``pk="id"``, ``activity=""``):
+    the live rows of the page, and the recent tombstones."""
     live = (
         base.annotate(part=_part("i"))
-        .filter(erased_at=None)
-        .filter(_keyset(before, at="occurred_at", pk="id"))
-        .order_by("-occurred_at", "-id")
-        .values_list("part", "occurred_at", "id", "updated_at")[: limit + 1]
+        .filter(**{f"{activity}erased_at": None})
+        .filter(_keyset(before, at="occurred_at", pk=pk))
+        .order_by("-occurred_at", f"-{pk}")
+        .values_list("part", "occurred_at", pk, f"{activity}updated_at")[: limit + 1]
     )
     dead = (
         base.annotate(part=_part("t"))
-        .filter(erased_at__gte=cutoff)
-        .order_by("-erased_at", "-id")
-        .values_list("part", "occurred_at", "id", "erased_at")[:TOMBSTONE_LIMIT]
+        .filter(**{f"{activity}erased_at__gte": cutoff})
+        .order_by(f"-{activity}erased_at", f"-{pk}")
+        .values_list("part", "occurred_at", pk, f"{activity}erased_at")[:TOMBSTONE_LIMIT]
     )
     return _head_from(live, dead, limit=limit, first_page=before is None)
 

@@ -140,14 +140,17 @@ def search_forget(*, activity_ids: list[int]) -> None:
     SearchPending.objects.filter(activity_id__in=activity_ids).delete()
 
 
-def search_backlog() -> int:
-    """How many queued activities a search skips right now (0 while the queue is small)."""
-    if connection.vendor != "postgresql":
-        return 0
+def _queued_capped() -> int:
+    """How many activities are queued, counted up to PENDING_SCAN_MAX + 1 (cheap however long
+    the queue is)."""
     with connection.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_PENDING} LIMIT %s) q", [PENDING_SCAN_MAX + 1])
-        queued = cur.fetchone()[0]
-    if queued <= PENDING_SCAN_MAX:
+        return cur.fetchone()[0]
+
+
+def search_backlog() -> int:
+    """How many queued activities a search skips right now (0 while the queue is small)."""
+    if connection.vendor != "postgresql" or _queued_capped() <= PENDING_SCAN_MAX:
         return 0
     return SearchPending.objects.count()
 
@@ -201,10 +204,7 @@ def _candidates(q: str) -> list[int] | None:
 
 def _pending_scannable() -> bool:
     """Some activities are queued, and few enough to test directly."""
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_PENDING} LIMIT %s) q", [PENDING_SCAN_MAX + 1])
-        queued = cur.fetchone()[0]
-    return 0 < queued <= PENDING_SCAN_MAX
+    return 0 < _queued_capped() <= PENDING_SCAN_MAX
 
 
 def _matching_rows(qs, q: str, column: str, order: tuple[str, str], limit: int) -> list[tuple]:

@@ -181,14 +181,9 @@ def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, sinc
     anames = [f.attname for f in _ACTIVITY_COLUMNS]
     dnames = [f.attname for f in _DEVICE_COLUMNS]
     na, nd = len(anames), len(dnames)
-    json_fields = [n for n, f in enumerate(_ACTIVITY_COLUMNS) if f.get_internal_type() == "JSONField"]
     activities = []
     for row in rows:
-        values = list(row[:na])
-        for n in json_fields:  # jsonb arrives as text (Django's loader), as from_db expects
-            if values[n] is not None and not isinstance(values[n], str):
-                values[n] = json.dumps(values[n])
-        a = Activity.from_db(alias, anames, [_field_value(f, v) for f, v in zip(_ACTIVITY_COLUMNS, values, strict=True)])
+        a = Activity.from_db(alias, anames, [_field_value(f, v) for f, v in zip(_ACTIVITY_COLUMNS, row[:na], strict=True)])
         device_row = row[na : na + nd]
         a.device = Device.from_db(alias, dnames, list(device_row)) if device_row[0] is not None else None
         persons = row[-1]
@@ -203,8 +198,9 @@ def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, sinc
 
 
 def _field_value(field, value):
-    """A column value as Django's own query would hand it to ``from_db`` (JSON decoded)."""
-    if value is not None and field.get_internal_type() == "JSONField":
+    """A column value as Django's own query would hand it to ``from_db``: jsonb arrives as text
+    (Django's loader on this connection) and is decoded by the field."""
+    if isinstance(value, str) and field.get_internal_type() == "JSONField":
         return field.from_db_value(value, None, connection)
     return value
 
