@@ -6,7 +6,8 @@ Measured (p50/p95/max in ms over ``samples`` requests each):
 - contact page (first page of 50, header, heat strip) of the hot, a middling and a typical
   contact, warm (heat strip and rendered activities cached under keys that change with the data:
   the normal case) and cold (cache cleared before every request: a first visit);
-- the "older" page at depths of 1,000, 10,000 and 50,000 rows of the hot contact;
+- the "older" page at depths of 1,000, 10,000 and 50,000 rows of the hot contact, as mesh.js
+  loads it (the items to append, ``X-Mesh-More: 1``) and as the whole page (without script);
 - the contact list: first page, a page 5,000 contacts deep, a name search, a channel filter;
 - full-text search across the workspace (frequent word, two words, a phrase, a word with no
   match) and inside the hot contact's timeline;
@@ -63,9 +64,9 @@ class WebBench:
         client.force_login(user)
         return client
 
-    def _get(self, client, url: str, params: dict | None = None):
+    def _get(self, client, url: str, params: dict | None = None, headers: dict | None = None):
         def get():
-            response = client.get(url, params or {})
+            response = client.get(url, params or {}, headers=headers)
             if response.status_code != 200:
                 raise RuntimeError(f"{url} {params} answered {response.status_code}")
             return response
@@ -120,7 +121,7 @@ class WebBench:
         )
 
         self.say("older pages ...")
-        r["older_page"] = {}
+        r["older_page"], r["older_page_whole"] = {}, {}
         hot_items = contacts["hot"][1]
         for depth in sorted({min(d, max(hot_items - 51, 0)) for d in (1_000, 10_000, 50_000)}):
             row = (TimelineEntry.objects.filter(kind="c", owner_id=hot).order_by("-occurred_at", "-activity_id")
@@ -128,7 +129,11 @@ class WebBench:
             if not row:
                 continue
             cursor = Cursor(*row[0]).encode()
-            r["older_page"][str(depth)] = timed(self._get(client, f"/contacts/{hot}/", {"before": cursor}), n)
+            # What the "Older" link loads: with mesh.js, the items to append (X-Mesh-More);
+            # without script, the whole page again with those items.
+            r["older_page"][str(depth)] = timed(
+                self._get(client, f"/contacts/{hot}/", {"before": cursor}, {"X-Mesh-More": "1"}), n)
+            r["older_page_whole"][str(depth)] = timed(self._get(client, f"/contacts/{hot}/", {"before": cursor}), n)
 
         self.say("contact list ...")
         deep = (Contact.objects.filter(workspace=ws, merged_into=None, is_self=False)
@@ -156,6 +161,7 @@ class WebBench:
             "contact_page_hot_warm": r["contact_page"]["hot"]["warm"]["p95"],
             "contact_page_hot_cold": r["contact_page"]["hot"]["cold_caches"]["p95"],
             "older_page_max": max((v["p95"] for v in r["older_page"].values()), default=None),
+            "older_page_whole_max": max((v["p95"] for v in r["older_page_whole"].values()), default=None),
             "contact_list_max": max(v["p95"] for v in r["contact_list"].values()),
             "search_workspace_max": max(v["p95"] for v in r["search_workspace"].values()),
         }

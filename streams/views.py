@@ -30,6 +30,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
 
 from .contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
 from .heatmap import heat_svg, heat_weeks
@@ -457,8 +458,28 @@ def _sms_state(workspace: Workspace, identities) -> dict:
     return {"possible": True, "to": phones[0].value, "source": has_source}
 
 
+MORE_HEADER = "X-Mesh-More"
+
+
+def _wants_more(request: HttpRequest, before: Cursor | None) -> bool:
+    """mesh.js asks for an "older" page with this header and appends what it gets below what
+    is shown; without script the same link loads the whole page."""
+    return before is not None and request.headers.get(MORE_HEADER) == "1"
+
+
+def timeline_more(request: HttpRequest, *, activities: list[Activity], blocks, filters: Filters,
+                  older_url: str) -> HttpResponse:
+    """Just the items and the next "older" link: no header, identities or heat strip to build
+    (an older page is the timeline's own range scan plus rendering, whatever the depth)."""
+    return render(request, "streams/_timeline_more.html", {
+        "activities": activities, "blocks": blocks, "filters": filters, "older_url": older_url,
+        "paged": True, "highlight": highlight_terms(filters.q),
+    })
+
+
 @login_required
 @require_safe
+@vary_on_headers(MORE_HEADER)
 def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = _member_contact(request, contact_id)
     try:
@@ -467,6 +488,13 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     filters = Filters.from_request(request)
     survivor = contact.root() if contact.merged_into_id else None
+    if _wants_more(request, before) and not survivor:
+        page = _timeline("c", contact.pk, filters, before)
+        activities = _decorate(page.activities)
+        render_activities(activities, contact=contact, highlight=highlight_terms(filters.q))
+        return timeline_more(
+            request, activities=activities, blocks=timeline_blocks(activities), filters=filters,
+            older_url=_query({**filters.params(), "before": page.next_cursor.encode()}) if page.next_cursor else "")
     page = None if survivor else _timeline("c", contact.pk, filters, before)
     activities = _decorate(page.activities) if page else []
     render_activities(activities, contact=contact, highlight=highlight_terms(filters.q))
@@ -746,6 +774,7 @@ def device_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_safe
+@vary_on_headers(MORE_HEADER)
 def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
     device = get_object_or_404(
         Device.objects.select_related("workspace"), pk=device_id, workspace__memberships__user=request.user
@@ -758,6 +787,10 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
     page = _timeline("d", device.pk, filters, before)
     activities = _decorate(page.activities)
     render_activities(activities, hide_device=True, highlight=highlight_terms(filters.q))
+    if _wants_more(request, before):
+        return timeline_more(
+            request, activities=activities, blocks=[Block("single", [a]) for a in activities], filters=filters,
+            older_url=_query({**filters.params(), "before": page.next_cursor.encode()}) if page.next_cursor else "")
     weeks = heat_weeks(kind="d", owner_id=device.pk, summary=(
         device.activity_count, device.last_event_at.isoformat() if device.last_event_at else ""))
     return render(request, "streams/device_detail.html", {

@@ -713,3 +713,56 @@ def test_data_type_key_does_not_override_the_event_type(device):
     draft = connector.normalize(RawItem(f"{device.pk}/t", event))
     assert draft.extra["type"] == "battery"
 
+
+
+def test_one_queued_ingest_task_per_scope_and_nothing_left_behind(workspace, device, django_capture_on_commit_callbacks):
+    """inbound_kick: while a scope's task is queued (its kick is set) a new item queues no second
+    task; the task clears the kick before it looks, takes every pending item of the scope in
+    batches, and the next item kicks again."""
+    from django.core.cache import cache
+    from celery.signals import task_prerun
+
+    from streams import services
+    from streams.services import _inbound_kick_key, inbound_process, inbound_store
+    from streams.ingest import scope_for
+
+    ran = []
+
+    def count(sender=None, **kw):
+        if sender is not None and sender.name == "streams.tasks.ingest_inbound":
+            ran.append(kw.get("args"))
+
+    task_prerun.connect(count)
+    try:
+        scope = scope_for(device=device)
+        key = _inbound_kick_key(scope)
+        cache.set(key, 1, timeout=60)  # a task is queued and has not started yet
+        stored = []
+        for i in range(7):
+            with django_capture_on_commit_callbacks(execute=True):
+                ids, dup = inbound_store(workspace=workspace, connector="device", device=device,
+                                         items=[RawItem(f"{device.pk}/k{i}", make_event(f"k{i}"))])
+            stored += ids
+        assert ran == [] and len(stored) == 7
+        assert InboundItem.objects.filter(pk__in=stored, state="pending").count() == 7
+
+        # The queued task runs (it names only the first item) and finds all seven, in batches.
+        old_batch = services.INBOUND_BATCH
+        services.INBOUND_BATCH = 3
+        try:
+            result = inbound_process(item_ids=stored[:1])
+        finally:
+            services.INBOUND_BATCH = old_batch
+        assert result.new == 7
+        assert cache.get(key) is None
+        assert not InboundItem.objects.filter(state="pending").exists()
+        assert device.activities.count() == 7
+
+        # The next item kicks a task again (eager here: it runs at once and is ingested).
+        with django_capture_on_commit_callbacks(execute=True):
+            ids, _ = inbound_store(workspace=workspace, connector="device", device=device,
+                                   items=[RawItem(f"{device.pk}/k7", make_event("k7"))])
+        assert len(ran) == 1 and InboundItem.objects.get(pk=ids[0]).state == "done"
+        assert device.activities.count() == 8
+    finally:
+        task_prerun.disconnect(count)

@@ -352,6 +352,41 @@ def test_contact_page_keyset_paging_has_no_gap_and_no_overlap(member_client, wor
     assert len(set(page1 + page2 + page3)) == 120
 
 
+def test_older_items_for_the_script_are_the_items_and_the_next_link_only(
+        member_client, workspace, device, django_assert_max_num_queries):
+    """mesh.js asks for an older page with ``X-Mesh-More: 1`` and appends the answer: the same
+    items as the whole older page, the next "older" link, and nothing of the page around them
+    (no header, identities, heat strip or forms); the response varies on that header."""
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    ingest_events(workspace, device, [
+        make_event(f"m{i:03d}", occurred_at=(base + dt.timedelta(minutes=i)).isoformat(), participants=[ANA])
+        for i in range(120)
+    ])
+    ana = contact_for(workspace, "phone", "+14155550100")
+    url = reverse("contact-detail", args=[ana.pk])
+    first = member_client.get(url)
+    assert 'data-more' in text_of(first) and "X-Mesh-More" in first["Vary"]
+    cursor = older_link(first)
+    whole = member_client.get(url, {"before": cursor})
+    with django_assert_max_num_queries(6):
+        more = member_client.get(url, {"before": cursor}, HTTP_X_MESH_MORE="1")
+    assert more.status_code == 200 and "X-Mesh-More" in more["Vary"]
+    body = text_of(more)
+    assert page_activity_ids(more) == page_activity_ids(whole) and len(page_activity_ids(more)) == 50
+    assert older_link(more) == older_link(whole)
+    for absent in ("<html", "<h1", "Identities", "heat", "<form", "« Newest"):
+        assert absent not in body
+    assert body.lstrip().startswith('<h2 class="day">')
+    # The last page: its items and no further link.
+    last = member_client.get(url, {"before": older_link(more)}, HTTP_X_MESH_MORE="1")
+    assert len(page_activity_ids(last)) == 20 and older_link(last) is None
+    # Without a cursor the header changes nothing (the first page is always the whole page).
+    assert "<h1" in text_of(member_client.get(url, HTTP_X_MESH_MORE="1"))
+    # The device page answers the same way.
+    dev = member_client.get(f"/devices/{device.pk}/", {"before": cursor}, HTTP_X_MESH_MORE="1")
+    assert dev.status_code == 200 and "<h1" not in text_of(dev) and page_activity_ids(dev)
+
+
 @pytest.mark.parametrize("cursor", ["garbage", "20260101T000000.000000Z_x", "x_1", "2026-01-01_5"])
 def test_bad_cursor_is_400(member_client, workspace, device, cursor):
     ingest_events(workspace, device, [make_event("e1", participants=[ANA])])

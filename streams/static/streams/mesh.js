@@ -3,7 +3,9 @@
 // - "Show message" loads the email's sandboxed iframe only when opened; "Load images" reloads it
 //   with remote images;
 // - live updates: an open contact page polls /contacts/<id>/since every 10 s and inserts the
-//   new items (server-rendered HTML) at the top of the timeline.
+//   new items (server-rendered HTML) at the top of the timeline;
+// - "Older »" on a contact or device timeline appends the older page below what is shown
+//   (the server sends only those items and the next link); without script it loads the page.
 (function () {
   "use strict";
   var POLL_MS = 10000;
@@ -82,9 +84,61 @@
     document.addEventListener("visibilitychange", function () { if (!document.hidden) poll(); });
   }
 
+  function more() {
+    var timeline = document.querySelector("section.timeline[data-more]");
+    if (!timeline || !window.fetch || !window.DOMParser) return;
+    timeline.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("nav.pager a.older");
+      if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+      if (link.dataset.busy) return;
+      link.dataset.busy = "1";
+      link.setAttribute("aria-busy", "true");
+      var pager = link.closest("nav.pager");
+      fetch(link.href, { credentials: "same-origin", headers: { "X-Mesh-More": "1" } })
+        .then(function (response) {
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.text();
+        }).then(function (html) {
+          // Our own template output (every value escaped server-side), parsed inertly.
+          var doc = new DOMParser().parseFromString("<div>" + html + "</div>", "text/html");
+          var box = doc.body.firstElementChild;
+          var nextPager = box.querySelector("nav.pager");
+          if (nextPager) nextPager.remove();
+          // The day heading the shown page ends with is not repeated.
+          var days = timeline.querySelectorAll("h2.day time");
+          var first = box.firstElementChild;
+          if (first && first.matches("h2.day") && days.length) {
+            var t = first.querySelector("time");
+            if (t && t.getAttribute("datetime") === days[days.length - 1].getAttribute("datetime")) first.remove();
+          }
+          var firstNew = box.querySelector("article.activity");
+          var fragment = document.createDocumentFragment();
+          while (box.firstChild) fragment.appendChild(document.adoptNode(box.firstChild));
+          pager.parentNode.insertBefore(fragment, pager);
+          var older = nextPager ? nextPager.querySelector("a.older") : null;
+          if (older) {
+            link.href = older.getAttribute("href");
+            delete link.dataset.busy;
+            link.removeAttribute("aria-busy");
+          } else {
+            link.remove();
+          }
+          messages(timeline);
+          if (firstNew) {
+            var target = document.getElementById(firstNew.id);
+            if (target) { target.setAttribute("tabindex", "-1"); target.focus({ preventScroll: true }); }
+          }
+        }).catch(function () {
+          window.location.href = link.href;  // fall back to the whole page
+        });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     autosubmit();
     messages(document);
     live();
+    more();
   });
 })();
