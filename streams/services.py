@@ -249,7 +249,6 @@ def inbound_store(
     """Store raw pushed items first (durably, in PostgreSQL), before any processing.
     Returns (ids of newly stored items, number already stored). Ingestion is enqueued after
     commit."""
-    from .tasks import ingest_inbound
 
     scope = scope_for(source=source, device=device)
     items = list(items)

@@ -719,12 +719,12 @@ def test_one_queued_ingest_task_per_scope_and_nothing_left_behind(workspace, dev
     """inbound_kick: while a scope's task is queued (its kick is set) a new item queues no second
     task; the task clears the kick before it looks, takes every pending item of the scope in
     batches, and the next item kicks again."""
-    from django.core.cache import cache
     from celery.signals import task_prerun
+    from django.core.cache import cache
 
     from streams import services
-    from streams.services import _inbound_kick_key, inbound_process, inbound_store
     from streams.ingest import scope_for
+    from streams.services import _inbound_kick_key, inbound_process, inbound_store
 
     ran = []
 
