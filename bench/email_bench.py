@@ -79,15 +79,9 @@ def write_maildir(path, count: int, uid: int, gid: int, seed: int = 7) -> int:
 
 
 def _drop_workspace(workspace) -> None:
-    from django.db import transaction
+    from .run import drop_workspace
 
-    from streams.models import Activity, Participant, TimelineEntry, Workspace
-
-    with transaction.atomic():
-        TimelineEntry.objects.filter(activity__workspace=workspace).delete()
-        Participant.objects.filter(activity__workspace=workspace).delete()
-        Activity.objects.filter(workspace=workspace).delete()
-        Workspace.objects.filter(pk=workspace.pk).delete()
+    drop_workspace(workspace)
 
 
 def run(*, messages: int = 10_000, batch_size: int = 200, prefetch: bool = True, log=sys.stderr) -> dict:

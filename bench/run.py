@@ -98,45 +98,7 @@ class Bench:
             ])
 
     def _drop(self, ws) -> None:
-        from streams.models import (
-            Activity,
-            Contact,
-            Identity,
-            Participant,
-            SearchDocument,
-            SearchPending,
-            TimelineEntry,
-        )
-
-        with connection.cursor() as cur:
-            # Fresh statistics first (autovacuum may be off): stale ones turn these joins into
-            # a nested loop over the whole workspace per row.
-            cur.execute("ANALYZE")
-        with transaction.atomic(), connection.cursor() as cur:
-            contact_ids = list(Contact.objects.filter(workspace=ws).values_list("pk", flat=True))
-            device_ids = list(ws.devices.values_list("pk", flat=True))
-            te = connection.ops.quote_name(TimelineEntry._meta.db_table)
-            cur.execute(f"DELETE FROM {te} WHERE kind = 'c' AND owner_id = ANY(%s)", [contact_ids])
-            cur.execute(f"DELETE FROM {te} WHERE kind = 'd' AND owner_id = ANY(%s)", [device_ids])
-            Participant.objects.filter(activity__workspace=ws)._raw_delete(connection.alias)
-            SearchDocument.objects.filter(activity__workspace=ws)._raw_delete(connection.alias)
-            cur.execute(
-                f"DELETE FROM {connection.ops.quote_name(SearchPending._meta.db_table)} p USING "
-                f"{connection.ops.quote_name(Activity._meta.db_table)} a "
-                "WHERE a.id = p.activity_id AND a.workspace_id = %s", [ws.pk],
-            )
-            Activity.objects.filter(workspace=ws)._raw_delete(connection.alias)
-            Identity.objects.filter(workspace=ws).update(contact=None, home_contact=None)
-            Identity.objects.filter(workspace=ws)._raw_delete(connection.alias)
-            Contact.objects.filter(workspace=ws).update(merged_into=None)
-            ws.delete()
-        if connection.in_atomic_block:  # VACUUM cannot run in a transaction (tests)
-            return
-        with connection.cursor() as cur:
-            # Autovacuum may be off (it is on this machine): the dead index entries left by the
-            # delete made the planner's index probes read thousands of pages per query
-            # (7 ms of planning for a 0.5 ms timeline page).
-            cur.execute("VACUUM ANALYZE")
+        drop_workspace(ws)
 
     def device_map(self, ws) -> dict[int, int]:
         from streams.models import Device
@@ -457,3 +419,48 @@ class _MergeConnector(BenchConnector):
             dedup_key=f"bench-merge:{p['side']}:{p['i']}", subject="merge", text="x" * 200,
             participants=[ParticipantDraft("from", "email", f"merge-{p['side']}@bench.example")],
         )
+
+
+def drop_workspace(ws) -> None:
+    """Delete a bench workspace and everything in it fast: raw deletes in dependency order
+    (identities are PROTECTed), then VACUUM ANALYZE outside a transaction. Shared by every
+    benchmark that loads a workspace of its own."""
+    from streams.models import (
+        Activity,
+        Contact,
+        Identity,
+        Participant,
+        SearchDocument,
+        SearchPending,
+        TimelineEntry,
+    )
+
+    with connection.cursor() as cur:
+        # Fresh statistics first (autovacuum may be off): stale ones turn these joins into
+        # a nested loop over the whole workspace per row.
+        cur.execute("ANALYZE")
+    with transaction.atomic(), connection.cursor() as cur:
+        contact_ids = list(Contact.objects.filter(workspace=ws).values_list("pk", flat=True))
+        device_ids = list(ws.devices.values_list("pk", flat=True))
+        te = connection.ops.quote_name(TimelineEntry._meta.db_table)
+        cur.execute(f"DELETE FROM {te} WHERE kind = 'c' AND owner_id = ANY(%s)", [contact_ids])
+        cur.execute(f"DELETE FROM {te} WHERE kind = 'd' AND owner_id = ANY(%s)", [device_ids])
+        Participant.objects.filter(activity__workspace=ws)._raw_delete(connection.alias)
+        SearchDocument.objects.filter(activity__workspace=ws)._raw_delete(connection.alias)
+        cur.execute(
+            f"DELETE FROM {connection.ops.quote_name(SearchPending._meta.db_table)} p USING "
+            f"{connection.ops.quote_name(Activity._meta.db_table)} a "
+            "WHERE a.id = p.activity_id AND a.workspace_id = %s", [ws.pk],
+        )
+        Activity.objects.filter(workspace=ws)._raw_delete(connection.alias)
+        Identity.objects.filter(workspace=ws).update(contact=None, home_contact=None)
+        Identity.objects.filter(workspace=ws)._raw_delete(connection.alias)
+        Contact.objects.filter(workspace=ws).update(merged_into=None)
+        ws.delete()
+    if connection.in_atomic_block:  # VACUUM cannot run in a transaction (tests)
+        return
+    with connection.cursor() as cur:
+        # Autovacuum may be off (it is on this machine): the dead index entries left by the
+        # delete made the planner's index probes read thousands of pages per query
+        # (7 ms of planning for a 0.5 ms timeline page).
+        cur.execute("VACUUM ANALYZE")

@@ -78,28 +78,13 @@ def django_setup() -> None:
 
 
 def drop_workspace(slug: str) -> None:
-    """Delete a bench workspace fast (raw deletes in dependency order: identities are PROTECTed)."""
-    from django.db import transaction
+    from streams.models import Workspace
 
-    from streams.models import (
-        Activity,
-        Contact,
-        Identity,
-        InboundItem,
-        Participant,
-        TimelineEntry,
-        Workspace,
-    )
+    from .run import drop_workspace as drop
 
     ws = Workspace.objects.filter(slug=slug).first()
-    if ws is None:
-        return
-    with transaction.atomic():
-        for qs in (TimelineEntry.objects.filter(activity__workspace=ws), Participant.objects.filter(activity__workspace=ws),
-                   Activity.objects.filter(workspace=ws), InboundItem.objects.filter(workspace=ws),
-                   Identity.objects.filter(workspace=ws), Contact.objects.filter(workspace=ws)):
-            qs._raw_delete(qs.db)
-        ws.delete()
+    if ws is not None:
+        drop(ws)
 
 
 # --- webhook ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import logging
 import secrets as pysecrets
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
@@ -272,12 +273,13 @@ def inbound_store(
         f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
         f"VALUES {', '.join([row] * len(items))} ON CONFLICT (scope, external_id) DO NOTHING RETURNING id"
     )
-    with transaction.atomic():
-        with connection.cursor() as cur:
-            cur.execute(sql, params)
-            ids = [r[0] for r in cur.fetchall()]
-        if ids:
-            transaction.on_commit(lambda: inbound_kick(scope=scope, item_ids=ids))
+    # One statement: outside a transaction it commits by itself (no BEGIN/COMMIT round trips
+    # per webhook) and the kick below runs at once; inside the caller's, after it commits.
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        ids = [r[0] for r in cur.fetchall()]
+    if ids:
+        transaction.on_commit(lambda: inbound_kick(scope=scope, item_ids=ids))
     return ids, len(items) - len(ids)
 
 
@@ -307,7 +309,10 @@ def inbound_kick(*, scope: str, item_ids: list[int]) -> None:
     if not cache.add(key, 1, timeout=INBOUND_KICK_TTL):
         return
     try:
-        ingest_inbound.delay(item_ids)
+        # A short coalescing window: the task is queued now and runs this much later, so a
+        # burst of webhooks is one batch of many items, not many batches of a few (each batch
+        # has a fixed cost: its transaction, identity lookups, the summaries).
+        ingest_inbound.apply_async(args=[item_ids], countdown=settings.MESH_INBOUND_COALESCE_S or None)
     except Exception:  # the broker is down: the items are stored; the beat's sweep sends them
         cache.delete(key)
         log.exception("could not queue ingest of %d stored item(s) of %s", len(item_ids), scope)
