@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import resource
 import secrets
 import sys
 import time
@@ -120,7 +119,9 @@ def run(*, messages: int = 10_000, batch_size: int = 200, prefetch: bool = True,
         elapsed = time.perf_counter() - start
         stored = Activity.objects.filter(source=source).count()
         entries = TimelineEntry.objects.filter(activity__source=source).count()
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        from .run import peak_rss_mb
+
+        peak_mb = peak_rss_mb()
         result = {
             "messages": messages, "megabytes": round(size / 1e6, 1), "seconds": round(elapsed, 2),
             "messages_per_second": round(messages / elapsed), "peak_rss_mb": round(peak_mb),

@@ -42,6 +42,17 @@ def timed_ms(fn, n: int) -> list[float]:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM where there is /proc: it belongs to the
+    address space, so it starts afresh at exec. ``ru_maxrss`` survives exec on Linux: a child
+    started by a parent that had just generated a big input reported the parent's peak
+    (a 200,000-tweet import showed 300 MB; its own peak is 109 MB)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -85,13 +84,15 @@ def import_child(path: Path, workspace: str) -> dict:
 
     from django.core.management import call_command
 
+    from bench.run import peak_rss_mb
+
     out = StringIO()
     began = time.perf_counter()
     call_command("mesh_import", "twitter_archive", str(path), "--workspace", workspace, "--json", stdout=out, stderr=StringIO())
     seconds = time.perf_counter() - began
     counts = json.loads(out.getvalue())
     return {**counts, "seconds": round(seconds, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main(argv: list[str] | None = None) -> int:
