@@ -234,7 +234,7 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
     a scan of the workspace's identities when statistics are stale during a big import)."""
     if not keys:
         return {}
-    from .rawdb import raw_cursor
+    from .rawdb import TextArray, raw_cursor
 
     cols = ", ".join(_IDENTITY_COLUMNS)
     table = Identity._meta.db_table
@@ -242,7 +242,7 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
         cur.execute(
             f"SELECT i.* FROM unnest(%s::text[], %s::text[]) AS k(kind, value) CROSS JOIN LATERAL "
             f"(SELECT {cols} FROM {table} WHERE workspace_id = %s AND kind = k.kind AND value = k.value LIMIT 1) i",
-            [[k for k, _ in keys], [v for _, v in keys], workspace.pk],
+            [TextArray([k for k, _ in keys]), TextArray([v for _, v in keys]), workspace.pk],
         )
         rows = cur.fetchall()
     result = {}

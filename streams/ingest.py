@@ -24,7 +24,7 @@ from connectors.base import ActivityDraft, BadItem, Connector, RawItem
 
 from .identity import InvalidIdentity, Wanted, contacts_rename, identities_resolve, normalize
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
-from .rawdb import raw_cursor
+from .rawdb import IntArray, TextArray, raw_cursor
 from .search import search_queue
 from .timelines import activities_fan_out, timeline_rows_insert
 
@@ -216,7 +216,7 @@ def _existing_keys(workspace: Workspace, keys: list[str]) -> set[str]:
             cur.execute(
                 f"SELECT a.dedup_key FROM unnest(%s::text[]) AS k(key) "
                 f"JOIN {table} a ON a.workspace_id = %s AND a.dedup_key = k.key",
-                [keys, workspace.pk],
+                [TextArray(keys), workspace.pk],
             )
             return {row[0] for row in cur.fetchall()}
     for i in range(0, len(keys), 2000):
@@ -490,7 +490,7 @@ def _insert_participants(rows: list[tuple[int, int, str]]) -> None:
         cur.execute(
             f"INSERT INTO {table} (activity_id, identity_id, role) "
             f"SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) ON CONFLICT DO NOTHING",
-            [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+            [IntArray([r[0] for r in rows]), IntArray([r[1] for r in rows]), TextArray([r[2] for r in rows])],
         )
 
 

@@ -54,12 +54,12 @@ def search_queue(*, activity_ids: list[int]) -> None:
     indexer once it commits. PostgreSQL only."""
     if not activity_ids or connection.vendor != "postgresql":
         return
-    from .rawdb import raw_cursor
+    from .rawdb import IntArray, raw_cursor
 
     with raw_cursor() as cur:
         cur.execute(
             f"INSERT INTO {_PENDING} (activity_id) SELECT unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
-            [activity_ids],
+            [IntArray(activity_ids)],
         )
     search_index_kick()
 

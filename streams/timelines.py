@@ -115,7 +115,7 @@ def timeline_rows_insert(*, contact_rows: list[tuple[int, int]], device_rows: li
     direction are copied from the activity row inside PostgreSQL (sending a thousand
     timestamps as parameters cost more than the join); ``occurred`` (activity id → time)
     serves the summaries."""
-    from .rawdb import raw_cursor
+    from .rawdb import IntArray, raw_cursor
 
     written = 0
     sql = f"""
@@ -130,7 +130,7 @@ def timeline_rows_insert(*, contact_rows: list[tuple[int, int]], device_rows: li
         for kind, rows, bump in (("c", contact_rows, _bump_contacts), ("d", device_rows, _bump_devices)):
             if not rows:
                 continue
-            cur.execute(sql, [kind, [r[0] for r in rows], [r[1] for r in rows]])
+            cur.execute(sql, [kind, IntArray([r[0] for r in rows]), IntArray([r[1] for r in rows])])
             returned = [(owner, channel, occurred[aid]) for owner, channel, aid in cur.fetchall()]
             bump(returned)
             written += len(returned)
@@ -166,9 +166,9 @@ def _bump_contacts(rows: list[tuple]) -> None:
 def _bump_contacts_sql(delta, newest) -> None:
     """One UPDATE for all contacts of the batch, counts merged inside PostgreSQL. Rows are
     locked in id order first, so concurrent batches cannot deadlock."""
-    from .rawdb import raw_cursor
+    from .rawdb import IntArray, TextArray, raw_cursor
 
-    ids = sorted(delta)
+    ids = IntArray(sorted(delta))
     table = _t(Contact)
     with raw_cursor() as cur:
         cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
@@ -186,9 +186,11 @@ def _bump_contacts_sql(delta, newest) -> None:
             """,
             [
                 ids,
-                [sum(delta[i].values()) for i in ids],
-                [newest[i] for i in ids],
-                [json.dumps(delta[i]) for i in ids],
+                IntArray([sum(delta[i].values()) for i in ids]),
+                # As text arrays cast in SQL: psycopg dumps a list of datetimes or of strings
+                # element by element in Python.
+                TextArray([newest[i].isoformat() for i in ids]),
+                TextArray([json.dumps(delta[i]) for i in ids]),
             ],
         )
 
@@ -204,9 +206,9 @@ def _bump_devices(rows: list[tuple]) -> None:
         if owner_id not in newest or occurred_at > newest[owner_id]:
             newest[owner_id] = occurred_at
     if connection.vendor == "postgresql":
-        from .rawdb import raw_cursor
+        from .rawdb import IntArray, TextArray, raw_cursor
 
-        ids = sorted(delta)
+        ids = IntArray(sorted(delta))
         with raw_cursor() as cur:
             cur.execute(f"SELECT id FROM {_t(Device)} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
             cur.execute(
@@ -214,7 +216,7 @@ def _bump_devices(rows: list[tuple]) -> None:
                        last_event_at = GREATEST(v.last_event_at, d.newest)
                     FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS d(id, n, newest)
                     WHERE v.id = d.id""",
-                [ids, [delta[i] for i in ids], [newest[i] for i in ids]],
+                [ids, IntArray([delta[i] for i in ids]), TextArray([newest[i].isoformat() for i in ids])],
             )
         return
     devices = list(Device.objects.select_for_update().filter(pk__in=delta).order_by("pk"))

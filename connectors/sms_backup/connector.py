@@ -208,6 +208,15 @@ class SmsBackupConnector(Connector):
         return f"{payload['kind']}-{digest}"
 
     # -- normalize ------------------------------------------------------------------------------
+    def _own_numbers(self, region: str) -> frozenset[str]:
+        """The owner's numbers (config and the workspace's self identities), once per import."""
+        cached = getattr(self, "_own_cache", None)
+        if cached is None or cached[0] != region:
+            own = {_e164(n, region) for n in self.config.numbers.split(",") if n.strip()}
+            own |= {s.split(":", 1)[1] for s in self.context.get("self_identities") or () if s.startswith("phone:")}
+            cached = self._own_cache = (region, frozenset(own))
+        return cached[1]
+
     def normalize(self, raw: RawItem) -> ActivityDraft:
         p = raw.payload
         if not isinstance(p, dict) or "_error" in p:
@@ -217,8 +226,7 @@ class SmsBackupConnector(Connector):
             raise BadItem(f"unknown element {kind!r}")
         occurred = _date(p.get("date"))
         region = self.context.get("region", "US")
-        own = {_e164(n, region) for n in self.config.numbers.split(",") if n.strip()}
-        own |= {s.split(":", 1)[1] for s in self.context.get("self_identities") or () if s.startswith("phone:")}
+        own = self._own_numbers(region)
         if kind == "sms":
             box = str(p.get("type", ""))
             direction = SMS_BOXES.get(box)

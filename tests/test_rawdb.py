@@ -1,0 +1,55 @@
+"""The raw cursor's own adapters: arrays sent as one literal and jsonb through orjson must
+round-trip through PostgreSQL exactly like psycopg's own dumpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.rawdb import IntArray, TextArray, json_dumps, raw_cursor
+
+pytestmark = pytest.mark.django_db
+
+AWKWARD = ["", "plain", "NULL", "null", 'quote"inside', "back\\slash", "\\", '"', "a,b", "{braces}", " spaced ",
+           "new\nline", "tab\t", "émoji 👍", "רשת\u202e", "x" * 5000, "'single'", "\\\"", "}{", ","]
+
+
+def test_text_array_round_trips_awkward_strings():
+    with raw_cursor() as cur:
+        cur.execute("SELECT %s::text[], cardinality(%s::text[])", [TextArray(AWKWARD), TextArray(AWKWARD)])
+        values, n = cur.fetchone()
+    assert values == AWKWARD and n == len(AWKWARD)
+
+
+def test_empty_arrays_and_int_arrays():
+    with raw_cursor() as cur:
+        cur.execute("SELECT %s::text[], %s::bigint[], %s::bigint[], %s::int[]",
+                    [TextArray([]), IntArray([]), IntArray([1, -2, 2**62]), IntArray([7, 8])])
+        assert cur.fetchone() == ([], [], [1, -2, 2**62], [7, 8])
+        cur.execute("SELECT k FROM unnest(%s::text[]) AS k WHERE k = ANY(%s)", [TextArray(["a", "b"]), TextArray(["b"])])
+        assert cur.fetchall() == [("b",)]
+
+
+def test_jsonb_through_orjson_and_the_fallback():
+    cases = [
+        {"a": 1, "nested": {"list": [1, 2.5, None, True], "s": 'q"\\'}},
+        {1: "int key"},  # json.dumps turns keys into strings; orjson is told to as well
+        {"big": 2**70},  # beyond 64 bits: orjson refuses, the standard library writes it
+        {"text": "pair 👍 and \u00e9"},
+    ]
+    expected = [
+        {"a": 1, "nested": {"list": [1, 2.5, None, True], "s": 'q"\\'}},
+        {"1": "int key"},
+        {"big": 2**70},
+        {"text": "pair 👍 and \u00e9"},
+    ]
+    from psycopg.types.json import Jsonb
+
+    with raw_cursor() as cur:
+        for case, want in zip(cases, expected, strict=True):
+            cur.execute("SELECT %s::jsonb", [Jsonb(case)])
+            value = cur.fetchone()[0]  # Django's connection loads jsonb as text
+            assert (json.loads(value) if isinstance(value, str) else value) == want
+    assert isinstance(json_dumps({"a": 1}), bytes)
+    assert isinstance(json_dumps({"big": 2**70}), str)
