@@ -70,12 +70,12 @@ from .feed_tokens import (
     feed_tokens_for,
     feed_urls,
     owner_from_token,
-    prepared_fetch,
     token_from_values,
     token_select_sql,
     token_well_formed,
 )
 from .models import Activity, Contact, FeedToken, Identity, Participant, TimelineEntry, Workspace
+from .rawdb import prepared_fetch
 from .selectors import BadCursor, Cursor, keyset_before
 
 log = logging.getLogger(__name__)

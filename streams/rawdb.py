@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import weakref
 
 import orjson
 import psycopg
+from django.conf import settings
 from django.db import connection
 from psycopg.adapt import Dumper
 from psycopg.types.json import set_json_dumps
@@ -70,3 +72,36 @@ def raw_cursor():
         cur.adapters.register_dumper(IntArray, _IntArrayDumper)
         set_json_dumps(json_dumps, context=cur)
         yield cur
+
+
+def prepared_fetch(name: str, sql: str, params: list) -> list[tuple] | None:
+    """Run ``sql`` (``$1``-style parameters) as a named server-side prepared statement on
+    PostgreSQL and return its rows; None where that does not pay (callers use the ORM then).
+
+    Why: the two queries a feed poll runs take ~0.2 ms to execute but ~0.5 ms each to plan,
+    and Django's client-side binding never reuses a plan. PREPARE once per connection, EXECUTE
+    after. That pays only on persistent connections, so it is on when CONN_MAX_AGE is not 0
+    (``MESH_FEED_PREPARED`` forces it on or off; off behind a transaction-pooling PgBouncer,
+    which does not keep prepared statements). It pays only once PostgreSQL settles on the
+    statement's generic plan (after five executions): a parameter in a range condition it
+    cannot estimate without the value (``erased_at >= $n``) makes the generic plan look costly,
+    and then every execution is planned again (``pg_prepared_statements.custom_plans`` grows)."""
+    if connection.vendor != "postgresql":
+        return None
+    enabled = getattr(settings, "MESH_FEED_PREPARED", None)
+    if enabled is None:
+        enabled = bool(connection.settings_dict.get("CONN_MAX_AGE"))
+    if not enabled:
+        return None
+    connection.ensure_connection()
+    raw = connection.connection
+    known = getattr(connection, "_mesh_prepared", None)
+    if known is None or known[0]() is not raw:  # a new connection: nothing prepared on it yet
+        known = connection._mesh_prepared = (weakref.ref(raw), set())
+    with connection.cursor() as cur:
+        if name not in known[1]:
+            cur.execute(f"PREPARE {name} AS {sql}")
+            known[1].add(name)
+        placeholders = ", ".join(["%s"] * len(params))
+        cur.execute(f"EXECUTE {name}({placeholders})", params)
+        return cur.fetchall()

@@ -125,6 +125,7 @@ def timeline_page(
 
 _ACTIVITY_COLUMNS = [f for f in Activity._meta.concrete_fields if f.name != "raw"]
 _DEVICE_COLUMNS = list(Device._meta.concrete_fields)
+_ACTIVITY_JSON = [(i, f) for i, f in enumerate(_ACTIVITY_COLUMNS) if f.get_internal_type() == "JSONField"]
 
 
 def _page_sql(where: str) -> str:
@@ -155,7 +156,7 @@ def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, sinc
     ~5 ms of Python for ~1 ms of PostgreSQL."""
     import json
 
-    from .rawdb import raw_cursor
+    from .rawdb import prepared_fetch, raw_cursor
 
     where, params = [], [kind, owner_id]
     if before is not None:
@@ -174,16 +175,27 @@ def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, sinc
         where.append("AND te.occurred_at < %s")
         params.append(until)
     params.append(limit + 1)
-    with raw_cursor() as cur:
-        cur.execute(_page_sql(" ".join(where)), params)
-        rows = cur.fetchall()
+    rows = None
+    if not (channel or direction or since or until):
+        # The two shapes every page view and "older" click runs: prepared once per connection
+        # (planning cost a third of the statement's server time), where connections persist.
+        name = "mesh_timeline_first_v1" if before is None else "mesh_timeline_older_v1"
+        rows = prepared_fetch(name, _dollar(_page_sql(" ".join(where))), params)
+    if rows is None:
+        with raw_cursor() as cur:
+            cur.execute(_page_sql(" ".join(where)), params)
+            rows = cur.fetchall()
     alias = connection.alias
     anames = [f.attname for f in _ACTIVITY_COLUMNS]
     dnames = [f.attname for f in _DEVICE_COLUMNS]
     na, nd = len(anames), len(dnames)
     activities = []
     for row in rows:
-        a = Activity.from_db(alias, anames, [_field_value(f, v) for f, v in zip(_ACTIVITY_COLUMNS, row[:na], strict=True)])
+        values = list(row[:na])
+        for i, field in _ACTIVITY_JSON:  # jsonb arrives as text (Django's loader on this connection)
+            if isinstance(values[i], str):
+                values[i] = field.from_db_value(values[i], None, connection)
+        a = Activity.from_db(alias, anames, values)
         device_row = row[na : na + nd]
         a.device = Device.from_db(alias, dnames, list(device_row)) if device_row[0] is not None else None
         persons = row[-1]
@@ -197,12 +209,10 @@ def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, sinc
     return Page(activities, next_cursor)
 
 
-def _field_value(field, value):
-    """A column value as Django's own query would hand it to ``from_db``: jsonb arrives as text
-    (Django's loader on this connection) and is decoded by the field."""
-    if isinstance(value, str) and field.get_internal_type() == "JSONField":
-        return field.from_db_value(value, None, connection)
-    return value
+def _dollar(sql: str) -> str:
+    """``%s`` placeholders numbered ``$1``, ``$2``… for a server-side prepared statement."""
+    parts = sql.split("%s")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 @dataclass(frozen=True, slots=True)

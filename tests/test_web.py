@@ -613,3 +613,37 @@ def test_pages_do_a_bounded_number_of_queries(member_client, workspace, device, 
     with django_assert_max_num_queries(7):
         body = text_of(member_client.get("/contacts/"))
         assert body.count('class="contact-name"') == 50
+
+
+def test_timeline_pages_from_prepared_statements_equal_the_plain_ones(workspace, device, settings):
+    """Where connections persist, the first and the older page are server-side prepared
+    statements; they return exactly what the plain statement does, for contact and device."""
+    from django.db import connection
+
+    from streams.selectors import timeline_for_contact, timeline_for_device
+
+    base = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    ingest_events(workspace, device, [
+        make_event(f"pp{i}", occurred_at=(base + dt.timedelta(minutes=i - i % 4)).isoformat(), participants=[ANA])
+        for i in range(70)
+    ])
+    ana = contact_for(workspace, "phone", "+14155550100")
+
+    def pages(prepared):
+        settings.MESH_FEED_PREPARED = prepared
+        out = []
+        for fn, kw in ((timeline_for_contact, {"contact": ana}), (timeline_for_device, {"device": device})):
+            first = fn(**kw, limit=30)
+            older = fn(**kw, limit=30, before=first.next_cursor)
+            for page in (first, older):
+                out.append([(a.pk, a.occurred_at, a.text, a.extra, a.device_id, [p.label for p in a.persons])
+                            for a in page.activities])
+                out.append(page.next_cursor)
+        return out
+
+    plain = pages(False)
+    prepared = pages(True)
+    assert prepared == plain and len(plain[0]) == 30 and plain[1] is not None
+    with connection.cursor() as cur:
+        cur.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'mesh_timeline_%%'")
+        assert {r[0] for r in cur.fetchall()} == {"mesh_timeline_first_v1", "mesh_timeline_older_v1"}
