@@ -252,7 +252,9 @@ class Activity(models.Model):
     source = models.ForeignKey(
         Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities", db_index=False
     )
-    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities", db_index=False
+    )  # indexed by activity_device_idx (partial: mail, texts and posts have no device)
     connector = models.CharField(max_length=64, blank=True)
     external_id = models.CharField(max_length=255, blank=True)
     dedup_key = models.CharField(max_length=255)
@@ -293,6 +295,7 @@ class Activity(models.Model):
             models.Index(
                 fields=["erased_at"], name="activity_erased_idx", condition=models.Q(erased_at__isnull=False)
             ),
+            models.Index(fields=["device"], name="activity_device_idx", condition=models.Q(device__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -311,9 +314,17 @@ class Participant(models.Model):
         SENDER = "sender"  # email Sender: when it differs from From
         REPLY_TO = "reply_to"  # email Reply-To: when it differs from From
 
-    activity = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="participants", db_index=False)
+    # No database FK constraints on the fan-out rows (participants, timeline entries): each
+    # inserted row's check took a KEY SHARE lock on its activity and identity rows, which was
+    # over a third of the ingest's database time (README, Design). Rows are written only in
+    # the transaction that inserts their activity, and deleted through the ORM's cascades
+    # (on_delete still applies: Django emulates it); tests/test_integrity.py checks that no
+    # flow leaves an orphan.
+    activity = models.ForeignKey(
+        Activity, on_delete=models.CASCADE, related_name="participants", db_index=False, db_constraint=False
+    )
     identity = models.ForeignKey(
-        Identity, on_delete=models.PROTECT, related_name="participations", db_index=False
+        Identity, on_delete=models.PROTECT, related_name="participations", db_index=False, db_constraint=False
     )  # indexed by participant_identity_idx (identity, activity)
     role = models.CharField(max_length=8, choices=Role.choices)
 
@@ -340,8 +351,8 @@ class TimelineEntry(models.Model):
     owner_id = models.BigIntegerField(help_text="Contact id or Device id, by kind.")
     occurred_at = models.DateTimeField()
     activity = models.ForeignKey(
-        Activity, on_delete=models.CASCADE, related_name="timeline_entries", db_index=False
-    )  # indexed by timeline_activity_idx
+        Activity, on_delete=models.CASCADE, related_name="timeline_entries", db_index=False, db_constraint=False
+    )  # indexed by timeline_activity_idx; no FK constraint (see Participant)
     # Copied from the activity so that channel/direction filters are served by the timeline.
     channel = models.CharField(max_length=16)
     direction = models.CharField(max_length=4)
