@@ -159,6 +159,9 @@ MESH_BATCH_SIZE = env_int("MESH_BATCH_SIZE", 500)
 MESH_PAGE_SIZE = 50
 # Pushed items (webhooks, the device API) are stored at once and ingested by a task queued for
 # this many milliseconds later, so that a burst is ingested in a few large batches (0: at once).
+# Ingest analyzes the hot tables itself when they changed by 10 % since their last analyze
+# (streams/dbstats.py): needed where autovacuum is off or behind during a big first import.
+MESH_INGEST_ANALYZE = env_bool("MESH_INGEST_ANALYZE", True)
 MESH_INBOUND_COALESCE_S = env_int("MESH_INBOUND_COALESCE_MS", 250) / 1000
 # Feeds: cache rendered feeds in Redis (when REDIS_URL is set), and poll with one prepared
 # statement when connections persist (DB_CONN_MAX_AGE > 0). Unset: automatic. Turn prepared

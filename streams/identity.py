@@ -241,7 +241,9 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
     with raw_cursor() as cur:
         cur.execute(
             f"SELECT i.* FROM unnest(%s::text[], %s::text[]) AS k(kind, value) CROSS JOIN LATERAL "
-            f"(SELECT {cols} FROM {table} WHERE workspace_id = %s AND kind = k.kind AND value = k.value LIMIT 1) i",
+            f"(SELECT {cols} FROM {table} WHERE workspace_id = %s AND kind = k.kind AND value = k.value "
+            # Only identity_unique delivers this order: no other index is ever worth a sort.
+            f"ORDER BY workspace_id, kind, value LIMIT 1) i",
             [TextArray([k for k, _ in keys]), TextArray([v for _, v in keys]), workspace.pk],
         )
         rows = cur.fetchall()
@@ -300,10 +302,12 @@ def _displays_refresh(
         with raw_cursor() as cur:
             cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
             cur.execute(
+                # "i.id = ANY": index probes, not a hash join over every identity.
                 f"UPDATE {table} AS i SET display = u.display, display_seen_at = u.seen "
-                f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, display, seen) WHERE i.id = u.id",
+                f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, display, seen) "
+                f"WHERE i.id = ANY(%s) AND i.id = u.id",
                 [ids, TextArray([i.display for i in touched]),
-                 TextArray([i.display_seen_at.isoformat() for i in touched])],
+                 TextArray([i.display_seen_at.isoformat() for i in touched]), ids],
             )
     else:
         Identity.objects.bulk_update(touched, ["display", "display_seen_at"], batch_size=1000)
@@ -330,8 +334,8 @@ def contacts_rename(renames: dict[int, tuple[str, str]]) -> None:
             cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
             cur.execute(
                 f"UPDATE {table} AS c SET name = u.name "
-                f"FROM unnest(%s::bigint[], %s::text[]) AS u(id, name) WHERE c.id = u.id",
-                [ids, TextArray([c.name for c in renamed_contacts])],
+                f"FROM unnest(%s::bigint[], %s::text[]) AS u(id, name) WHERE c.id = ANY(%s) AND c.id = u.id",
+                [ids, TextArray([c.name for c in renamed_contacts]), ids],
             )
         return
     Contact.objects.bulk_update(renamed_contacts, ["name"], batch_size=1000)

@@ -182,7 +182,7 @@ def _bump_contacts_sql(delta, newest) -> None:
                     FROM jsonb_each_text(d.delta) AS e
                 )
             FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[], %s::jsonb[]) AS d(id, n, newest, delta)
-            WHERE c.id = d.id
+            WHERE c.id = ANY(%s) AND c.id = d.id
             """,
             [
                 ids,
@@ -191,6 +191,7 @@ def _bump_contacts_sql(delta, newest) -> None:
                 # element by element in Python.
                 TextArray([newest[i].isoformat() for i in ids]),
                 TextArray([json.dumps(delta[i]) for i in ids]),
+                ids,  # "c.id = ANY": index probes rather than a hash join over every contact
             ],
         )
 
@@ -215,8 +216,8 @@ def _bump_devices(rows: list[tuple]) -> None:
                 f"""UPDATE {_t(Device)} AS v SET activity_count = v.activity_count + d.n,
                        last_event_at = GREATEST(v.last_event_at, d.newest)
                     FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS d(id, n, newest)
-                    WHERE v.id = d.id""",
-                [ids, IntArray([delta[i] for i in ids]), TextArray([newest[i].isoformat() for i in ids])],
+                    WHERE v.id = ANY(%s) AND v.id = d.id""",
+                [ids, IntArray([delta[i] for i in ids]), TextArray([newest[i].isoformat() for i in ids]), ids],
             )
         return
     devices = list(Device.objects.select_for_update().filter(pk__in=delta).order_by("pk"))
