@@ -8,6 +8,7 @@ import json
 import pytest
 
 from streams.rawdb import IntArray, TextArray, json_dumps, raw_cursor
+from tests.conftest import make_event
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +54,27 @@ def test_jsonb_through_orjson_and_the_fallback():
             assert (json.loads(value) if isinstance(value, str) else value) == want
     assert isinstance(json_dumps({"a": 1}), bytes)
     assert isinstance(json_dumps({"big": 2**70}), str)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_analyzes_hot_tables_that_changed_past_autovacuums_rule(workspace, device, settings):
+    """streams.dbstats: a table changed by more than 1,000 rows + 10 % since its last analyze is
+    analyzed (once, by whichever process gets the advisory lock); an unchanged one is not."""
+    from django.db import connection
+
+    from streams import dbstats
+    from streams.models import Activity
+    from tests.test_merge import ingest
+
+    table = Activity._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {table}")
+    ingest(workspace, device, [make_event(f"s{i}") for i in range(1200)])
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")  # this backend's counters, now
+    assert table in dbstats.statistics_refresh(force=True)
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")
+    assert table not in dbstats.statistics_refresh(force=True)  # nothing changed since
+    settings.MESH_INGEST_ANALYZE = False
+    assert dbstats.statistics_refresh(force=True) == []
