@@ -1,14 +1,14 @@
 """Keep PostgreSQL's planner statistics current while ingest grows the tables.
 
-Autovacuum normally re-analyzes a table after 10 % of it changed. Where it is off, or behind
-during a first big import, the planner keeps estimating from statistics that never saw the
-workspace being loaded ("1 row"), and the hot lookups drift to the wrong index: the dedup
-probe walked a workspace's time index per key, 18 s a batch at 55,000 activities. So ingest
-checks, at each of a process's first ``CHECK_EVERY`` batches and every ``CHECK_EVERY`` after,
-how much the hot tables changed since their
-last analyze (``pg_stat_user_tables``, a cheap read) and analyzes the ones past autovacuum's
-own rule; one process at a time (an advisory lock; the others skip, not wait). ANALYZE samples
-a fixed number of rows, so it costs the same at any size (~0.1–0.3 s here)."""
+Autovacuum normally re-analyzes a table after 10 % of it changed. Where it is off (as on this
+project's machine), statistics taken when the tables were empty say "no rows" for the whole
+load, and plans built on them drift: joins turn into hash joins over everything loaded so far,
+and scans pick the wrong index (the dedup probe walked a workspace's time index per key, 18 s
+a batch at 55,000 activities, before it was made estimate-proof; see ingest._existing_keys).
+So ingest checks ``pg_stat_user_tables`` (a cheap read) at each of a process's first
+``CHECK_EVERY`` batches and every ``CHECK_EVERY`` after, and analyzes the hot tables past
+autovacuum's own rule, one process at a time (an advisory lock; the others skip, not wait).
+ANALYZE samples a fixed number of rows, so it costs the same at any size (~0.1–0.3 s here)."""
 
 from __future__ import annotations
 

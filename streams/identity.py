@@ -241,9 +241,10 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
     with raw_cursor() as cur:
         cur.execute(
             f"SELECT i.* FROM unnest(%s::text[], %s::text[]) AS k(kind, value) CROSS JOIN LATERAL "
-            f"(SELECT {cols} FROM {table} WHERE workspace_id = %s AND kind = k.kind AND value = k.value "
-            # Only identity_unique delivers this order: no other index is ever worth a sort.
-            f"ORDER BY workspace_id, kind, value LIMIT 1) i",
+            # The workspace as an InitPlan parameter: estimated like any workspace even when
+            # the statistics have never seen this one (see ingest._existing_keys).
+            f"(SELECT {cols} FROM {table} WHERE workspace_id = (SELECT %s::bigint) AND kind = k.kind "
+            f"AND value = k.value LIMIT 1) i",
             [TextArray([k for k, _ in keys]), TextArray([v for _, v in keys]), workspace.pk],
         )
         rows = cur.fetchall()
