@@ -51,7 +51,7 @@ FORMATS = ("rss", "atom", "json", "as2")
 @pytest.fixture(autouse=True, params=["orm", "prepared"])
 def query_path(request, settings):
     """Every test runs on both read paths: the ORM one and the prepared statements that
-    persistent connections use (streams.feed_tokens.prepared_fetch)."""
+    persistent connections use (streams.rawdb.prepared_fetch)."""
     settings.MESH_FEED_PREPARED = request.param == "prepared"
     return request.param
 
