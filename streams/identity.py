@@ -296,12 +296,12 @@ def _displays_refresh(
     if connection.vendor == "postgresql":
         # Plain UPDATE … FROM unnest: Django's bulk_update builds a CASE WHEN per row and was
         # a quarter of a large import's time while every identity was seen for the first time.
-        from .rawdb import IntArray, TextArray, raw_cursor
+        from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
 
         table = Identity._meta.db_table
         ids = IntArray([i.pk for i in touched])
         with raw_cursor() as cur:
-            cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
+            lock_in_id_order(cur, table, ids)
             cur.execute(
                 # "i.id = ANY": index probes, not a hash join over every identity.
                 f"UPDATE {table} AS i SET display = u.display, display_seen_at = u.seen "
@@ -327,12 +327,12 @@ def contacts_rename(renames: dict[int, tuple[str, str]]) -> None:
     for c in renamed_contacts:
         c.name = renames[c.pk][1]
     if renamed_contacts and connection.vendor == "postgresql":
-        from .rawdb import IntArray, TextArray, raw_cursor
+        from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
 
         table = Contact._meta.db_table
         ids = IntArray([c.pk for c in renamed_contacts])
-        with raw_cursor() as cur:  # locked in id order first, like the summary updates
-            cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
+        with raw_cursor() as cur:
+            lock_in_id_order(cur, table, ids)
             cur.execute(
                 f"UPDATE {table} AS c SET name = u.name "
                 f"FROM unnest(%s::bigint[], %s::text[]) AS u(id, name) WHERE c.id = ANY(%s) AND c.id = u.id",

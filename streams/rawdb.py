@@ -64,6 +64,13 @@ def json_dumps(obj) -> bytes | str:
         return json.dumps(obj)
 
 
+def lock_in_id_order(cur, table: str, ids) -> None:
+    """Row locks on ``ids`` of ``table``, taken in id order (``FOR NO KEY UPDATE``, which does not
+    conflict with foreign-key checks' key-share locks): concurrent batches that update the same
+    summaries or identities then cannot deadlock."""
+    cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
+
+
 @contextlib.contextmanager
 def raw_cursor():
     connection.ensure_connection()

@@ -166,12 +166,12 @@ def _bump_contacts(rows: list[tuple]) -> None:
 def _bump_contacts_sql(delta, newest) -> None:
     """One UPDATE for all contacts of the batch, counts merged inside PostgreSQL. Rows are
     locked in id order first, so concurrent batches cannot deadlock."""
-    from .rawdb import IntArray, TextArray, raw_cursor
+    from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
 
     ids = IntArray(sorted(delta))
     table = _t(Contact)
     with raw_cursor() as cur:
-        cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
+        lock_in_id_order(cur, table, ids)
         cur.execute(
             f"""
             UPDATE {table} AS c SET
@@ -207,11 +207,11 @@ def _bump_devices(rows: list[tuple]) -> None:
         if owner_id not in newest or occurred_at > newest[owner_id]:
             newest[owner_id] = occurred_at
     if connection.vendor == "postgresql":
-        from .rawdb import IntArray, TextArray, raw_cursor
+        from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
 
         ids = IntArray(sorted(delta))
         with raw_cursor() as cur:
-            cur.execute(f"SELECT id FROM {_t(Device)} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
+            lock_in_id_order(cur, _t(Device), ids)
             cur.execute(
                 f"""UPDATE {_t(Device)} AS v SET activity_count = v.activity_count + d.n,
                        last_event_at = GREATEST(v.last_event_at, d.newest)

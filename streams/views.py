@@ -461,19 +461,24 @@ def _sms_state(workspace: Workspace, identities) -> dict:
 MORE_HEADER = "X-Mesh-More"
 
 
+def _older_url(filters: Filters, page) -> str:
+    """The "Older" link of a page: its filters and the cursor after its last item ("" at the end)."""
+    if page is None or page.next_cursor is None:
+        return ""
+    return _query({**filters.params(), "before": page.next_cursor.encode()})
+
+
 def _wants_more(request: HttpRequest, before: Cursor | None) -> bool:
     """mesh.js asks for an "older" page with this header and appends what it gets below what
     is shown; without script the same link loads the whole page."""
     return before is not None and request.headers.get(MORE_HEADER) == "1"
 
 
-def timeline_more(request: HttpRequest, *, activities: list[Activity], blocks, filters: Filters,
-                  older_url: str) -> HttpResponse:
+def timeline_more(request: HttpRequest, *, blocks, filters: Filters, older_url: str) -> HttpResponse:
     """Just the items and the next "older" link: no header, identities or heat strip to build
     (an older page is the timeline's own range scan plus rendering, whatever the depth)."""
     return render(request, "streams/_timeline_more.html", {
-        "activities": activities, "blocks": blocks, "filters": filters, "older_url": older_url,
-        "paged": True, "highlight": highlight_terms(filters.q),
+        "blocks": blocks, "filters": filters, "older_url": older_url, "paged": True,
     })
 
 
@@ -493,8 +498,8 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
         activities = _decorate(page.activities)
         render_activities(activities, contact=contact, highlight=highlight_terms(filters.q))
         return timeline_more(
-            request, activities=activities, blocks=timeline_blocks(activities), filters=filters,
-            older_url=_query({**filters.params(), "before": page.next_cursor.encode()}) if page.next_cursor else "")
+            request, blocks=timeline_blocks(activities), filters=filters,
+            older_url=_older_url(filters, page))
     page = None if survivor else _timeline("c", contact.pk, filters, before)
     activities = _decorate(page.activities) if page else []
     render_activities(activities, contact=contact, highlight=highlight_terms(filters.q))
@@ -513,7 +518,7 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
         "survivor": survivor, "heat": heat, "filters": filters,
         "page": page, "activities": activities, "blocks": timeline_blocks(activities),
         "highlight": highlight_terms(filters.q),
-        "older_url": _query({**filters.params(), "before": page.next_cursor.encode()}) if page and page.next_cursor else "",
+        "older_url": _older_url(filters, page),
         "newest_url": _query(filters.params()) or "?",
         "paged": before is not None,
         # Live updates only where new items would appear: the unfiltered first page.
@@ -697,7 +702,7 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(request, "streams/search.html", {
         "workspace": workspace, "filters": filters, "activities": activities, "channels": CHANNELS,
         "directions": DIRECTIONS, "highlight": highlight_terms(filters.q),
-        "older_url": _query({**filters.params(), "before": page.next_cursor.encode()}) if page and page.next_cursor else "",
+        "older_url": _older_url(filters, page),
         "newest_url": _query(filters.params()) or "?", "paged": before is not None,
         "backlog": search_backlog() if page is not None else 0,
     })
@@ -789,8 +794,8 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
     render_activities(activities, hide_device=True, highlight=highlight_terms(filters.q))
     if _wants_more(request, before):
         return timeline_more(
-            request, activities=activities, blocks=[Block("single", [a]) for a in activities], filters=filters,
-            older_url=_query({**filters.params(), "before": page.next_cursor.encode()}) if page.next_cursor else "")
+            request, blocks=[Block("single", [a]) for a in activities], filters=filters,
+            older_url=_older_url(filters, page))
     weeks = heat_weeks(kind="d", owner_id=device.pk, summary=(
         device.activity_count, device.last_event_at.isoformat() if device.last_event_at else ""))
     return render(request, "streams/device_detail.html", {
@@ -798,7 +803,7 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
         "activities": activities, "blocks": [Block("single", [a]) for a in activities],
         "state_items": _state_items(device.state), "status": _device_status(device),
         "heat": heat_svg(weeks, link="?"), "highlight": highlight_terms(filters.q),
-        "older_url": _query({**filters.params(), "before": page.next_cursor.encode()}) if page.next_cursor else "",
+        "older_url": _older_url(filters, page),
         "newest_url": _query(filters.params()) or "?",
         "paged": before is not None,
     })

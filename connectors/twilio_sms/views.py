@@ -39,22 +39,14 @@ from .connector import SID_RE
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
-# Decrypting the secrets costs more than the rest of the check: keep one validator per source
-# and encrypted value (a changed token is a new key, so rotation takes effect at once).
-_validators: dict[tuple[int, str], RequestValidator | None] = {}
-
-
 def _validator(source: Source) -> RequestValidator | None:
-    key = (source.pk, source.secrets_encrypted)
-    if key not in _validators:
-        try:
-            token = secrets_decrypt(source.secrets_encrypted).get("auth_token", "")
-        except SecretsError:
-            token = ""
-        if len(_validators) > 1000:
-            _validators.clear()
-        _validators[key] = RequestValidator(token) if token else None
-    return _validators[key]
+    # secrets_decrypt is memoized per ciphertext, so this costs no decryption per request, and
+    # a rotated token (new ciphertext) takes effect at once.
+    try:
+        token = secrets_decrypt(source.secrets_encrypted).get("auth_token", "")
+    except SecretsError:
+        token = ""
+    return RequestValidator(token) if token else None
 
 
 def signed_url(request: HttpRequest) -> str:
