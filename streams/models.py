@@ -169,6 +169,10 @@ class Source(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
     sync_started_at = models.DateTimeField(null=True, blank=True)
+    # Who holds the sync lock (host, pid, process start; see streams.locks) and, without Redis,
+    # until when its lease runs unless renewed.
+    sync_holder = models.CharField(max_length=300, blank=True, default="")
+    sync_lease_until = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

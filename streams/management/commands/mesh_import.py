@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 
 from connectors.base import ConfigError, ConnectorError, registry
 from streams.cli import MeshCommand, Progress
+from streams.locks import SourceBusy
 from streams.models import Device, Source
 from streams.services import source_sync
 
@@ -63,6 +64,8 @@ class Command(MeshCommand):
         progress = Progress(path.name, self.stderr._out)
         try:
             run = source_sync(source=source, fresh=True, trigger="import", progress=progress)
+        except SourceBusy as exc:
+            raise CommandError(str(exc)) from None
         except (ConnectorError, ConfigError) as exc:
             raise CommandError(getattr(exc, "message", str(exc))) from None
         finally:

@@ -54,6 +54,7 @@ class Command(MeshCommand):
             try:
                 run = source_sync(source=source, since=since, trigger="cli", progress=progress)
             except SourceBusy as exc:
+                self.note(str(exc))
                 errors.append({"source": source.pk, "error": str(exc)})
                 continue
             except ConnectorError as exc:
