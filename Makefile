@@ -4,7 +4,8 @@
 #   make demo   the embedded default (SQLite in ./var, eager Celery) with bundled data, on
 #               http://127.0.0.1:8000/   (extra arguments: make demo DEMO_ARGS='--no-serve')
 #   make test   the test suite on real PostgreSQL and Redis (tests/run_suite.py finds or starts
-#               them; extra pytest arguments: make test PYTEST_ARGS='-k feeds -x')
+#               them; extra pytest arguments: make test PYTEST_ARGS='-k feeds -x'), then the
+#               SQLite smoke suite (tests/sqlite/) on the embedded default
 #   make lint   ruff
 #   make clean  remove .venv, var/ (the demo database), build output
 #

@@ -32,6 +32,11 @@ pytest then runs as ``python -m pytest ARGS`` with ``DATABASE_URL`` and ``REDIS_
 ``MESH_TEST_REDIS_URL`` = the Redis URL with database index 9 (tests that start a real Celery
 worker use it). One line on stderr says what is used.
 
+A second pass follows: the SQLite smoke suite (``tests/sqlite/``) on the embedded default, a
+throw-away SQLite file and no Redis (``MESH_TEST_ALLOW_SQLITE=1``). Given paths, each pass runs
+only its own: ``run_suite.py tests/test_x.py`` is the PostgreSQL pass alone, ``run_suite.py
+tests/sqlite`` the smoke suite alone. Each pass's result is printed on stderr at the end.
+
 Environment:
 
 ``MESH_TEST_FORCE_THROWAWAY=1``
@@ -39,8 +44,9 @@ Environment:
     ``REDIS_URL`` are not set, start throw-away servers even if shared ones are running. Used to
     test this script, and to keep a run off shared servers.
 
-Exit status: pytest's, except that pytest's 5 ("no tests collected") becomes 1 with a message,
-since a run that runs nothing has not passed; 2 if PostgreSQL or Redis cannot be provided.
+Exit status: the first failing pass's pytest status (0 when both pass), except that pytest's 5
+("no tests collected") becomes 1 with a message, since a run that runs nothing has not passed;
+2 if PostgreSQL or Redis cannot be provided.
 """
 
 from __future__ import annotations
@@ -586,7 +592,6 @@ def plan_redis() -> tuple[str, object, str]:
 
 
 def main(argv: list[str]) -> int:
-    global _child
     atexit.register(_run_cleanups)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
@@ -630,13 +635,34 @@ def main(argv: list[str]) -> int:
         env.pop(name, None)
     env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, MESH_TEST_REDIS_URL=worker_redis_url)
 
-    _child = subprocess.Popen([sys.executable, "-m", "pytest", *argv], env=env)
+    postgres_args, sqlite_args = split_passes(argv)
+    results: list[tuple[str, int]] = []
+    if postgres_args is not None:
+        results.append(("PostgreSQL", run_pytest(postgres_args, env)))
+    if sqlite_args is not None and _got_signal is None:
+        # `make test PYTEST_ARGS='-k feeds'` may select nothing in the smoke suite: not a failure
+        # of that pass when the paths were not its own.
+        selecting = postgres_args is not None and bool(argv)
+        results.append(("SQLite", run_sqlite_pass(sqlite_args, allow_empty=selecting)))
+    for name, code in results:
+        log(f"{name} pass: {'passed' if code == 0 else f'FAILED (exit {code})'}")
+    if _got_signal is not None:
+        return 128 + _got_signal
+    return next((code for _name, code in results if code != 0), 0)
+
+
+def run_pytest(args: list[str], env: dict, *, allow_empty: bool = False) -> int:
+    global _child
+    _child = subprocess.Popen([sys.executable, "-m", "pytest", *args], env=env)
     code = _child.wait()
     _child = None
     if code < 0:  # pytest killed by a signal
         code = 128 - code
     if _got_signal is not None and code == 0:
         code = 128 + _got_signal
+    if code == 5 and allow_empty:
+        log("nothing selected in this pass by the arguments given")
+        return 0
     if code == 5:
         log(
             "pytest collected no tests (its exit code 5). A run that runs nothing has not passed: "
@@ -644,6 +670,47 @@ def main(argv: list[str]) -> int:
         )
         return 1
     return code
+
+
+# --- the SQLite pass ------------------------------------------------------------------------------
+
+SQLITE_SUITE = Path(__file__).resolve().parent / "sqlite"
+
+
+def _is_path(arg: str) -> bool:
+    return not arg.startswith("-") and Path(arg.split("::", 1)[0]).exists()
+
+
+def _in_sqlite_suite(arg: str) -> bool:
+    return Path(arg.split("::", 1)[0]).resolve().is_relative_to(SQLITE_SUITE)
+
+
+def split_passes(argv: list[str]) -> tuple[list[str] | None, list[str] | None]:
+    """pytest arguments for the PostgreSQL pass and for the SQLite pass (None: that pass does
+    not run). Without paths both run (the PostgreSQL pass collects ``tests/``, where
+    tests/sqlite/conftest.py hides the smoke suite from it); with paths, each pass runs the
+    paths that are its own, so ``run_suite.py tests/test_x.py`` is one PostgreSQL run as ever and
+    ``run_suite.py tests/sqlite`` the smoke suite alone."""
+    paths = [a for a in argv if _is_path(a)]
+    if not paths:
+        return list(argv), [*argv, str(SQLITE_SUITE)]
+    options = [a for a in argv if a not in paths]
+    ours = [a for a in paths if _in_sqlite_suite(a)]
+    theirs = [a for a in paths if not _in_sqlite_suite(a)]
+    return ([*options, *theirs] if theirs else None), ([*options, *ours] if ours else None)
+
+
+def run_sqlite_pass(args: list[str], *, allow_empty: bool = False) -> int:
+    """The smoke suite on the embedded default: a throw-away SQLite file, no Redis (eager
+    Celery, database locks), as ``make demo`` runs. Issue 13.4: every door and page works there
+    too, or refuses naming PostgreSQL."""
+    base = tempfile.mkdtemp(prefix="mesh-sqlite-")
+    _cleanups.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL_FILE", "REDIS_URL", "REDIS_URL_FILE", "MESH_TEST_REDIS_URL")}
+    env.update(DATABASE_URL=f"sqlite:///{base}/mesh.sqlite3", MESH_TEST_ALLOW_SQLITE="1", MESH_VAR_DIR=base)
+    log(f"SQLite pass: {env['DATABASE_URL']}, no Redis (the embedded default)")
+    return run_pytest(args, env, allow_empty=allow_empty)
 
 
 if __name__ == "__main__":
