@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "streams.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "mesh_site.urls"
@@ -163,6 +164,9 @@ MESH_PAGE_SIZE = 50
 # (streams/dbstats.py): needed where autovacuum is off or behind during a big first import.
 MESH_INGEST_ANALYZE = env_bool("MESH_INGEST_ANALYZE", True)
 MESH_INBOUND_COALESCE_S = env_int("MESH_INBOUND_COALESCE_MS", 250) / 1000
+# Workers re-send the ingest of pushed items still pending after this long (their task was lost
+# with a worker or a Redis wipe), and look for such items this often (streams.tasks).
+MESH_INBOUND_SWEEP_SECONDS = env_int("MESH_INBOUND_SWEEP_SECONDS", 60)
 # Feeds: cache rendered feeds in Redis (when REDIS_URL is set), and poll with one prepared
 # statement when connections persist (DB_CONN_MAX_AGE > 0). Unset: automatic. Turn prepared
 # statements off behind a transaction-pooling PgBouncer.

@@ -6,10 +6,19 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 
-from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry, Workspace
+from .models import (
+    Activity,
+    Contact,
+    Device,
+    Identity,
+    InboundItem,
+    Participant,
+    TimelineEntry,
+    Workspace,
+)
 
 
 class BadCursor(ValueError):
@@ -300,3 +309,17 @@ def contacts_list(
 
 def contact_identities(*, contact: Contact) -> list[Identity]:
     return list(Identity.objects.filter(contact=contact).order_by("kind", "value"))
+
+
+def inbound_pending(*, workspace: Workspace, scope: str | None = None) -> dict[str, dict]:
+    """Pushed items stored but not yet ingested, per scope (``device:<id>``, ``source:<id>``):
+    ``{"count", "oldest_at"}``. Items wait here for a task; one waiting long lost its task
+    (the workers' sweep re-sends it, see streams.tasks.inbound_sweep_stranded)."""
+    qs = InboundItem.objects.filter(workspace=workspace, state=InboundItem.State.PENDING)
+    if scope is not None:
+        qs = qs.filter(scope=scope)
+    rows = qs.values("scope").annotate(count=Count("pk"), oldest_at=Min("received_at")).order_by()
+    return {r["scope"]: {"count": r["count"], "oldest_at": r["oldest_at"]} for r in rows}
+
+
+NO_PENDING = {"count": 0, "oldest_at": None}

@@ -29,7 +29,7 @@ from .models import (
     SyncRun,
     Workspace,
 )
-from .selectors import contact_subtree_ids
+from .selectors import NO_PENDING, contact_subtree_ids, inbound_pending
 from .timelines import contact_timelines_rebuild
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,11 @@ def source_health(*, source: Source, now: dt.datetime | None = None) -> dict:
     open_failures = source.failures.filter(resolved_at=None).count()
     if open_failures:
         problems.append(f"{open_failures} item(s) failed to import")
+    # Pushed items (webhooks) still waiting to be ingested: long waits mean a lost task.
+    scope = scope_for(source=source)
+    pending = inbound_pending(workspace=source.workspace, scope=scope).get(scope, NO_PENDING)
+    if pending["oldest_at"] and now - pending["oldest_at"] > dt.timedelta(seconds=settings.MESH_INBOUND_SWEEP_SECONDS):
+        problems.append(f"{pending['count']} pushed item(s) waiting since {pending['oldest_at'].isoformat(timespec='seconds')}")
     lag = None
     if last_run is not None and last_run.newest_item_at and last_run.finished_at:
         lag = int((last_run.finished_at - last_run.newest_item_at).total_seconds())
@@ -206,6 +211,7 @@ def source_health(*, source: Source, now: dt.datetime | None = None) -> dict:
         "problems": problems,
         "lag_seconds": lag,
         "open_failures": open_failures,
+        "pending": pending,
     }
 
 

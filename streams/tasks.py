@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 
 from celery import shared_task
-from django.db.models import Q
+from django.conf import settings
+from django.db import connection
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from connectors.base import ConnectorError, registry
@@ -25,8 +28,8 @@ def backoff(retries: int) -> int:
 
 @shared_task(acks_late=True)
 def dispatch_due_sources() -> list[int]:
-    """Every minute (beat): enqueue a sync of each due source, and re-enqueue raw pushed items
-    whose ingest task was lost (Redis keeps nothing on disk)."""
+    """Every minute (beat): enqueue a sync of each due source, and sweep stranded pushed items
+    (the workers sweep too, beat or not: see ``inbound_sweeper``)."""
     now = timezone.now()
     pollable = [k for k, cls in registry.connectors.items() if cls.pollable]
     due = Source.objects.filter(enabled=True, interval_seconds__gt=0, connector__in=pollable).filter(
@@ -42,13 +45,7 @@ def dispatch_due_sources() -> list[int]:
         if claimed:
             sync_source.delay(source.pk, trigger="beat")
             sent.append(source.pk)
-    stale = list(
-        InboundItem.objects.filter(
-            state=InboundItem.State.PENDING, received_at__lt=now - dt.timedelta(minutes=5)
-        ).values_list("pk", flat=True)[:5000]
-    )
-    for i in range(0, len(stale), 500):
-        ingest_inbound.delay(stale[i : i + 500])
+    inbound_sweep_stranded()
     return sent
 
 
@@ -112,3 +109,48 @@ def search_index(budget_s: float = 20.0) -> int:
             return done
     search_index.delay(budget_s)
     return done
+
+
+@shared_task(acks_late=True)
+def inbound_sweep_stranded(received_before: str | None = None) -> int:
+    """Re-send the ingest of pushed items still pending after ``MESH_INBOUND_SWEEP_SECONDS``
+    (or received before ``received_before``): their task died with a worker or with a Redis
+    wipe. One task per scope is enough, since ``inbound_process`` drains the scope of the item
+    it is given; sending one again for an item another task holds is harmless (it is skipped).
+    Returns the number of scopes re-sent."""
+    before = (
+        dt.datetime.fromisoformat(received_before) if received_before
+        else timezone.now() - dt.timedelta(seconds=settings.MESH_INBOUND_SWEEP_SECONDS)
+    )
+    firsts = list(
+        InboundItem.objects.filter(state=InboundItem.State.PENDING, received_at__lt=before)
+        .values("scope").annotate(first=Min("pk")).values_list("first", flat=True)
+    )
+    for pk in firsts:
+        ingest_inbound.delay([pk])
+    if firsts:
+        log.warning("re-sent the ingest of %d scope(s) with stranded pushed items", len(firsts))
+    return len(firsts)
+
+
+def inbound_sweeper(*, started: dt.datetime, stop: threading.Event) -> None:
+    """Run in each worker's main process (mesh_site.celery starts it when the worker is
+    ready): sweep once for what was pending when the worker started, then every
+    ``MESH_INBOUND_SWEEP_SECONDS``. A Redis key claimed for one period makes one worker of
+    many sweep each period. Never touches the database here: the sweep itself is a task."""
+    from .locks import redis_client
+
+    period = settings.MESH_INBOUND_SWEEP_SECONDS
+    key = f"mesh:inbound-sweep:{connection.settings_dict.get('NAME', '')}"
+    start_sweep_due = True
+    while True:
+        try:
+            if start_sweep_due:
+                inbound_sweep_stranded.delay(started.isoformat())
+                start_sweep_due = False
+            elif redis_client().set(key, 1, nx=True, ex=period):
+                inbound_sweep_stranded.delay()
+        except Exception:  # Redis is down or restarting: try again soon
+            log.exception("could not queue the sweep of stranded pushed items")
+        if stop.wait(5 if start_sweep_due else period):
+            return

@@ -44,11 +44,13 @@ from .search import (
     workspace_search_page,
 )
 from .selectors import (
+    NO_PENDING,
     BadCursor,
     Cursor,
     activities_by_ids,
     contact_identities,
     contacts_list,
+    inbound_pending,
     timeline_for_contact,
     timeline_for_device,
     workspaces_for_user,
@@ -771,7 +773,9 @@ def device_list(request: HttpRequest) -> HttpResponse:
     devices: list[Device] = []
     if workspace is not None:
         devices = list(Device.objects.filter(workspace=workspace).order_by("name", "pk"))
+        pending = inbound_pending(workspace=workspace)
         for d in devices:
+            d.pending = pending.get(f"device:{d.pk}", NO_PENDING)
             d.state_items = _state_items(d.state)
             d.status = _device_status(d)
     return render(request, "streams/device_list.html", {"workspace": workspace, "devices": devices})
@@ -802,6 +806,8 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
         "workspace": device.workspace, "device": device, "page": page, "filters": filters,
         "activities": activities, "blocks": [Block("single", [a]) for a in activities],
         "state_items": _state_items(device.state), "status": _device_status(device),
+        "pending": inbound_pending(workspace=device.workspace, scope=f"device:{device.pk}").get(
+            f"device:{device.pk}", NO_PENDING),
         "heat": heat_svg(weeks, link="?"), "highlight": highlight_terms(filters.q),
         "older_url": _older_url(filters, page),
         "newest_url": _query(filters.params()) or "?",

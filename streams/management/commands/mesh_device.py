@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 
 from streams.cli import MeshCommand
 from streams.models import Device
+from streams.selectors import NO_PENDING, inbound_pending
 from streams.services import device_create, device_revoke, device_rotate_token
 
 
@@ -37,9 +38,10 @@ class Command(MeshCommand):
                       f"device {device.pk} added.\ntoken (shown only now): {token}")
             return
         if action == "list":
+            pending = inbound_pending(workspace=workspace)
             rows = [
                 {"id": d.pk, "name": d.name, "kind": d.kind, "revoked": d.is_revoked, "last_seen_at": d.last_seen_at,
-                 "activity_count": d.activity_count}
+                 "activity_count": d.activity_count, "pending": pending.get(f"device:{d.pk}", NO_PENDING)}
                 for d in Device.objects.filter(workspace=workspace).order_by("pk")
             ]
             self.emit(options, rows)

@@ -24,6 +24,7 @@ def source_json(source: Source, *, detail: bool = False) -> dict:
         "status": source.status,
         "healthy": health["healthy"],
         "problems": health["problems"],
+        "pending": health["pending"],
         "last_error": source.last_error,
         "last_attempt_at": source.last_attempt_at,
         "last_success_at": source.last_success_at,
