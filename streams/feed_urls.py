@@ -1,4 +1,4 @@
-"""Outbound feeds: /feeds/<token>.rss|.atom|.json|.as2 and /@<workspace>/feed.rss|.atom|.json.
+"""Outbound feeds: /feeds/<token>.rss|.atom|.json|.as2 and /@<workspace>/feed.rss|.atom|.json|.as2.
 
 The token pattern takes any path segment, so that a malformed token gets the same 404 as an
 unknown or revoked one (the resolver refuses it before any lookup)."""
@@ -11,7 +11,7 @@ from . import feeds
 
 urlpatterns = [
     re_path(r"^feeds/(?P<token>[^/.]+)\.(?P<fmt>rss|atom|json|as2)$", feeds.token_feed, name="feed-token"),
-    re_path(r"^@(?P<workspace>[-a-zA-Z0-9_]+)/feed\.(?P<fmt>rss|atom|json)$", feeds.lifestream_feed,
+    re_path(r"^@(?P<workspace>[-a-zA-Z0-9_]+)/feed\.(?P<fmt>rss|atom|json|as2)$", feeds.lifestream_feed,
             name="lifestream-feed"),
     path("contacts/<int:contact_id>/feed-tokens/", feeds.contact_feed_tokens, name="contact-feed-tokens"),
 ]

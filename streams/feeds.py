@@ -21,12 +21,17 @@ feed readers rely on, is added in ``__call__``:
   ``at:deleted-entry`` (RFC 6721), AS2 ``Tombstone``, JSON Feed ``_mesh.deleted``.
 - Privacy tiers: ``metadata`` shows who/when/channel, ``subject`` adds the subject or first
   line, ``full`` adds the content, sanitized with nh3 (no scripts, no remote images).
+- The public lifestream names no one: no counterpart in titles, authors or GUIDs, and an
+  item's text only where the owner wrote it (``feed_entry(public=True)``).
+- Plain-text fields (titles, names, descriptions, ``content_text``) hold no markup in any
+  format: ``<`` and ``>`` become look-alikes (``feed_text``), then the serializer escapes once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import html as htmllib
 import json
 import logging
 import struct
@@ -77,13 +82,14 @@ from .feed_tokens import (
 from .models import Activity, Contact, FeedToken, Identity, Participant, TimelineEntry, Workspace
 from .rawdb import prepared_fetch
 from .selectors import BadCursor, Cursor, keyset_before
+from .throttle import feed_throttle
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 TOMBSTONE_LIMIT = 100  # at most this many tombstones on a first page
 # Bump when the rendering changes, so that cached bodies and ETags of the old one are not used.
-RENDER_VERSION = "feeds-1"
+RENDER_VERSION = "feeds-2"
 TOMBSTONE_NS = "http://purl.org/atompub/tombstones/1.0"
 CACHE_TTL_SECONDS = 24 * 3600
 CONTENT_TYPES = {
@@ -93,6 +99,10 @@ CONTENT_TYPES = {
     "as2": "application/activity+json; charset=utf-8",
 }
 CHANNEL_LABELS = {"email": "Email", "sms": "SMS", "mms": "MMS", "call": "Call", "device": "Event"}
+# The lifestream says which way an item went, never with whom.
+PUBLIC_DIRECTIONS = {"in": "received", "out": "sent"}
+PUBLIC_CALL_DIRECTIONS = {"in": "received", "out": "made"}
+PUBLIC_MESSAGE_LABELS = {"Email", "SMS", "MMS", "Direct message"}
 X_VERB_LABELS = {"post": "Post", "mention": "Mention", "message": "Direct message", "reply": "Reply"}
 # No <img>: remote images in mail are tracking pixels.
 SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"img", "map", "area"}
@@ -389,9 +399,40 @@ class FeedEntry:
     attachments: list[dict] = field(default_factory=list)
 
 
+# Plain text in a feed (titles, names, descriptions, content_text) is escaped once, by the XML
+# or JSON serializer. A reader that renders an RSS title as HTML (many do; a naive page puts
+# every field into innerHTML) would turn a decoded "<" back into markup, and escaping twice
+# makes feedparser-based readers show "&#x27;". So plain text holds no angle brackets: they
+# become the look-alike single angle quotation marks, and every reader shows the same text.
+_NO_MARKUP = str.maketrans({"<": "\u2039", ">": "\u203a"})
+# What a tag: URI may not contain (RFC 3986); a dedup key can (a device event id is the
+# client's string), and a GUID is shown as text by some readers.
+_NOT_IN_URI = str.maketrans({c: f"%{ord(c):02X}" for c in '<>"{}|\\^` \t\r\n'})
+
+
+def feed_text(text: str) -> str:
+    """Plain text as a feed carries it: no markup, whatever the reader does with it."""
+    return text.translate(_NO_MARKUP)
+
+
+def _summary_html(text: str) -> str:
+    """Plain text in an HTML field (RSS description, Atom summary, AS2 summary). Quotes stay
+    as they are: they mean nothing outside a tag, and an entity is one more thing to decode."""
+    return htmllib.escape(text, quote=False)
+
+
+def feed_guid(a: Activity, *, public: bool = False) -> str:
+    """The item's ``tag:`` URI (the ``id`` of ``mesh_export``). The public lifestream's is
+    opaque: a dedup key is the source's identifier and can hold an address or a number."""
+    if public:
+        digest = hashlib.sha256(a.dedup_key.encode()).hexdigest()[:32]
+        return f"tag:mesh,{a.workspace.created_at:%Y}:{a.workspace.slug}/public/{digest}"
+    return tag_uri(a).translate(_NOT_IN_URI)
+
+
 def _name(participant) -> str:
     ident = participant.identity
-    return ident.display or ident.value
+    return feed_text(ident.display or ident.value)
 
 
 def _label(a: Activity) -> str:
@@ -434,7 +475,7 @@ def _attachments(a: Activity) -> list[dict]:
             continue
         size = att.get("size")
         out.append({
-            "name": str(att.get("name") or att.get("filename") or "attachment")[:200],
+            "name": feed_text(str(att.get("name") or att.get("filename") or "attachment")[:200]),
             "type": str(att.get("mediaType") or att.get("type") or att.get("content_type") or "application/octet-stream")[:100],
             "size": size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
             "url": _http_url(att.get("url")),
@@ -442,10 +483,37 @@ def _attachments(a: Activity) -> list[dict]:
     return out
 
 
-def feed_entry(a: Activity, *, tier: str, link: str) -> FeedEntry:
+def _public_title(a: Activity) -> str:
+    """A lifestream item's title: what and which way, with no one's name."""
+    label = _label(a)
+    if label == "Call":
+        return f"Call {PUBLIC_CALL_DIRECTIONS[a.direction]}" if a.direction in PUBLIC_CALL_DIRECTIONS else label
+    if label in PUBLIC_MESSAGE_LABELS and a.direction in PUBLIC_DIRECTIONS:
+        return f"{label} {PUBLIC_DIRECTIONS[a.direction]}"
+    return label  # a post, a location, a battery report: no "way" to it
+
+
+def _owner_wrote(a: Activity, parts: list, sender) -> bool:
+    """Whether the item's text is the owner's own, which making it public publishes. Narrowly:
+    an item with no counterpart at all (a location, a note, a post), or a message whose sender
+    is one of the owner's identities (or, with no sender recorded, that went out). A device's
+    text about a call or message is its app's, about the counterpart: not the owner's."""
+    if all(p.identity.is_self for p in parts):
+        return True
+    if a.channel == "device":
+        return False
+    if sender is not None:
+        return sender.identity.is_self
+    return a.direction == "out"
+
+
+def feed_entry(a: Activity, *, tier: str, link: str, public: bool = False) -> FeedEntry:
     """One activity as a feed item, showing no more than ``tier`` allows. ``a.workspace`` must
     be set (the GUID is made from it); participants are read from ``a.persons`` when the
-    selector attached them (no query), else from the relation."""
+    selector attached them (no query), else from the relation.
+
+    ``public`` (the lifestream): no participant is named, not even the owner (the workspace is
+    the feed's author), and the content is shown only where the owner wrote it."""
     parts = getattr(a, "persons", None)  # feed_activities attaches them as plain rows
     if parts is None:
         parts = list(a.participants.all())
@@ -459,10 +527,15 @@ def feed_entry(a: Activity, *, tier: str, link: str) -> FeedEntry:
     else:
         who, prep = sender or (others[0] if others else None), "with"
     title = _label(a) + (f" {prep} {_name(who)}" if who is not None else "")
+    author = _name(sender) if sender is not None else None
+    if public:
+        title, author, recipients = _public_title(a), None, []
+        if not _owner_wrote(a, parts, sender):
+            tier = FeedToken.Tier.METADATA
     summary = content_html = content_text = None
     attachments: list[dict] = []
     if tier in (FeedToken.Tier.SUBJECT, FeedToken.Tier.FULL):
-        line = _first_line(a)
+        line = feed_text(_first_line(a))
         if line:
             title = f"{title}: {line}"
             summary = line
@@ -475,16 +548,16 @@ def feed_entry(a: Activity, *, tier: str, link: str) -> FeedEntry:
                 for x in attachments
             ) + "</ul>"
         content_html = body
-        content_text = a.text or nh3.clean(a.html or "", tags=set()) or summary or ""
+        content_text = feed_text(a.text or htmllib.unescape(nh3.clean(a.html or "", tags=set())) or summary or "")
     return FeedEntry(
-        guid=tag_uri(a),
+        guid=feed_guid(a, public=public),
         title=title,
         link=link,
         published=a.occurred_at,
         updated=max(a.updated_at, a.occurred_at),
         channel=a.channel,
         as2_type=VERB_TYPES.get(a.verb, "Create"),
-        author=_name(sender) if sender is not None else None,
+        author=author,
         recipients=recipients,
         summary=summary,
         content_html=content_html,
@@ -626,7 +699,7 @@ class As2FeedGenerator(feedgenerator.SyndicationFeed):
             if e.recipients:
                 obj["to"] = [{"type": "Person", "name": n} for n in e.recipients]
             if e.summary:
-                obj["summary"] = escape(e.summary)
+                obj["summary"] = _summary_html(e.summary)
             if e.content_html is not None:
                 obj["content"] = e.content_html
                 obj["mediaType"] = "text/html"
@@ -642,7 +715,7 @@ class As2FeedGenerator(feedgenerator.SyndicationFeed):
             "type": "OrderedCollectionPage",
             "id": self.feed["feed_url"],
             "name": self.feed["title"],
-            "summary": escape(self.feed["description"]),
+            "summary": _summary_html(self.feed["description"]),
             "url": self.feed["link"],
             "partOf": self.feed["first_url"] or self.feed["feed_url"],
             "updated": rfc3339(self.feed["updated"]),
@@ -680,6 +753,7 @@ class FeedState:
     head: Head
     floor: dt.datetime  # Last-Modified when there is nothing newer
     token: FeedToken | None = None
+    public: bool = False  # the lifestream: names no one (see feed_entry)
 
     @cached_property
     def page_path(self) -> str:
@@ -809,7 +883,7 @@ class TimelineFeed(Feed):
     # -- Feed API (the page is described by a FeedState) --
 
     def title(self, obj: FeedState) -> str:
-        return obj.title
+        return feed_text(obj.title)
 
     def link(self, obj: FeedState) -> str:
         return obj.home_url
@@ -818,10 +892,10 @@ class TimelineFeed(Feed):
         return obj.url(obj.before)
 
     def description(self, obj: FeedState) -> str:
-        return obj.description
+        return feed_text(obj.description)
 
     def author_name(self, obj: FeedState) -> str:
-        return obj.workspace.name or obj.workspace.slug
+        return feed_text(obj.workspace.name or obj.workspace.slug)
 
     def feed_guid(self, obj: FeedState) -> str:
         return obj.feed_id
@@ -832,7 +906,7 @@ class TimelineFeed(Feed):
             Activity.objects.filter(pk__in=[pk for pk, _ in obj.head.tombstones]).values_list("pk", "dedup_key")
         )
         tombstones = [
-            (tag_uri(Activity(workspace=workspace, dedup_key=refs[pk])), when)
+            (feed_guid(Activity(workspace=workspace, dedup_key=refs[pk]), public=obj.public), when)
             for pk, when in obj.head.tombstones if pk in refs
         ]
         return {
@@ -869,20 +943,20 @@ class TimelineFeed(Feed):
                 continue
             a.workspace = obj.workspace
             link = obj.base + obj.page_path + f"?before={Cursor(a.occurred_at, a.pk + 1).encode()}#a{a.pk}"
-            entries.append(feed_entry(a, tier=obj.tier, link=link))
+            entries.append(feed_entry(a, tier=obj.tier, link=link, public=obj.public))
         return entries
 
     def item_title(self, item: FeedEntry) -> str:
-        # RSS readers render titles as HTML (Django escapes them for that reason, #6533);
-        # Atom titles are text constructs and JSON Feed titles plain text.
-        return escape(item.title) if self.fmt == "rss" else item.title
+        # Plain text with no markup in it (feed_text), escaped once by the serializer: RSS
+        # readers that render titles as HTML and those that show them as text agree.
+        return item.title
 
     def item_description(self, item: FeedEntry) -> str | None:
         if self.fmt == "atom":
-            return escape(item.summary) if item.summary else None
+            return _summary_html(item.summary) if item.summary else None
         if item.content_html is not None:
             return item.content_html
-        return escape(item.summary) if item.summary else None
+        return _summary_html(item.summary) if item.summary else None
 
     def item_link(self, item: FeedEntry) -> str:
         return item.link
@@ -1018,15 +1092,16 @@ class LifestreamFeed(TimelineFeed):
             page=page,
             feed_path=reverse("lifestream-feed", kwargs={"workspace": ws.slug, "fmt": self.fmt}),
             feed_id=f"tag:mesh,{ws.created_at:%Y}:{ws.slug}/lifestream", base=base, before=before, head=head,
-            floor=ws.created_at,
+            floor=ws.created_at, public=True,
         )
 
 
 _TOKEN_FEEDS = {fmt: TokenFeed(fmt) for fmt in GENERATORS}
-_LIFESTREAM_FEEDS = {fmt: LifestreamFeed(fmt) for fmt in ("rss", "atom", "json")}
+_LIFESTREAM_FEEDS = {fmt: LifestreamFeed(fmt) for fmt in GENERATORS}
 
 
 @require_safe
+@feed_throttle
 def token_feed(request: HttpRequest, token: str, fmt: str) -> HttpResponse:
     return _TOKEN_FEEDS[fmt](request, token=token)
 

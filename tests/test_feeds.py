@@ -29,6 +29,8 @@ from streams.feed_tokens import (
     feed_token_revoke,
     feed_token_rotate,
 )
+from streams.feeds import feed_guid
+from streams.identity import identity_mark_self
 from streams.ingest import ingest_batch
 from streams.models import Activity, FeedToken, Identity
 from streams.selectors import timeline_for_contact
@@ -41,6 +43,8 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 AT = "{http://purl.org/atompub/tombstones/1.0}"
 ANA_EMAIL = {"kind": "email", "value": "ana@example.com", "role": "from", "display": "Ana"}
 ME_EMAIL = {"kind": "email", "value": "me@mesh.example", "role": "to", "display": "Me"}
+# Mail the owner sent to Ana: the lifestream shows the text of what the owner wrote.
+OWNER_WROTE = {"direction": "out", "participants": [{**ME_EMAIL, "role": "from"}, {**ANA_EMAIL, "role": "to"}]}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 FORMATS = ("rss", "atom", "json", "as2")
 
@@ -541,26 +545,27 @@ def test_erased_item_is_not_brought_back_by_a_reimport(workspace, ana_feed):
 
 
 def test_lifestream_feed_has_public_items_only(client, workspace):
+    identity_mark_self(workspace=workspace, kind="email", value=ME_EMAIL["value"])
     ingest(workspace, [
-        mail(1, subject="Public talk", visibility="public"),
-        mail(2, subject="Private matter", text="secret"),
-        mail(3, subject="Another public", visibility="public", day=3),
+        mail(1, subject="Public talk", visibility="public", **OWNER_WROTE),
+        mail(2, subject="Private matter", text="secret", **OWNER_WROTE),
+        mail(3, subject="Another public", visibility="public", day=3, **OWNER_WROTE),
     ])
-    for fmt in ("rss", "atom", "json"):
+    for fmt in FORMATS:
         response = get(client, reverse("lifestream-feed", kwargs={"workspace": "acme", "fmt": fmt}))
         body = response.content.decode()
         assert "Public talk" in body and "Another public" in body
         assert "Private matter" not in body and "secret" not in body
     parsed = parse(get(client, "/@acme/feed.atom"))
-    assert [e.id.split("/")[-1] for e in parsed.entries] == ["email:m3", "email:m1"]
+    public = {a.dedup_key: feed_guid(a, public=True) for a in Activity.objects.select_related("workspace")}
+    assert [e.id for e in parsed.entries] == [public["email:m3"], public["email:m1"]]
     assert parsed.feed.link == "http://testserver/@acme/"
     assert client.get("/@acme/").status_code == 200
     activity_erase(activity=Activity.objects.get(dedup_key="email:m3"))
     root = atom_tree(get(client, "/@acme/feed.atom"))
-    assert [d.get("ref").split("/")[-1] for d in root.findall(f"{AT}deleted-entry")] == ["email:m3"]
-    assert [e.findtext(f"{ATOM}id").split("/")[-1] for e in root.findall(f"{ATOM}entry")] == ["email:m1"]
+    assert [d.get("ref") for d in root.findall(f"{AT}deleted-entry")] == [public["email:m3"]]
+    assert [e.findtext(f"{ATOM}id") for e in root.findall(f"{ATOM}entry")] == [public["email:m1"]]
     assert get(client, "/@nobody/feed.rss").status_code == 404
-    assert get(client, "/@acme/feed.as2").status_code == 404
 
 
 def test_device_feed_follows_the_device_timeline(client, workspace, device):
@@ -587,11 +592,15 @@ def _assert_safe_html(html):
 
 
 def test_xss_in_subjects_and_bodies_is_escaped_or_sanitized_in_every_format(client, workspace):
+    identity_mark_self(workspace=workspace, kind="email", value=ME_EMAIL["value"])
     ingest(workspace, [mail(1, subject=XSS_SUBJECT, text="<b onmouseover=alert(3)>t</b>", html=XSS_HTML,
-                           visibility="public"),
-                       mail(0, subject="plain", text="<b onmouseover=alert(3)>t</b>", visibility="public")])
+                           visibility="public", **OWNER_WROTE),
+                       mail(0, subject="plain", text="<b onmouseover=alert(3)>t</b>", visibility="public",
+                            **OWNER_WROTE)])
     _row, token = feed_token_create(workspace=workspace, contact=ana(workspace), tier="full")
-    for url in [feed_url(token, fmt) for fmt in FORMATS] + [f"/@acme/feed.{fmt}" for fmt in ("rss", "atom", "json")]:
+    # Titles are plain text with the markup neutralized (feed_text), in every format.
+    shown_subject = XSS_SUBJECT.replace("<", "\u2039").replace(">", "\u203a")
+    for url in [feed_url(token, fmt) for fmt in FORMATS] + [f"/@acme/feed.{fmt}" for fmt in FORMATS]:
         response = get(client, url)
         body = response.content.decode()
         if url.endswith((".json", ".as2")):
@@ -602,24 +611,24 @@ def test_xss_in_subjects_and_bodies_is_escaped_or_sanitized_in_every_format(clie
                 _assert_safe_html(item.get("content_html") or item.get("content"))
             assert items[1]["content_html" if "items" in doc else "content"] == "<p>&lt;b onmouseover=alert(3)&gt;t&lt;/b&gt;</p>"
             assert "<p>Hi</p>" in (items[0].get("content_html") or items[0].get("content"))
-            if "items" in doc:  # JSON Feed titles are plain text: the exact characters, to be shown as text
-                assert items[0]["title"] == f"Email from Ana: {XSS_SUBJECT}"
-            else:  # AS2 summary is HTML: escaped
-                assert items[0]["summary"].startswith("&lt;script&gt;")
+            if "items" in doc:  # JSON Feed titles are plain text
+                assert items[0]["title"].endswith(f": {shown_subject}")
+            else:  # AS2 summary is HTML, name plain text
+                assert items[0]["summary"] == shown_subject and items[0]["name"].endswith(f": {shown_subject}")
             continue
         parse(response)
         root = ET.fromstring(response.content)
         assert all(el.tag != "script" for el in root.iter())
         if url.endswith(".rss"):
             item = root.find("channel/item")
-            assert "<" not in item.findtext("title")  # RSS titles are read as HTML: escaped
+            assert item.findtext("title").endswith(f": {shown_subject}")  # no markup for readers that render it
             _assert_safe_html(item.findtext("description"))
         else:
             entry = root.find(f"{ATOM}entry")
             assert entry.find(f"{ATOM}title").get("type") in (None, "text")  # text construct
-            assert entry.findtext(f"{ATOM}title") == f"Email from Ana: {XSS_SUBJECT}"
+            assert entry.findtext(f"{ATOM}title").endswith(f": {shown_subject}")
             _assert_safe_html(entry.findtext(f"{ATOM}content"))
-            assert entry.findtext(f"{ATOM}summary").startswith("&lt;script&gt;")  # type="html": escaped
+            assert entry.findtext(f"{ATOM}summary") == shown_subject  # type="html", and nothing to escape
     page = client.get("/@acme/").content.decode()
     assert "<script>alert" not in page and "javascript:" not in page and "onmouseover=alert" not in page.replace("&lt;b onmouseover=alert(3)&gt;", "")
 
