@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from connectors.testing import ConnectorConformance, draft_dict
 from connectors.twitter_archive import writer as w
@@ -198,21 +199,27 @@ def test_an_extracted_archive_folder_imports_like_the_zip(workspace, archive_pat
     assert run_import(workspace, folder)["new"] == 8
 
 
-def test_an_archive_without_account_js_needs_the_user_id(workspace, tmp_path):
-    from django.core.management.base import CommandError
+def failed_import(workspace, path, connector="twitter_archive") -> str:
+    """Run mesh_import on a file it must refuse; the message it gives (exit status 1)."""
+    out = io.StringIO()
+    with pytest.raises((SystemExit, CommandError)) as failure:
+        call_command("mesh_import", connector, str(path), "--workspace", workspace.slug, "--json",
+                     stdout=out, stderr=io.StringIO())
+    if isinstance(failure.value, SystemExit):
+        assert failure.value.code == 1
+        return json.loads(out.getvalue())["error"]
+    return str(failure.value)
 
+
+def test_an_archive_without_account_js_needs_the_user_id(workspace, tmp_path):
     path = w.write_archive(tmp_path / "a.zip", account=None, tweets=[w.tweet("101", T0, "hello")])
-    with pytest.raises(CommandError, match="user_id"):
-        run_import(workspace, path)
+    assert "user_id" in failed_import(workspace, path)
 
 
 def test_not_a_zip_is_a_clear_error(workspace, tmp_path):
-    from django.core.management.base import CommandError
-
     path = tmp_path / "archive.zip"
     path.write_bytes(b"this is not a zip")
-    with pytest.raises(CommandError, match="cannot open the archive"):
-        run_import(workspace, path)
+    assert failed_import(workspace, path).startswith("archive.zip is not an X archive")
 
 
 def test_a_newer_handle_renames_the_contact_and_an_older_one_does_not(workspace, tmp_path):
@@ -268,3 +275,134 @@ def test_reprocess_renormalizes_from_stored_payloads_without_the_archive(workspa
                  stdout=out, stderr=io.StringIO())
     result = json.loads(out.getvalue())
     assert result["changed"] == 0 and result["reprocessed"] >= 8
+
+
+# -- every archive generation found in the wild --------------------------------------------------
+
+
+def zip_of_fixture(generation: str, tmp_path: Path) -> Path:
+    """The fixture folder ``tests/fixtures/twitter_archive/<generation>/`` as the zip X sent."""
+    folder = FIXTURES / generation
+    path = tmp_path / f"{generation}.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            zf.write(file, file.relative_to(folder).as_posix())
+    return path
+
+
+def normalized(path: Path) -> dict[str, dict | str]:
+    """external id → the whole normalized draft, or the reason it failed."""
+    from connectors.base import BadItem
+    from connectors.twitter_archive.connector import TwitterArchiveConnector
+
+    connector = TwitterArchiveConnector({"path": str(path)})
+    found: dict[str, dict | str] = {}
+    for batch in connector.fetch(None):
+        for item in batch.items:
+            try:
+                found[item.external_id] = connector.normalize(item).as_dict()
+            except BadItem as exc:
+                found[item.external_id] = exc.reason
+    return found
+
+
+def owner_post(tweet_id: str, when: str, text: str, **fields) -> dict:
+    return draft_dict(**{
+        "channel": "twitter", "verb": "post", "direction": "out", "occurred_at": when, "dedup_key": f"x:{tweet_id}",
+        "text": text, "url": f"https://x.com/i/web/status/{tweet_id}", "visibility": "public",
+        "thread_key": f"x:conv:{tweet_id}", "participants": [OWNER_P], **fields,
+    })
+
+
+def x_user(role: str, user_id: str, display: str = "") -> dict:
+    return {"role": role, "kind": "x", "value": user_id, "display": display}
+
+
+def test_grailbird_archive_2012_to_2018_imports_every_month(workspace, tmp_path):
+    """data/js/tweets/YYYY_MM.js (``Grailbird.data.tweets_2013_01 = [...]``), the owner in
+    data/js/user_details.js, times like ``2013-01-28 18:02:11 +0000``, ``text`` not ``full_text``."""
+    path = zip_of_fixture("gen2013__grailbird", tmp_path)
+    assert normalized(path) == {
+        "296000000000000001": owner_post(
+            "296000000000000001", "2013-01-28T18:02:11+00:00", "New studio, new desk & http://example.com/studio"),
+        "300000000000000020": owner_post(
+            "300000000000000020", "2013-02-08T09:15:00+00:00", "RT @chloe_m: Our café opens on Monday — come by!",
+            verb="share", participants=[OWNER_P, x_user("mention", CHLOE, "@chloe_m")]),
+        "300000000000000021": owner_post(
+            "300000000000000021", "2013-02-09T14:30:05+00:00", "@ana_souza the floor plan, as promised",
+            thread_key="x:conv:300000000000000010", participants=[OWNER_P, x_user("to", ANA, "@ana_souza")],
+            attachments=[{"name": "BCdEfGh.jpg", "mediaType": "image/jpeg",
+                          "url": "https://pbs.twimg.com/media/BCdEfGh.jpg", "id": "300000000000000099"}],
+            extra={"in_reply_to": "300000000000000010"}),
+    }
+    assert run_import(workspace, path) == {"fetched": 3, "new": 3, "duplicate": 0, "failed": 0}
+
+
+def test_2019_archive_with_unwrapped_tweet_js_at_the_top_imports_every_tweet(workspace, tmp_path):
+    """tweet.js and tweet-part1.js (``window.YTD.tweet.partN``) whose elements are the tweets
+    themselves, direct-message.js; direct-message-headers.js (no text) is not read."""
+    path = zip_of_fixture("gen2019__tweet_js_unwrapped", tmp_path)
+    assert normalized(path) == {
+        "1150000000000000002": owner_post(
+            "1150000000000000002", "2019-07-15T10:20:30+00:00", "@ana_souza Quote is ready: https://example.com/quote/2019",
+            thread_key="x:conv:1150000000000000001", participants=[OWNER_P, x_user("to", ANA, "@ana_souza")],
+            extra={"in_reply_to": "1150000000000000001", "lang": "en"}),
+        "1150000000000000003": owner_post(
+            "1150000000000000003", "2019-07-16T08:00:00+00:00", "Summer hours start Monday.", extra={"lang": "en"}),
+        "1150000000000000010": owner_post(
+            "1150000000000000010", "2019-07-17T12:00:00+00:00", "RT @benokafor: Projector fixed & ready",
+            verb="share", participants=[OWNER_P, x_user("mention", BEN, "@benokafor")], extra={"lang": "en"}),
+        "dm:1150000000000000500": draft_dict(
+            channel="twitter", verb="receive", direction="in", occurred_at="2019-07-15T11:02:03.456000+00:00",
+            dedup_key="x:dm:1150000000000000500", text="Thanks! Signing today.", thread_key="x:dm:4000000001-4000000100",
+            participants=[x_user("from", ANA), x_user("to", OWNER)]),
+    }
+    assert run_import(workspace, path) == {"fetched": 4, "new": 4, "duplicate": 0, "failed": 0}
+
+
+def test_2020_archive_with_wrapped_tweet_js_imports_tweets_and_group_messages(workspace, tmp_path):
+    """data/tweet.js with ``{"tweet": …}`` elements, data/direct-message-group.js, an empty
+    data/direct-message.js; a video's best rendition is the highest bitrate, written as text."""
+    path = zip_of_fixture("gen2020__tweet_js_wrapped", tmp_path)
+    assert normalized(path) == {
+        "1300000000000000001": owner_post(
+            "1300000000000000001", "2020-08-30T17:45:00+00:00", "Studio tour, 40 seconds", extra={"lang": "en"},
+            attachments=[{"name": "high.mp4", "mediaType": "video/mp4", "id": "1300000000000000050",
+                          "url": "https://video.twimg.com/ext_tw_video/1300000000000000050/pu/vid/1280x720/high.mp4"}]),
+        "dm:1300000000000000901": draft_dict(
+            channel="twitter", verb="receive", direction="in", occurred_at="2020-08-31T19:00:00+00:00",
+            dedup_key="x:dm:1300000000000000901", text="Pizza after the move?", thread_key="x:dm:1300000000000000900",
+            participants=[x_user("from", BEN), x_user("to", OWNER), x_user("to", CHLOE)], extra={"group": True}),
+    }
+    assert run_import(workspace, path) == {"fetched": 2, "new": 2, "duplicate": 0, "failed": 0}
+
+
+def test_2022_archive_with_tweets_js_parts_imports_every_part(workspace, tmp_path):
+    """data/tweets.js and data/tweets-part1.js (``window.YTD.tweets.partN``), manifest.js,
+    direct-messages.js; a reply to one's own tweet is threaded to it."""
+    path = zip_of_fixture("gen2022__tweets_js_wrapped", tmp_path)
+    assert normalized(path) == {
+        "1610000000000000001": owner_post(
+            "1610000000000000001", "2023-01-02T09:00:00+00:00", "Happy new year from the studio", extra={"lang": "en"}),
+        "1610000000000000002": owner_post(
+            "1610000000000000002", "2023-01-03T10:00:00+00:00", "@ana_souza same to you!",
+            thread_key="x:conv:1610000000000000001", participants=[OWNER_P, x_user("mention", ANA, "@ana_souza")],
+            extra={"in_reply_to": "1610000000000000001", "lang": "en"}),
+        "dm:1610000000000000700": draft_dict(
+            channel="twitter", verb="send", direction="out", occurred_at="2023-01-04T08:00:00+00:00",
+            dedup_key="x:dm:1610000000000000700", text="Keys are under the mat", thread_key="x:dm:4000000001-4000000102",
+            participants=[x_user("from", OWNER), x_user("to", CHLOE)]),
+    }
+    assert run_import(workspace, path) == {"fetched": 3, "new": 3, "duplicate": 0, "failed": 0}
+
+
+def test_a_protected_grailbird_account_keeps_its_tweets_private(tmp_path):
+    folder = tmp_path / "protected"
+    source = FIXTURES / "gen2013__grailbird"
+    for file in source.rglob("*"):
+        if file.is_file():
+            (folder / file.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            text = file.read_text(encoding="utf-8")
+            (folder / file.relative_to(source)).write_text(text.replace('"protected" : false', '"protected" : true'),
+                                                           encoding="utf-8")
+    assert {d["visibility"] for d in normalized(folder).values()} == {"private"}

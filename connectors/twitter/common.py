@@ -75,12 +75,18 @@ def media_attachment(*, media_id: str, url: str, kind: str = "", variants=None) 
     if isinstance(variants, list):  # video: the highest bitrate mp4
         mp4 = [v for v in variants if isinstance(v, dict) and v.get("content_type") == "video/mp4" and v.get("url")]
         if mp4:
-            best = max(mp4, key=lambda v: v.get("bitrate") or v.get("bit_rate") or 0)["url"]
+            best = max(mp4, key=_bitrate)["url"]
     link = best or url or ""
     name = link.rsplit("/", 1)[-1].split("?", 1)[0] if link else f"{kind or 'media'}-{media_id}"
     ext = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
     media_type = MEDIA_TYPES.get(ext) or ("video/mp4" if kind in ("video", "animated_gif") else "")
     return {"name": name, "mediaType": media_type, "url": link, "id": media_id}
+
+
+def _bitrate(variant: dict) -> int:
+    # The archive writes numbers as strings ("832000" would beat "2176000" compared as text).
+    value = variant.get("bitrate") or variant.get("bit_rate") or 0
+    return int(value) if str(value).isdigit() else 0
 
 
 def expand_text(text: str, urls, strip: set[str] = frozenset()) -> str:

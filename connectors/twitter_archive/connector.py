@@ -1,9 +1,12 @@
 """The official X "Download your archive" zip: ``mesh_import twitter_archive ARCHIVE.zip``.
 
-Read: ``data/account.js`` (the owner: their user id becomes a self identity),
-``data/tweets.js`` and ``tweets-partN.js`` (the owner's own posts, replies and retweets),
-``data/direct-messages.js`` and ``data/direct-messages-group.js`` (and their parts). Media
-folders are never opened: media entities become attachment metadata.
+Read: ``data/account.js`` (the owner: their user id becomes a self identity; the 2012–2018
+layout has ``data/js/user_details.js`` instead), the owner's own posts, replies and retweets
+(``data/tweets.js`` and ``tweets-partN.js``; ``tweet.js`` and ``tweet-partN.js`` before late
+2022, wrapped as ``{"tweet": …}`` or not; ``data/js/tweets/YYYY_MM.js`` before 2018), and the
+direct messages (``direct-messages.js``/``direct-message.js``, the ``-group`` files, their
+parts). reader.py describes each generation. Media folders are never opened: media entities
+become attachment metadata.
 
 Files are streamed element by element (see reader.py), so a 2 GB archive needs the memory of
 one element and a 1 MB buffer, plus a map of reply → parent ids for threading (a few bytes per
@@ -14,7 +17,9 @@ and a later API sync give one activity per item.
 
 from __future__ import annotations
 
+import datetime as dt
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +46,10 @@ from connectors.twitter.common import (
     tweet_draft,
 )
 
-from .reader import Archive, ArchiveError, Broken, iter_elements, member_kind
+from .reader import ELEMENT_SHAPES, Archive, ArchiveError, Broken, iter_elements, member_kind
+
+# Errors a zip member can raise part-way through (a bad CRC, a cut deflate stream).
+MEMBER_READ_ERRORS = (ArchiveError, zipfile.BadZipFile, zlib.error, EOFError, OSError)
 
 
 @dataclass(frozen=True)
@@ -89,22 +97,30 @@ class TwitterArchiveConnector(Connector):
         if not path.exists():
             raise ConnectorError(f"no such archive: {path}", permanent=True)
         try:
-            return Archive(path)
+            archive = Archive(path)
         except ArchiveError as exc:
             raise ConnectorError(str(exc), permanent=True) from None
+        if not archive.item_members() and not archive.find("account.js") and not archive.find("user_details.js"):
+            archive.close()
+            raise ConnectorError(f"{path.name} is not an X archive: it holds no data/tweets.js, tweet.js, "
+                                 "direct-messages.js, account.js or data/js/tweets/ file", permanent=True)
+        return archive
 
     def _owner(self, archive: Archive) -> Owner:
         protected = _is_protected(archive)
-        name = archive.find("account.js")
-        if name:
+        # account.js: [{"account": {"accountId", "username"}}]; Grailbird's user_details.js:
+        # {"id", "screen_name"}.
+        for basename, read in (("account.js", _account_owner), ("user_details.js", _user_details_owner)):
+            name = archive.find(basename)
+            if not name:
+                continue
             try:
-                rows = archive.load_small(name)
-                account = rows[0]["account"]
-                user_id = check_id(account["accountId"], "accountId")
-                return Owner(user_id, str(account.get("username") or ""), protected)
+                user_id, username = read(archive.load_small(name))
+                return Owner(user_id, username, protected)
             except (ArchiveError, BadItem, LookupError, TypeError) as exc:
                 if not self.config.user_id:
-                    raise ConnectorError(f"account.js is unreadable ({exc}); give --config user_id=…", permanent=True) from None
+                    raise ConnectorError(f"{basename} is unreadable ({exc}); give --config user_id=…",
+                                         permanent=True) from None
         if self.config.user_id:
             return Owner(str(self.config.user_id), "", protected)
         raise ConnectorError("the archive has no data/account.js: give the owner's id with --config user_id=…",
@@ -131,9 +147,9 @@ class TwitterArchiveConnector(Connector):
                 skip_element = int(position.get("element", 0)) if position.get("file") == name else 0
                 skip_message = int(position.get("message", 0)) if position.get("file") == name else 0
                 kind = member_kind(name)
-                with archive.open(name) as fh:
-                    try:
-                        for n, element in enumerate(iter_elements(fh, name=name)):
+                try:
+                    with archive.open(name) as fh:
+                        for n, element in enumerate(iter_elements(fh, name=name, is_element=ELEMENT_SHAPES[kind])):
                             if n < skip_element:
                                 continue
                             for m, item in enumerate(self._items(kind, name, n, element, owner, roots)):
@@ -147,8 +163,8 @@ class TwitterArchiveConnector(Connector):
                                     yield Batch(items, position)
                                     items = []
                             position = {"file": name, "element": n + 1, "message": 0}
-                    except ArchiveError as exc:
-                        items.append(RawItem(f"{_short(name)}#file", {"_error": str(exc), "_file": name}))
+                except MEMBER_READ_ERRORS as exc:
+                    items.append(RawItem(f"{_short(name)}#file", {"_error": f"{name}: {exc}", "_file": name}))
                 position = {"file": name, "element": 1 << 62, "message": 0}
             yield Batch(items, position or {"file": "", "element": 0, "message": 0})
 
@@ -159,7 +175,7 @@ class TwitterArchiveConnector(Connector):
         where = f"{_short(name)}#{n}"
         owner_data = owner.as_dict()
         if kind == "tweets":
-            tweet = element.get("tweet") if isinstance(element, dict) else None
+            tweet = _unwrap(element)
             tweet_id = tweet.get("id_str") or tweet.get("id") if isinstance(tweet, dict) else None
             if not isinstance(tweet_id, str | int) or not ID_RE.match(str(tweet_id)):
                 yield RawItem(where, {"_error": f"{name} element {n}: no tweet id", "_value": element})
@@ -201,7 +217,7 @@ class TwitterArchiveConnector(Connector):
             try:
                 with archive.open(name) as fh:
                     found = _reply_pairs(fh, name)
-            except (ArchiveError, OSError, EOFError, zipfile.BadZipFile):
+            except MEMBER_READ_ERRORS:
                 continue
             parent.update(found)
         roots: dict[int, int] = {}
@@ -261,9 +277,11 @@ def _tweet(p: dict, owner_id: str, owner: dict) -> ActivityDraft:
             mentions.append((str(u.get("id_str") or u.get("id")), handle(u.get("screen_name"))))
     reply_status = tweet.get("in_reply_to_status_id_str") or ""
     reply_user = tweet.get("in_reply_to_user_id_str") or ""
+    # Grailbird tweets carry their author (the owner) with the account's state at the time.
+    author = tweet.get("user") if isinstance(tweet.get("user"), dict) else {}
     t = Tweet(
         id=tweet_id,
-        created=parse_legacy_time(tweet.get("created_at")),
+        created=_created(tweet.get("created_at")),
         text=expand_text(text, entities.get("urls"), media_links),
         author_id=owner_id,
         author_handle=handle(owner.get("username")),
@@ -277,7 +295,7 @@ def _tweet(p: dict, owner_id: str, owner: dict) -> ActivityDraft:
         lang=str(tweet.get("lang") or ""),
     )
     return tweet_draft(t, owner_id=owner_id, owner_handle=handle(owner.get("username")),
-                       owner_protected=bool(owner.get("protected")))
+                       owner_protected=bool(owner.get("protected")) or author.get("protected") is True)
 
 
 def _dm(p: dict, owner_id: str) -> ActivityDraft:
@@ -345,7 +363,7 @@ def _after(item: RawItem, since) -> bool:
     p = item.payload
     try:
         if "tweet" in p:
-            return parse_legacy_time(p["tweet"].get("created_at")) >= since
+            return _created(p["tweet"].get("created_at")) >= since
         if "dm" in p:
             return parse_iso_time(p["dm"].get("createdAt")) >= since
     except (BadItem, AttributeError, TypeError):
@@ -359,10 +377,36 @@ def _short(name: str) -> str:
 
 def _reply_pairs(fh, name: str) -> dict[int, int]:
     pairs: dict[int, int] = {}
-    for element in iter_elements(fh, name=name):
-        tweet = element.get("tweet") if isinstance(element, dict) else None
+    for element in iter_elements(fh, name=name, is_element=ELEMENT_SHAPES["tweets"]):
+        tweet = _unwrap(element)
         if isinstance(tweet, dict):
             tid, rid = tweet.get("id_str"), tweet.get("in_reply_to_status_id_str")
             if isinstance(tid, str) and isinstance(rid, str) and tid.isdigit() and rid.isdigit():
                 pairs[int(tid)] = int(rid)
     return pairs
+
+
+def _unwrap(element) -> dict | None:
+    """The tweet of a tweets.js element: ``{"tweet": {...}}`` since 2020, the object itself before."""
+    if not isinstance(element, dict):
+        return None
+    return element["tweet"] if isinstance(element.get("tweet"), dict) else element
+
+
+def _created(value) -> dt.datetime:
+    """``Wed Oct 10 20:19:24 +0000 2018``, or Grailbird's ``2013-01-31 20:41:41 +0000``."""
+    if isinstance(value, str) and value[:4].isdigit():
+        try:
+            return dt.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S %z").astimezone(dt.UTC)
+        except ValueError:
+            pass
+    return parse_legacy_time(value)
+
+
+def _account_owner(rows) -> tuple[str, str]:
+    account = rows[0]["account"]
+    return check_id(account["accountId"], "accountId"), str(account.get("username") or "")
+
+
+def _user_details_owner(details) -> tuple[str, str]:
+    return check_id(details["id"], "id"), str(details.get("screen_name") or "")
