@@ -22,7 +22,7 @@ import socket
 import threading
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -68,11 +68,13 @@ class Holder:
     def dumps(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
-    def is_dead(self) -> bool:
-        """True only when this host can tell for sure: a holder on another host is trusted
-        until its lease runs out."""
+    def is_gone(self, source_id: int) -> bool:
+        """True only when this host can tell for sure that this holder no longer syncs the
+        source: a holder on another host is trusted until its lease runs out."""
         if self.host != socket.gethostname():
             return False
+        if self == Holder.me():
+            return source_id not in _held
         return _process_started(self.pid) != self.started
 
 
@@ -94,12 +96,19 @@ def redis_client():
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
+# Sources whose lock this process holds right now: a lock recorded as this process's but not
+# in here was left behind by a run of this process that could not release it (the database
+# went away at that moment), and is taken over like a dead holder's.
+_held: set[int] = set()
+
+
 @contextlib.contextmanager
 def source_lock(source_id: int):
     """Hold the sync lock of one source for the duration of the block; raise SourceBusy if a
     live holder has it."""
     lease = _RedisLease(source_id) if settings.REDIS_URL else _DatabaseLease(source_id)
     lease.acquire()
+    _held.add(source_id)
     stop = threading.Event()
     heartbeat = threading.Thread(target=_renew_until, args=(lease, stop), name=f"lease-{source_id}", daemon=True)
     heartbeat.start()
@@ -108,6 +117,7 @@ def source_lock(source_id: int):
     finally:
         stop.set()
         heartbeat.join()
+        _held.discard(source_id)
         lease.release()
 
 
@@ -144,7 +154,7 @@ class _RedisLease:
         if not r.set(self.key, self.value, nx=True, ex=LEASE_SECONDS):
             current = r.get(self.key)
             holder, since = self._read(current)
-            if current is None or (holder and holder.is_dead() and r.eval(self.DELETE, 1, self.key, current)):
+            if current is None or (holder and holder.is_gone(self.source_id) and r.eval(self.DELETE, 1, self.key, current)):
                 if r.set(self.key, self.value, nx=True, ex=LEASE_SECONDS):
                     return self._mark()
                 current = r.get(self.key)
@@ -167,11 +177,14 @@ class _RedisLease:
         return bool(redis_client().eval(self.RENEW, 1, self.key, self.value, LEASE_SECONDS))
 
     def release(self) -> None:
-        Source.objects.filter(pk=self.source_id, sync_holder=self.holder.dumps()).update(
-            sync_started_at=None, sync_holder=""
-        )
-        with contextlib.suppress(Exception):  # Redis gone: the lease runs out by itself
+        # Whatever is down (the database, Redis), the rest is released: the lease runs out
+        # by itself, and the marks on the Source are overwritten by the next holder.
+        with contextlib.suppress(Exception):
             redis_client().eval(self.DELETE, 1, self.key, self.value)
+        with contextlib.suppress(DatabaseError):
+            Source.objects.filter(pk=self.source_id, sync_holder=self.holder.dumps()).update(
+                sync_started_at=None, sync_holder=""
+            )
 
 
 class _DatabaseLease:
@@ -188,7 +201,7 @@ class _DatabaseLease:
         if row is None:
             return  # no such source: nothing to guard (the caller finds that out itself)
         holder = Holder.parse(row["sync_holder"])
-        if holder and holder.is_dead() and self._claim(Q(sync_holder=row["sync_holder"]), now):
+        if holder and holder.is_gone(self.source_id) and self._claim(Q(sync_holder=row["sync_holder"]), now):
             return
         raise SourceBusy(self.source_id, holder, row["sync_started_at"])
 
@@ -208,6 +221,7 @@ class _DatabaseLease:
         )
 
     def release(self) -> None:
-        Source.objects.filter(pk=self.source_id, sync_holder=self.holder).update(
-            sync_started_at=None, sync_holder="", sync_lease_until=None
-        )
+        with contextlib.suppress(DatabaseError):  # the database went away: see Holder.is_gone
+            Source.objects.filter(pk=self.source_id, sync_holder=self.holder).update(
+                sync_started_at=None, sync_holder="", sync_lease_until=None
+            )

@@ -71,6 +71,16 @@ def test_lock_of_a_holder_that_died_on_this_host_is_taken_at_once(backend, sourc
 
 
 @pytest.mark.django_db
+def test_lock_this_process_could_not_release_is_taken_back(backend, source):
+    # A run of this process whose release failed (the database was down at that moment).
+    hold(backend, source, Holder.me(), timezone.now())
+    with source_lock(source.pk):
+        pass
+    source.refresh_from_db()
+    assert source.sync_holder == ""
+
+
+@pytest.mark.django_db
 def test_lock_of_a_live_holder_names_it_and_when_it_started(backend, source):
     since = timezone.now().replace(microsecond=0)
     elsewhere = Holder("other-host", 1234, "99")
