@@ -84,9 +84,9 @@ def test_date_before_1980_is_absurd():
     assert d.occurred_at == dt.datetime(2026, 5, 19, 11, 0, 5, tzinfo=dt.UTC)
 
 
-def test_missing_message_id_gives_a_stable_header_hash():
+def test_missing_message_id_gives_a_stable_content_hash():
     d = draft("missing_message_id")
-    assert d.dedup_key.startswith("email:hash:")
+    assert d.dedup_key.startswith("email:content:")
     # The same mail with other transport headers (another copy of it) hashes the same.
     data = (FIXTURES / "missing_message_id.eml").read_bytes()
     copy = b"Received: from mx by mx.mesh.example; Sat, 09 May 2026 12:00:01 +0000\r\n" + data
@@ -94,6 +94,43 @@ def test_missing_message_id_gives_a_stable_header_hash():
     other = data.replace(b"no message id", b"another subject")
     assert email_draft(other).dedup_key != d.dedup_key
     assert d.thread_key == d.dedup_key
+    assert d.extra["missing_headers"] == ["message-id"]
+
+
+def test_script_mail_with_the_same_headers_and_no_date_or_message_id_stays_two_messages():
+    a = draft("no_message_id__script_a", internaldate="2026-05-13T02:00:00+00:00")
+    b = draft("no_message_id__script_b", internaldate="2026-05-13T02:00:00+00:00")
+    assert (a.subject, a.participants) == (b.subject, b.participants)
+    assert a.dedup_key != b.dedup_key
+    assert a.extra["missing_headers"] == b.extra["missing_headers"] == ["date", "message-id"]
+
+
+def test_imap_saved_and_mbox_copies_of_one_message_without_message_id_have_one_key():
+    from connectors.mbox.connector import read_mbox
+
+    imap = draft("no_message_id__copy_imap")
+    saved = draft("no_message_id__copy_saved", mtime="2026-05-14T08:00:00+00:00")
+    with open(FIXTURES / "no_message_id__copy.mbox", "rb") as fh:
+        [(_from_line, mboxed, _end)] = list(read_mbox(fh))
+    from_mbox = email_draft(mboxed, meta={"mbox_date": "2026-05-13T02:00:03+00:00"})
+    # The copies differ in line endings, transport and status headers, trailing whitespace,
+    # blank lines at the end and ">From " quoting; the key does not.
+    assert len({imap.dedup_key, saved.dedup_key, from_mbox.dedup_key}) == 1
+    assert imap.dedup_key.startswith("email:content:")
+    assert "From the logs" in from_mbox.text
+
+
+def test_a_message_without_any_header_imports_with_its_arrival_time_and_an_unknown_sender():
+    d = draft("headerless__body_only", internaldate="2026-05-15T07:30:00+00:00")
+    assert d.occurred_at == dt.datetime(2026, 5, 15, 7, 30, tzinfo=dt.UTC)
+    assert (d.participants, d.direction, d.subject) == ([], None, "")
+    assert d.text == "Call the plumber about the boiler before Friday.\nNumber is on the fridge.\n"
+    assert d.extra["missing_headers"] == ["from", "to", "date", "subject", "message-id"]
+    assert d.extra["date_source"] == "internaldate"
+    assert d.dedup_key.startswith("email:content:")
+    # A lone file has its modification time; an mbox message its "From " line.
+    assert draft("headerless__body_only", mtime="2026-05-01T09:00:00+00:00").extra["date_source"] == "file"
+    assert draft("headerless__body_only", mbox_date="2026-05-02T09:00:00+00:00").extra["date_source"] == "mbox"
 
 
 def test_message_id_is_the_dedup_key_whichever_copy():
@@ -206,11 +243,12 @@ def test_reply_chain_of_five_is_one_thread():
     assert drafts[4].extra["references"][0] == "chain-1@example.com"
 
 
-def test_not_an_email_is_a_bad_item():
+def test_input_that_holds_no_message_at_all_is_a_bad_item():
     with pytest.raises(BadItem, match="not an email"):
-        draft("not_an_email")
-    with pytest.raises(BadItem, match="empty"):
-        email_draft(b"\r\n\r\n")
+        draft("not_an_email", internaldate="2026-05-01T00:00:00Z")  # binary data with no header
+    for nothing in (b"", b"\r\n\r\n", b" \t\n"):
+        with pytest.raises(BadItem, match="empty"):
+            email_draft(nothing, meta={"internaldate": "2026-05-01T00:00:00Z"})
 
 
 def test_normalizing_is_pure():

@@ -4,6 +4,7 @@ return), it patches the client at the network boundary for one call."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import threading
@@ -287,7 +288,7 @@ def test_since_backfill_refetches_from_a_date_without_duplicates(workspace, dove
 def test_a_message_the_parser_cannot_use_is_an_import_failure_and_sync_goes_on(workspace, dovecot, mailbox):
     user, password, client = mailbox
     client.append("INBOX", eml("reply_chain__1"))
-    client.append("INBOX", b"just some words, no headers at all\r\n")
+    client.append("INBOX", eml("not_an_email"))  # binary data: holds no message at all
     client.append("INBOX", eml("reply_chain__3"))
     source = imap_source(workspace, dovecot, user, password)
     run = source_sync(source=source)
@@ -296,6 +297,38 @@ def test_a_message_the_parser_cannot_use_is_an_import_failure_and_sync_goes_on(w
     assert failure.external_id.startswith("INBOX/") and failure.external_id.endswith("/2")
     assert "not an email" in failure.reason and failure.payload["rfc822_zb64"]
     assert [f["external_id"] for f in show(source)["failures"]] == [failure.external_id]
+
+
+def test_a_message_without_any_header_imports_at_the_servers_internaldate(workspace, dovecot, mailbox):
+    user, password, client = mailbox
+    arrived = dt.datetime(2026, 5, 15, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    client.append("INBOX", eml("headerless__body_only"), msg_time=arrived)
+    source = imap_source(workspace, dovecot, user, password)
+    run = source_sync(source=source)
+    assert (run.new, run.failed) == (1, 0)
+    activity = Activity.objects.get(source=source)
+    assert activity.occurred_at == dt.datetime(2026, 5, 15, 7, 30, tzinfo=dt.UTC)
+    assert activity.extra["date_source"] == "internaldate"
+    assert activity.extra["missing_headers"] == ["from", "to", "date", "subject", "message-id"]
+    assert activity.text.startswith("Call the plumber") and not activity.participants.exists()
+
+
+def test_copies_of_a_message_without_message_id_in_inbox_sent_and_an_mbox_are_one_activity(
+        workspace, dovecot, mailbox, tmp_path):
+    user, password, client = mailbox
+    client.append("INBOX", eml("no_message_id__copy_imap"))
+    client.append("Sent", eml("no_message_id__copy_saved"))
+    client.append("INBOX", eml("no_message_id__script_a"))
+    client.append("INBOX", eml("no_message_id__script_b"))
+    source = imap_source(workspace, dovecot, user, password)
+    run = source_sync(source=source)
+    # The two script messages share every header and differ in their body: two activities.
+    assert (run.fetched, run.new, run.duplicate, run.failed) == (4, 3, 1, 0)
+    path = tmp_path / "backup.mbox"
+    path.write_bytes((FIXTURES / "no_message_id__copy.mbox").read_bytes())
+    out = io.StringIO()
+    call_command("mesh_import", "mbox", str(path), "--workspace", workspace.slug, "--json", stdout=out)
+    assert json.loads(out.getvalue()) == {"fetched": 1, "new": 0, "duplicate": 1, "failed": 0}
 
 
 def test_reprocess_reparses_stored_messages_without_the_server(workspace, dovecot, mailbox, monkeypatch):
@@ -357,7 +390,7 @@ class TestImapConformance(ConnectorConformance):
     def make_source(self, workspace, tmp_path):
         user, password = self.server.add_user()
         client = self.server.client(user, password)
-        for message in (eml("reply_chain__1"), eml("mailing_list"), b"no headers here, just words\r\n", eml("reply_chain__3")):
+        for message in (eml("reply_chain__1"), eml("mailing_list"), eml("not_an_email"), eml("reply_chain__3")):
             client.append("INBOX", message)
         client.append("Sent", eml("reply_chain__2"))
         validity = client.select_folder("INBOX", readonly=True)[b"UIDVALIDITY"]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from connectors.testing import ConnectorConformance, draft_dict
 from streams.models import Activity, Contact, Identity, ImportFailure, Source
@@ -153,3 +156,154 @@ def test_automated_mail_creates_no_contacts_unless_the_workspace_opts_in(workspa
     other.write_bytes(mbox_bytes(["auto_reply__out_of_office"]))
     run_import(workspace, other)
     assert Contact.objects.filter(workspace=workspace, identities__value="ben.okafor@example.org").exists()
+
+
+def test_a_lone_eml_without_any_header_imports_at_the_files_time_with_the_gap_recorded(workspace, tmp_path):
+    path = tmp_path / "note.eml"
+    path.write_bytes((FIXTURES / "headerless__body_only.eml").read_bytes())
+    os.utime(path, (1778580000, 1778580000))  # 2026-05-12T10:00:00Z
+    assert run_import(workspace, path) == {"fetched": 1, "new": 1, "duplicate": 0, "failed": 0}
+    activity = Activity.objects.get(workspace=workspace)
+    assert activity.occurred_at.isoformat() == "2026-05-12T10:00:00+00:00"
+    assert activity.extra["date_source"] == "file"
+    assert activity.extra["missing_headers"] == ["from", "to", "date", "subject", "message-id"]
+    assert activity.text.startswith("Call the plumber") and not activity.participants.exists()
+
+
+def test_copies_of_a_message_without_message_id_in_mbox_and_eml_are_one_activity(workspace, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in ("no_message_id__copy_imap.eml", "no_message_id__copy_saved.eml", "no_message_id__copy.mbox"):
+        (folder / name).write_bytes((FIXTURES / name).read_bytes())
+    assert run_import(workspace, folder) == {"fetched": 3, "new": 1, "duplicate": 2, "failed": 0}
+
+
+def _legacy_dedup_key(message_id, hdr, subject, date_header, data):
+    """The key as it was before content digests: headers only."""
+    import hashlib
+
+    from connectors.email_common.headers import decode_header, one_line
+
+    if message_id:
+        return f"email:{message_id}"
+    parts = [one_line(decode_header(v)) for name in ("from", "to", "cc", "in-reply-to", "references")
+             for v in hdr.get(name, [])]
+    parts += [subject, one_line(date_header)]
+    return "email:hash:" + hashlib.sha256("\n".join(parts).encode("utf-8", "replace")).hexdigest()[:48]
+
+
+def test_mail_stored_under_header_only_keys_is_not_imported_again_after_the_upgrade(workspace, tmp_path, monkeypatch):
+    import importlib
+
+    from connectors.email_common import normalize
+
+    path = tmp_path / "scripts.mbox"
+    path.write_bytes(mbox_bytes(["no_message_id__script_a", "no_message_id__script_b", "missing_message_id",
+                                 "headerless__body_only", "reply_chain__1"]))
+    monkeypatch.setattr(normalize, "_dedup_key", _legacy_dedup_key)
+    # Before: the two script messages had one key, and the second was counted a duplicate.
+    assert run_import(workspace, path) == {"fetched": 5, "new": 4, "duplicate": 1, "failed": 0}
+    legacy = set(Activity.objects.filter(workspace=workspace, dedup_key__startswith="email:hash:")
+                 .values_list("dedup_key", flat=True))
+    assert len(legacy) == 3
+    monkeypatch.undo()
+
+    migration = importlib.import_module("streams.migrations.0012_email_content_dedup_keys")
+    assert migration.email_keys_rekey(Activity) == 3
+    assert migration.email_keys_rekey(Activity) == 0  # a second run changes nothing
+    assert not Activity.objects.filter(workspace=workspace, dedup_key__startswith="email:hash:").exists()
+    # The same mailbox read again: nothing twice; the message the old key swallowed arrives.
+    assert run_import(workspace, path) == {"fetched": 5, "new": 1, "duplicate": 4, "failed": 0}
+    assert Activity.objects.filter(workspace=workspace, subject="disk usage").count() == 2
+    assert run_import(workspace, path) == {"fetched": 5, "new": 0, "duplicate": 5, "failed": 0}
+
+
+def test_a_file_that_is_not_an_mbox_fails_plainly_and_stores_nothing(workspace, tmp_path):
+    random_bytes = tmp_path / "random.mbox"
+    random_bytes.write_bytes(bytes(range(256)) * 64)
+    sms_backup = tmp_path / "sms-20260501.xml"
+    sms_backup.write_bytes(b"<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>\n<smses count=\"1\">\n"
+                           b"<sms address=\"+14155550100\" date=\"1777628400000\" type=\"1\" body=\"hi\" /></smses>\n")
+    for path, reason in ((random_bytes, "binary data"), (sms_backup, "it starts with \"<?xml version=")):
+        err = io.StringIO()
+        with pytest.raises((SystemExit, CommandError)) as failed:  # the command exits 1
+            call_command("mesh_import", "mbox", str(path), "--workspace", workspace.slug, "--json",
+                         stdout=io.StringIO(), stderr=err)
+        assert getattr(failed.value, "code", 1) == 1
+        assert f"{path} is not an mbox file: {reason}" in str(failed.value) + err.getvalue()
+    assert not Activity.objects.filter(workspace=workspace).exists()
+    assert not ImportFailure.objects.filter(source__workspace=workspace).exists()
+
+
+def test_a_folder_takes_only_mail_files_and_counts_the_skipped_ones(workspace, tmp_path):
+    folder = tmp_path / "mail"
+    (folder / "Maildir" / "cur").mkdir(parents=True)
+    (folder / "one.eml").write_bytes((FIXTURES / "reply_chain__1.eml").read_bytes())
+    (folder / "two.mbox").write_bytes(mbox_bytes(["reply_chain__2"]))
+    (folder / "Inbox").write_bytes(mbox_bytes(["reply_chain__3"]))  # Thunderbird: an mbox without a suffix
+    (folder / "Maildir" / "cur" / "1778580000.M1P2.host:2,S").write_bytes((FIXTURES / "reply_chain__4.eml").read_bytes())
+    (folder / "photo.png").write_bytes((FIXTURES / "not_an_email.eml").read_bytes())
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+    (folder / "labels.json").write_bytes(b'{"From": "someone"}\n')
+    (folder / "notes.txt").write_bytes(b"Note: call Ana\n\nabout the contract\n")  # headers, but not in a Maildir
+    assert run_import(workspace, folder) == {"fetched": 4, "new": 4, "duplicate": 0, "failed": 0}
+    source = Source.objects.get(workspace=workspace, name="mbox import")
+    assert source.cursor["skipped"] == {"count": 4, "names": [".DS_Store", "labels.json", "notes.txt", "photo.png"]}
+    assert not ImportFailure.objects.filter(source=source).exists()
+
+
+def test_a_zip_bomb_member_is_not_read_and_the_rest_of_the_archive_imports(workspace, tmp_path):
+    takeout = tmp_path / "takeout.zip"
+    with zipfile.ZipFile(takeout, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("Takeout/Mail/Inbox.mbox", mbox_bytes(["reply_chain__1"]))
+        with zf.open("Takeout/Mail/Bomb.mbox", "w") as member:
+            member.write(b"From a@b.c Mon May  4 10:00:00 2026\nSubject: x\n\n")
+            zeros = bytes(1024 * 1024)
+            for _ in range(80):
+                member.write(zeros)
+    assert takeout.stat().st_size < 200_000
+    assert run_import(workspace, takeout) == {"fetched": 2, "new": 1, "duplicate": 0, "failed": 1}
+    failure = ImportFailure.objects.get(source__workspace=workspace)
+    assert failure.external_id == "Takeout/Mail/Bomb.mbox"
+    assert "more than 200 times: not read (a compression bomb?)" in failure.reason
+
+
+READ_ONE_LINE_ZIP = """
+import resource, sys
+sys.path.insert(0, {root!r})
+from connectors.base import BadItem
+from connectors.mbox import connector as mbox
+
+mbox.MAX_RATIO = 10**9  # let the member through: what is measured is the line reader
+reader = mbox.MboxConnector({{"path": {path!r}}})
+outcomes = []
+for batch in reader.fetch(None):
+    for item in batch.items:
+        try:
+            outcomes.append(reader.normalize(item).subject)
+        except BadItem as exc:
+            outcomes.append("failed: " + exc.reason)
+peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(repr((outcomes, peak_kb)))
+"""
+
+
+def test_one_enormous_line_in_an_archive_is_read_in_bounded_memory(tmp_path):
+    import ast
+    import subprocess
+    import sys
+
+    path = tmp_path / "takeout.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("Takeout/Mail/All.mbox", "w") as member:
+        member.write(b"From a@b.c Mon May  4 10:00:00 2026\nFrom: a@b.c\nSubject: huge\n\n")
+        chunk = b"A" * (1024 * 1024)
+        for _ in range(400):  # one 400 MB line: ~400 KB compressed
+            member.write(chunk)
+        member.write(b"\n\n" + mbox_bytes(["reply_chain__1"]))
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", READ_ONE_LINE_ZIP.format(root=root, path=str(path))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    outcomes, peak_kb = ast.literal_eval(done.stdout.strip())
+    assert outcomes == ["failed: message larger than 52428800 bytes", "Contract renewal"]
+    assert peak_kb < 300 * 1024, f"peak RSS {peak_kb // 1024} MB"

@@ -3,6 +3,7 @@
 - ``raw.pack(bytes, **where)`` / ``raw.unpack(payload)``: how a message is stored (compressed
   RFC 822 bytes in the JSON payload, so ``mesh_reprocess`` works without the server);
 - ``normalize.email_draft(bytes, meta=..., self_addresses=...)``: bytes → ActivityDraft;
+  ``payload_draft(payload)`` the same from a stored payload;
 - ``EmailNormalizer``: the ``normalize(raw)`` both connectors use, with the direction taken from
   the workspace's self identities plus the connector's ``username`` and ``aliases``.
 """
@@ -14,7 +15,7 @@ from connectors.base import ActivityDraft, RawItem
 from .normalize import email_draft, thread_subject
 from .raw import pack, unpack
 
-__all__ = ["EmailNormalizer", "email_draft", "pack", "split_list", "thread_subject", "unpack"]
+__all__ = ["EmailNormalizer", "email_draft", "pack", "payload_draft", "split_list", "thread_subject", "unpack"]
 
 META_KEYS = ("internaldate", "mbox_date", "mtime", "folder")
 
@@ -42,6 +43,11 @@ class EmailNormalizer:
         return frozenset(a.casefold() for a in found)
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
-        data = unpack(raw.payload)
-        meta = {k: raw.payload.get(k) for k in META_KEYS if raw.payload.get(k)}
-        return email_draft(data, meta=meta, self_addresses=self.self_addresses())
+        return payload_draft(raw.payload, self_addresses=self.self_addresses())
+
+
+def payload_draft(payload, *, self_addresses: frozenset[str] = frozenset()) -> ActivityDraft:
+    """The draft of a stored payload (``raw.pack``), with the arrival times it carries."""
+    data = unpack(payload)
+    meta = {k: payload.get(k) for k in META_KEYS if payload.get(k)}
+    return email_draft(data, meta=meta, self_addresses=self_addresses)

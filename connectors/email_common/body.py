@@ -18,7 +18,9 @@ from html.parser import HTMLParser
 
 import nh3
 
-from .headers import clean_text, decode_bytes, decode_header, one_line
+from connectors.text import clean_text
+
+from .headers import decode_bytes, decode_header, one_line
 
 MAX_TEXT = 200_000
 MAX_HTML_IN = 1_000_000

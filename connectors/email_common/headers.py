@@ -16,10 +16,11 @@ import datetime as dt
 import re
 from email.utils import getaddresses, parsedate_tz
 
+from connectors.text import clean_text
+
 ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 QP_BYTE = re.compile(rb"=([0-9A-Fa-f]{2})")
 FOLD = re.compile(r"\r?\n(?=[ \t])")
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MSGID = re.compile(r"<([^<>\s]{1,998})>")
 # Charsets mail declares that Python does not know under that name (or knows a better superset of).
 CHARSET_ALIASES = {
@@ -30,7 +31,6 @@ CHARSET_ALIASES = {
 }
 MIN_DATE = dt.datetime(1980, 1, 1, tzinfo=dt.UTC)
 ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def charset_name(charset: str | None) -> str:
@@ -81,16 +81,6 @@ def fix_8bit(value: str, charset: str | None = None) -> str:
         return value
     data = value.encode("utf-8", "surrogateescape")
     return decode_bytes(data, charset)
-
-
-def clean_text(value: str) -> str:
-    """Text safe for PostgreSQL and JSON: no NUL or other control characters, no lone surrogates."""
-    if not value:
-        return ""
-    value = CONTROL.sub("", value)
-    if not value.isascii() and SURROGATE.search(value):
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
 
 
 def _word_bytes(encoding: str, text: str) -> bytes:

@@ -3,7 +3,9 @@
 ``email_draft(data, meta=..., self_addresses=...)`` turns RFC 822 bytes into an ActivityDraft.
 It is pure (same bytes and meta, same draft), so ``mesh_reprocess`` can re-run it on stored
 messages, and it does not fail on messy mail: undecodable bytes are replaced, unreadable
-addresses are kept in ``extra``; only something that is not an email at all raises BadItem.
+addresses are kept in ``extra``, a message without headers imports with what the mailbox
+knows of it (its arrival time) and the gap in ``extra["missing_headers"]``. Only bytes that
+hold no message at all (empty, whitespace, binary data) raise BadItem.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from email.headerregistry import HeaderRegistry
 from email.message import Message
 
 from connectors.base import ActivityDraft, BadItem, ParticipantDraft
+from connectors.text import clean_text
 
 from . import body as B
 from .automated import automated_reasons
 from .headers import (
     MIN_DATE,
-    clean_text,
     decode_header,
     message_ids,
     one_line,
@@ -41,6 +43,18 @@ KEPT_HEADERS = ("list-id", "list-unsubscribe", "auto-submitted", "precedence", "
                 "x-autorespond", "x-autoresponse", "x-gmail-labels", "x-mailer", "user-agent")
 FUTURE_SLACK = dt.timedelta(days=2)
 KNOWN_HEADERS = {"from", "to", "date", "subject", "message-id", "received", "cc", "sender", "references"}
+# What identifies a mail to a reader; those a message lacks are listed in extra["missing_headers"].
+IDENTIFYING_HEADERS = ("from", "to", "date", "subject", "message-id")
+# "Name: value" or "Name : value" (obsolete syntax), and folded continuation lines.
+HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+# mbox writers quote body lines starting "From " with one ">" (mboxo) or one more ">" (mboxrd),
+# and readers undo it differently: every copy agrees once all of them are stripped.
+QUOTED_FROM = re.compile(rb"^>*From ")
+# Bytes that never occur in text (C0 controls other than tab, LF, FF, CR and ESC, which
+# ISO-2022 text uses; DEL). Text is bytes outside these, whatever the charset.
+BINARY_BYTES = bytes([*range(0, 9), 11, *range(14, 27), *range(28, 32), 127])
+TEXT_BYTES = bytes(sorted(set(range(256)) - set(BINARY_BYTES)))
+TEXT_SNIFF_BYTES = 64 * 1024
 
 
 class _CachingHeaderRegistry(HeaderRegistry):
@@ -116,17 +130,54 @@ def _charset_hint(msg: Message) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _dedup_key(message_id: str, hdr: dict[str, list[str]], subject: str, date_header: str) -> str:
+def _dedup_key(message_id: str, hdr: dict[str, list[str]], subject: str, date_header: str, data: bytes) -> str:
     if message_id and len(message_id) <= 240:
         return f"email:{message_id}"
     if message_id:
         return "email:sha256:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
-    # No Message-ID: a stable hash of what identifies the mail in every copy of it (Received
-    # and other transport headers differ between the INBOX, Sent and mbox copies, so they stay out).
+    # No Message-ID: a hash of what identifies the mail in every copy of it. The addressing
+    # headers and the body, not the transport headers (Received, Return-Path, X-*, mbox Status)
+    # that differ between the INBOX, Sent and mbox copies. The body is in it because scripts
+    # send mail with the same headers and no Date: only the content tells those apart.
     parts = [one_line(decode_header(v)) for name in ("from", "to", "cc", "in-reply-to", "references")
              for v in hdr.get(name, [])]
-    parts += [subject, one_line(date_header)]
-    return "email:hash:" + hashlib.sha256("\n".join(parts).encode("utf-8", "replace")).hexdigest()[:48]
+    parts += [subject, one_line(date_header), content_digest(data)]
+    return "email:content:" + hashlib.sha256("\n".join(parts).encode("utf-8", "replace")).hexdigest()[:48]
+
+
+def content_digest(data: bytes) -> str:
+    """SHA-256 of a message's body as every copy of it has it: line endings, trailing
+    whitespace, leading and trailing blank lines and mbox ``>From `` quoting do not count."""
+    lines = data.splitlines()
+    start = 1 if lines and lines[0].startswith(b"From ") else 0  # an mbox separator left in
+    end_of_headers = start
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if not line.strip():
+            end_of_headers = i + 1
+            break
+        if not (HEADER_LINE.match(line) or (i > start and line[:1] in b" \t")):
+            end_of_headers = i  # no blank line: the parser starts the body here too
+            break
+    else:
+        end_of_headers = len(lines)
+    digest = hashlib.sha256()
+    pending_blank = 0
+    started = False
+    for line in lines[end_of_headers:]:
+        line = QUOTED_FROM.sub(b"From ", line.rstrip())
+        if not line:
+            pending_blank += started
+            continue
+        digest.update(b"\n" * pending_blank + line + b"\n")
+        pending_blank, started = 0, True
+    return digest.hexdigest()
+
+
+def holds_text(data: bytes) -> bool:
+    """Whether ``data`` reads as text in some charset (binary data has NUL and other controls)."""
+    sample = data[:TEXT_SNIFF_BYTES]
+    return len(sample.translate(None, TEXT_BYTES)) * 100 <= len(sample)
 
 
 def _calendar(text: str) -> dict:
@@ -180,10 +231,11 @@ def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozen
         # line) makes the parser take everything for the body: try once without it.
         first_line, _, rest = data.lstrip(b"\r\n").partition(b"\n")
         if rest and (first_line.startswith(b"From ") or b":" not in first_line):
-            msg = email.message_from_bytes(rest, policy=POLICY)
-            hdr = _headers(msg, None)
-    if not KNOWN_HEADERS & set(hdr):
-        raise BadItem("not an email message: no From, To, Date, Subject or Message-ID header")
+            retry = email.message_from_bytes(rest, policy=POLICY)
+            if KNOWN_HEADERS & set(_headers(retry, None)):
+                msg, hdr = retry, _headers(retry, None)
+    if not KNOWN_HEADERS & set(hdr) and not holds_text(data):
+        raise BadItem("not an email message: binary data with no mail headers")
     charset = _charset_hint(msg)
 
     def first(name: str) -> str:
@@ -198,7 +250,7 @@ def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozen
     references = message_ids(" ".join(hdr.get("references", [])))
     in_reply_to = message_ids(first("in-reply-to"))
     root = references[0] if references else (in_reply_to[0] if in_reply_to else message_id)
-    dedup_key = _dedup_key(message_id, hdr, subject, date_header)
+    dedup_key = _dedup_key(message_id, hdr, subject, date_header, data)
     thread_key = f"email:{root}"[:255] if root else dedup_key
 
     participants: list[ParticipantDraft] = []
@@ -291,6 +343,9 @@ def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozen
             extra["date_header"] = one_line(decode_header(date_header))[:200]
     if reasons:
         extra["automated_reasons"] = reasons
+    missing = [name for name in IDENTIFYING_HEADERS if name not in hdr]
+    if missing:
+        extra["missing_headers"] = missing
     if first_values.get("list-id"):
         extra["list_id"] = first_values["list-id"][:320]
     if first_values.get("x-gmail-labels"):

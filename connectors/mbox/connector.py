@@ -2,15 +2,26 @@
 files (searched recursively), a single ``.eml``, or a Google Takeout archive (``.zip``,
 ``.tgz``/``.tar.gz``) whose ``.mbox`` files are read in place, without unpacking to disk.
 
-Messages are streamed one at a time (bounded memory whatever the file size) and normalized by
-the shared email normalizer, so a message seen here and over IMAP is one activity (same
-Message-ID, same dedup key). The cursor is (file, byte offset, message index) after the last
-stored batch, so a crash resumes after it.
+Messages are streamed one at a time and normalized by the shared email normalizer, so a
+message seen here and over IMAP is one activity (same Message-ID, same dedup key). The cursor
+is (file, byte offset, message index) after the last stored batch, so a crash resumes after it.
+
+Memory is bounded whatever the file holds: lines are read at most ``LINE_CHUNK`` bytes at a
+time (a 400 MB line costs 64 KB), a message over ``MAX_MESSAGE_BYTES`` becomes an import
+failure with its first bytes, and an archive member that would expand more than
+``MAX_RATIO`` times its compressed size (a zip bomb) is not read.
+
+A file that is not mail is refused plainly: a single file must look like an mbox (a "From "
+line first) or one message (a header line first), else the import fails with "… is not an
+mbox file"; in a folder, files that are not mail (images, ``.DS_Store``, JSON) are skipped and
+counted in the cursor's ``skipped`` (shown by ``mesh_source show``), not made import failures:
+they were never messages.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import tarfile
 import zipfile
@@ -19,11 +30,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from connectors.base import Batch, ConfigError, Connector, RawItem
+from connectors.base import Batch, ConfigError, Connector, ConnectorError, RawItem
 from connectors.email_common import EmailNormalizer, pack, split_list
 from connectors.email_common.headers import parse_date
+from connectors.email_common.normalize import holds_text
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
+LINE_CHUNK = 64 * 1024
+# Mail compresses 3 to 20 times; a member expanding 200 times into more than 64 MB is a bomb.
+MAX_RATIO = 200
+RATIO_CHECKED_ABOVE = 64 * 1024 * 1024
+SNIFF_BYTES = 4096
+SKIPPED_NAMES_KEPT = 10
+# A header line as mail writers write it (stricter than RFC 5322 on purpose: "{"a": 1}" is JSON).
+HEADER_START = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*[ \t]*:")
+MAILDIR_FOLDERS = ("cur", "new")
 # "From sender@example.com Mon Jan  1 00:00:00 2024" (mboxo/mboxrd); Takeout writes
 # "From 1790345678901234567@xxx Mon Jan 01 00:00:00 +0000 2024".
 FROM_LINE = re.compile(rb"^From \S+\s+(\w{3} \w{3}\s+\d{1,2} \d{1,2}:\d{2}(:\d{2})?( [+-]\d{4})?( \S+)? \d{4})\s*$")
@@ -64,32 +87,60 @@ def _mbox_date(from_line: bytes) -> str | None:
 def read_mbox(fh: BinaryIO, offset: int = 0) -> Iterator[tuple[bytes, bytes, int]]:
     """(From line, message bytes, offset after the message) for each message from ``offset``.
     mboxrd ">From " quoting is undone; a message is split only at a "From " line that follows
-    a blank line (or starts the file) or that looks like a full mbox separator."""
+    a blank line (or starts the file) or that looks like a full mbox separator.
+
+    Lines are read in pieces of at most LINE_CHUNK bytes and a message keeps at most
+    MAX_MESSAGE_BYTES (plus one piece), so no line or message, however long, is held whole."""
     fh.seek(offset)
     from_line = b""
     lines: list[bytes] = []
     size = 0
     prev_blank = True
     started = False
+    at_line_start = True
     while True:
         line_start = fh.tell()
-        line = fh.readline()
-        if not line:
+        piece = fh.readline(LINE_CHUNK)
+        if not piece:
             break
-        if line.startswith(b"From ") and (prev_blank or FROM_LINE.match(line.rstrip(b"\r\n")) is not None):
+        starts_line, at_line_start = at_line_start, piece.endswith(b"\n")
+        if (starts_line and piece.startswith(b"From ")
+                and (prev_blank or FROM_LINE.match(piece.rstrip(b"\r\n")) is not None)):
             if started:
                 yield from_line, _drop_separator_line(lines), line_start
-            from_line, lines, size, started = line, [], 0, True
+            from_line, lines, size, started = piece, [], 0, True
         else:
             started = True  # junk before the first separator becomes a message of its own
-            if ESCAPED_FROM.match(line):
-                line = line[1:]
+            if starts_line and ESCAPED_FROM.match(piece):
+                piece = piece[1:]
             if size <= MAX_MESSAGE_BYTES:
-                lines.append(line)
-                size += len(line)
-        prev_blank = line in (b"\n", b"\r\n")
+                lines.append(piece)
+                size += len(piece)
+        prev_blank = starts_line and piece in (b"\n", b"\r\n")
     if started:
         yield from_line, _drop_separator_line(lines), fh.tell()
+
+
+def mail_shape(head: bytes) -> str | None:
+    """What the first bytes of a file say it is: "mbox" (a "From " separator first), "eml"
+    (one message: a header line first), "empty", or None (not mail)."""
+    head = head.lstrip(b"\r\n")
+    if not head:
+        return "empty"
+    if not holds_text(head):
+        return None
+    if head.startswith(b"From "):
+        return "mbox"
+    if HEADER_START.match(head):
+        return "eml"
+    return None
+
+
+def _not_mail_reason(head: bytes) -> str:
+    if not holds_text(head):
+        return "binary data"
+    first = head.lstrip(b"\r\n").split(b"\n", 1)[0].rstrip(b"\r")[:60]
+    return f"it starts with {first.decode('utf-8', 'replace')!r}, not a \"From \" line or a mail header"
 
 
 def _drop_separator_line(lines: list[bytes]) -> bytes:
@@ -120,10 +171,16 @@ class MboxConnector(EmailNormalizer, Connector):
         cursor = dict(cursor or {})
         done: list[str] = list(cursor.get("done", []))  # mbox files read to the end
         eml_done: str = cursor.get("eml_done", "")  # the last .eml stored (they are read in name order)
+        sources, skipped_names = self._sources(path)
+        skipped = {}
+        if skipped_names:
+            skipped = {"skipped": {"count": len(skipped_names), "names": skipped_names[:SKIPPED_NAMES_KEPT]}}
+            log.warning("mbox import of %s: skipped %d file(s) that are not mail: %s", path, len(skipped_names),
+                        ", ".join(skipped_names[:SKIPPED_NAMES_KEPT]))
         items: list[RawItem] = []
         nbytes = 0
         state = {"file": "", "offset": 0, "index": 0}
-        for name, opener, kind in self._sources(path):
+        for name, opener, kind in sources:
             if name in done or (kind == "eml" and eml_done and name <= eml_done):
                 continue
             state = {"file": name, "offset": 0, "index": 0}
@@ -135,37 +192,68 @@ class MboxConnector(EmailNormalizer, Connector):
                 if kind == "eml":
                     eml_done = name
                 if len(items) >= self.config.batch_size or nbytes >= self.config.max_batch_bytes:
-                    yield Batch(items, {**state, "done": done, "eml_done": eml_done})
+                    yield Batch(items, {**state, "done": done, "eml_done": eml_done, **skipped})
                     items, nbytes = [], 0
-            if kind == "mbox":
+            if kind != "eml":
                 done = [*done, name]
-        yield Batch(items, {"file": "", "offset": 0, "index": 0, "done": done, "eml_done": eml_done})
+        yield Batch(items, {"file": "", "offset": 0, "index": 0, "done": done, "eml_done": eml_done, **skipped})
 
-    def _sources(self, path: Path):
-        """(name, opener, kind) for each mailbox in PATH, in a stable order."""
+    def _sources(self, path: Path) -> tuple[list[tuple[str, object, str]], list[str]]:
+        """(name, opener, kind) for each mailbox in PATH in a stable order, and the names of the
+        files skipped as not mail. Kind "refused" is an archive member not read (a bomb): the
+        opener gives the reason."""
         lower = path.name.lower()
         if path.is_dir():
-            for p in sorted(path.rglob("*")):
-                if p.is_file() and p.suffix.lower() == ".eml":
-                    yield str(p.relative_to(path)), (lambda p=p: p.open("rb")), "eml"
-                elif p.is_file() and p.suffix.lower() == ".mbox":
-                    yield str(p.relative_to(path)), (lambda p=p: p.open("rb")), "mbox"
-        elif lower.endswith(".eml"):
-            yield path.name, (lambda: path.open("rb")), "eml"
-        elif lower.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                names = sorted(n for n in zf.namelist() if n.lower().endswith((".mbox", ".eml")))
-            for n in names:
-                yield n, (lambda n=n: _ZipMember(path, n)), "eml" if n.lower().endswith(".eml") else "mbox"
-        elif lower.endswith((".tgz", ".tar.gz", ".tar")):
-            with tarfile.open(path) as tf:
-                names = sorted(m.name for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(".mbox"))
-            for n in names:
-                yield n, (lambda n=n: _TarMember(path, n)), "mbox"
-        else:
-            yield path.name, (lambda: path.open("rb")), "mbox"
+            return self._folder(path)
+        if lower.endswith(".eml"):
+            return [(path.name, lambda: path.open("rb"), "eml")], []
+        if lower.endswith(".zip"):
+            return _zip_members(path)
+        if lower.endswith((".tgz", ".tar.gz", ".tar")):
+            return _tar_members(path)
+        with path.open("rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+        shape = mail_shape(head)
+        if shape is None:
+            raise ConnectorError(f"{path} is not an mbox file: {_not_mail_reason(head)}", permanent=True)
+        # A header line first: one message, unless the name says mbox (whose first message
+        # lost its separator; the mbox reader takes that too).
+        kind = "eml" if shape == "eml" and not lower.endswith(".mbox") else "mbox"
+        return [(path.name, lambda: path.open("rb"), kind)], []
+
+    @staticmethod
+    def _folder(path: Path) -> tuple[list[tuple[str, object, str]], list[str]]:
+        """Mail files under a folder: ``.eml`` and ``.mbox`` by name, files without those
+        suffixes when they are mbox-shaped (Thunderbird's "Inbox") or a message in a Maildir's
+        ``cur``/``new``. Anything else is skipped."""
+        found: list[tuple[str, object, str]] = []
+        skipped: list[str] = []
+        for p in sorted(path.rglob("*")):
+            if not p.is_file():
+                continue
+            name = str(p.relative_to(path))
+            suffix = p.suffix.lower()
+            if suffix in (".eml", ".mbox"):
+                kind = suffix[1:]
+            else:
+                with p.open("rb") as fh:
+                    head = fh.read(SNIFF_BYTES)
+                shape = mail_shape(head)
+                first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+                if shape == "mbox" and FROM_LINE.match(first_line):
+                    kind = "mbox"
+                elif shape == "eml" and p.parent.name in MAILDIR_FOLDERS:
+                    kind = "eml"
+                else:
+                    skipped.append(name)
+                    continue
+            found.append((name, lambda p=p: p.open("rb"), kind))
+        return found, skipped
 
     def _items(self, name, opener, kind, state) -> Iterator[RawItem]:
+        if kind == "refused":
+            yield RawItem(name, {"file": name, "error": opener()})
+            return
         with opener() as fh:
             if kind == "eml":
                 data = fh.read(MAX_MESSAGE_BYTES + 1)
@@ -187,6 +275,60 @@ class MboxConnector(EmailNormalizer, Connector):
             return RawItem(external_id, {**meta, "error": f"message larger than {MAX_MESSAGE_BYTES} bytes",
                                          **pack(data[:65536])})
         return RawItem(external_id, pack(data, **meta))
+
+
+def _bomb_reason(unpacked: int, packed: int) -> str | None:
+    if unpacked > RATIO_CHECKED_ABOVE and unpacked > MAX_RATIO * max(packed, 1):
+        return (f"expands from {packed} to {unpacked} bytes, more than {MAX_RATIO} times: "
+                "not read (a compression bomb?)")
+    return None
+
+
+def _zip_members(path: Path) -> tuple[list[tuple[str, object, str]], list[str]]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: i.filename)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ConnectorError(f"{path} is not a zip archive: {exc}", permanent=True) from None
+    found: list[tuple[str, object, str]] = []
+    skipped: list[str] = []
+    for info in infos:
+        name = info.filename
+        if not name.lower().endswith((".mbox", ".eml")):
+            skipped.append(name)
+            continue
+        reason = _bomb_reason(info.file_size, info.compress_size)
+        if reason:
+            found.append((name, lambda reason=reason: reason, "refused"))
+        else:
+            # zipfile never returns more than a member's declared size, so the check holds.
+            found.append((name, lambda n=name: _ZipMember(path, n), "eml" if name.lower().endswith(".eml") else "mbox"))
+    return found, skipped
+
+
+def _tar_members(path: Path) -> tuple[list[tuple[str, object, str]], list[str]]:
+    """The mail files of a tar archive. Listing a compressed tar decompresses it, so the
+    ratio is checked as each member header is read, before its data is passed over."""
+    packed = path.stat().st_size
+    unpacked = 0
+    found: list[tuple[str, object, str]] = []
+    skipped: list[str] = []
+    try:
+        with tarfile.open(path) as tf:
+            for member in tf:
+                unpacked += member.size
+                reason = _bomb_reason(unpacked, packed)
+                if reason:
+                    raise ConnectorError(f"{path} {reason}", permanent=True)
+                if not member.isfile():
+                    continue
+                if member.name.lower().endswith(".mbox"):
+                    found.append((member.name, lambda n=member.name: _TarMember(path, n), "mbox"))
+                else:
+                    skipped.append(member.name)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ConnectorError(f"{path} is not a readable tar archive: {exc}", permanent=True) from None
+    return sorted(found), sorted(skipped)
 
 
 class _ZipMember:
