@@ -5,6 +5,7 @@ progress on stderr (a live line with counts and rate when stderr is a terminal).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -14,8 +15,83 @@ from django.core.management.base import BaseCommand, CommandError
 from .models import Contact, Workspace
 from .services import workspace_get_or_create
 
+# Exit status of a command line that names something that is not there (an unknown workspace):
+# 2, like argparse's own usage errors, so scripts can tell "wrong arguments" from "the work failed".
+USAGE_ERROR = 2
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    """The one form of a time in every command's JSON: UTC, whole seconds, ``Z``
+    (``2026-12-06T00:14:59Z``)."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _json_default(value):
+    if isinstance(value, dt.datetime):
+        return rfc3339(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def json_dumps(data) -> str:
+    return json.dumps(data, default=_json_default, ensure_ascii=False)
+
+
+def human_value(value) -> str:
+    """A value as a person reads it: no reprs, no JSON."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={human_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(human_value(v) for v in value)
+    return " ".join(str(value).split())  # one line: newlines in errors would break the table
+
+
+def human_table(rows: list[dict], columns: list[str] | None = None, *, empty: str = "nothing") -> str:
+    """Rows as an aligned table with a header; nested values flattened by human_value."""
+    if not rows:
+        return empty
+    columns = columns or [k for k, v in rows[0].items() if not isinstance(v, (dict, list)) or k in ("identities", "counts")]
+    cells = [[human_value(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.replace("_", " ").ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def human_record(data: dict) -> str:
+    """One object as aligned ``key  value`` lines; lists of objects become indented tables."""
+    width = max((len(k) for k in data), default=0)
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            tables.append(f"\n{key.replace('_', ' ')}:\n" + "\n".join("  " + line for line in human_table(value).splitlines()))
+        else:
+            lines.append(f"{key.replace('_', ' ').ljust(width)}  {human_value(value)}")
+    return "\n".join(lines) + "".join(tables)
+
+
+def human(data) -> str:
+    if isinstance(data, list):
+        return human_table(data) if data and isinstance(data[0], dict) else human_value(data)
+    if isinstance(data, dict):
+        return human_record(data)
+    return human_value(data)
+
 
 class MeshCommand(BaseCommand):
+    # Commands that set a workspace up (mesh_demo, mesh_workspace add) may create it; every other
+    # command refuses an unknown slug rather than quietly working in an empty new workspace.
+    creates_workspace = False
+
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         self.add_common(parser, defaults=True)
@@ -51,14 +127,20 @@ class MeshCommand(BaseCommand):
             return workspace_get_or_create(slug="default", name="Default")
         ws = Workspace.objects.filter(slug=slug).first()
         if ws is None:
+            if not self.creates_workspace:
+                raise CommandError(
+                    f"no workspace {slug!r} (create it with `mesh_workspace add {slug}`)", returncode=USAGE_ERROR
+                )
             ws = workspace_get_or_create(slug=slug)
         return ws
 
-    def emit(self, options, data, human: str | None = None) -> None:
+    def emit(self, options, data, text: str | None = None) -> None:
+        """``data`` as one JSON document with --json; otherwise ``text``, or ``data`` laid out
+        for people by the one formatter every command shares."""
         if options.get("as_json"):
-            self.stdout.write(json.dumps(data, default=str, ensure_ascii=False))
+            self.stdout.write(json_dumps(data))
         else:
-            self.stdout.write(human if human is not None else json.dumps(data, indent=2, default=str, ensure_ascii=False))
+            self.stdout.write(text if text is not None else human(data))
 
     def note(self, message: str) -> None:
         """Human-facing progress and notes: always stderr, so stdout stays machine-readable."""
@@ -120,6 +202,6 @@ def contact_json(contact: Contact) -> dict:
         "name": contact.name,
         "identities": [f"{i.kind}:{i.value}" for i in sorted(contact.identities.all(), key=lambda i: (i.kind, i.value))],
         "counts": contact.channel_counts or {},
-        "last_activity_at": contact.last_activity_at.isoformat() if contact.last_activity_at else None,
+        "last_activity_at": rfc3339(contact.last_activity_at),
         "merged_into": contact.merged_into_id,
     }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import Count, F, Min, Q, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 
+from .identity import InvalidIdentity, normalize_email, normalize_phone
 from .models import (
     Activity,
     Contact,
@@ -288,13 +290,37 @@ def timeline_for_device(*, device: Device, before: Cursor | None = None, limit: 
     return timeline_page(kind="d", owner_id=device.pk, before=before, limit=limit, **filters)
 
 
+# A query made only of phone-number characters ("(415) 555-0100", "+1 415-555-0100").
+PHONE_QUERY_RE = re.compile(r"^\+?[\d\s().-]+$")
+
+
+def contact_search_term(*, workspace: Workspace, q: str) -> str:
+    """What a contact search looks for, written as identities are stored: a phone number in
+    E.164 through the workspace's region (else without its formatting), an email address
+    casefolded. Anything else (a name, an ``@handle``) is searched as typed."""
+    q = q.strip()[:200]
+    if PHONE_QUERY_RE.match(q) and sum(ch.isdigit() for ch in q) >= 3:
+        try:
+            return normalize_phone(q, workspace.region)
+        except InvalidIdentity:
+            return re.sub(r"[\s().-]", "", q)
+    if "@" in q[1:]:
+        try:
+            return normalize_email(q)
+        except InvalidIdentity:
+            return q.casefold()
+    return q
+
+
 def contacts_list(
     *, workspace: Workspace, search: str = "", channel: str = "", include_self: bool = False
 ) -> QuerySet[Contact]:
-    """Top-level contacts, most recently active first."""
+    """Top-level contacts, most recently active first; ``search`` as typed by a person (see
+    contact_search_term)."""
     qs = Contact.objects.filter(workspace=workspace, merged_into=None)
     if not include_self:
         qs = qs.filter(is_self=False)
+    search = contact_search_term(workspace=workspace, q=search) if search else ""
     if search:
         qs = qs.filter(
             Q(name__icontains=search)

@@ -47,6 +47,25 @@ def workspace_get_or_create(*, slug: str = "default", name: str = "") -> Workspa
     return ws
 
 
+def workspace_create(*, slug: str, name: str = "", region: str = "") -> Workspace:
+    """A new workspace; ServiceError for a slug that is taken or malformed, or a region that
+    is not an ISO country code phonenumbers knows."""
+    import phonenumbers
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_slug
+
+    try:
+        validate_slug(slug)
+    except ValidationError:
+        raise ServiceError(f"{slug!r} is not a slug (letters, digits, '-' and '_')") from None
+    region = region.strip().upper()
+    if region and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ServiceError(f"{region!r} is not a region code phonenumbers knows (e.g. US, GB, DE)")
+    if Workspace.objects.filter(slug=slug).exists():
+        raise ServiceError(f"workspace {slug!r} already exists")
+    return Workspace.objects.create(slug=slug, name=name or slug.title(), default_region=region)
+
+
 def workspace_add_member(*, workspace: Workspace, user, role: str = Membership.Role.MEMBER) -> Membership:
     membership, _ = Membership.objects.get_or_create(workspace=workspace, user=user, defaults={"role": role})
     return membership

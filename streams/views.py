@@ -83,18 +83,6 @@ def _member_contact(request: HttpRequest, contact_id: int) -> Contact:
 
 # --- contact list ------------------------------------------------------------------------------
 
-# A query made only of phone-number characters ("(415) 555-0100", "+1 415-555-0100") is
-# searched without its formatting, so that it matches the stored E.164 value.
-PHONE_QUERY_RE = re.compile(r"^\+?[\d\s().-]+$")
-
-
-def _search_term(q: str) -> str:
-    q = q.strip()[:200]
-    if PHONE_QUERY_RE.match(q) and sum(ch.isdigit() for ch in q) >= 3:
-        return re.sub(r"[\s().-]", "", q)
-    return q
-
-
 def _contact_cursor_encode(contact: Contact) -> str:
     when = contact.last_activity_at
     stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ") if when else "none"
@@ -144,7 +132,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
     contacts: list[Contact] = []
     next_url = ""
     if workspace is not None:
-        qs = contacts_list(workspace=workspace, search=_search_term(q), channel=channel)
+        qs = contacts_list(workspace=workspace, search=q, channel=channel)
         if before is not None:
             qs = _contacts_after(qs, before)
         rows = list(qs[: PAGE_SIZE + 1])
@@ -609,7 +597,7 @@ def contact_merge_view(request: HttpRequest, contact_id: int) -> HttpResponse:
     q = request.GET.get("q", "").strip()[:200]
     candidates = []
     if q and preview is None:
-        candidates = [c for c in contacts_list(workspace=workspace, search=_search_term(q))[:20] if c.pk != contact.pk]
+        candidates = [c for c in contacts_list(workspace=workspace, search=q)[:20] if c.pk != contact.pk]
     return render(request, "streams/contact_merge.html", {
         "workspace": workspace, "contact": contact, "other": other, "preview": preview, "error": error,
         "q": q, "candidates": candidates,

@@ -122,7 +122,8 @@ def test_bad_items_become_import_failures_listed_by_mesh_source_show(workspace, 
 def test_fixed_item_resolves_its_import_failure(workspace, device, tmp_path):
     path = tmp_path / "e.jsonl"
     path.write_text(json.dumps(make_event("late", occurred_at="soon")) + "\n")
-    run_json("mesh_import", "device", str(path), "--device", str(device.pk), "--workspace", "acme")
+    with pytest.raises(SystemExit):  # nothing imported, an item failed: exit status 1
+        run_json("mesh_import", "device", str(path), "--device", str(device.pk), "--workspace", "acme")
     assert ImportFailure.objects.get(external_id=f"{device.pk}/late").resolved_at is None
     path.write_text(json.dumps(make_event("late")) + "\n")
     counts = run_json("mesh_import", "device", str(path), "--device", str(device.pk), "--workspace", "acme")
@@ -153,8 +154,10 @@ def test_sync_json_sums_sources_and_reports_failures(workspace, device, tmp_path
                       config={"path": str(write_events(tmp_path / "a.jsonl", 3)), "device": device.pk})
     source_create(workspace=workspace, connector="device", name="b",
                   config={"path": str(write_events(tmp_path / "b.jsonl", 4, start=100)), "device": device.pk})
-    assert run_json("mesh_sync", "--all", "--workspace", "acme") == {"fetched": 7, "new": 7, "duplicate": 0, "failed": 0}
-    assert run_json("mesh_sync", str(a.pk), "--workspace", "acme") == {"fetched": 0, "new": 0, "duplicate": 0, "failed": 0}
+    # File sources: `--all` leaves them alone, syncing one by ID reads its whole file again.
+    assert run_json("mesh_sync", "--all", "--workspace", "acme") == {"fetched": 0, "new": 0, "duplicate": 0, "failed": 0}
+    assert run_json("mesh_sync", str(a.pk), "--workspace", "acme") == {"fetched": 3, "new": 3, "duplicate": 0, "failed": 0}
+    assert run_json("mesh_sync", str(a.pk), "--workspace", "acme") == {"fetched": 3, "new": 0, "duplicate": 3, "failed": 0}
 
     def unauthorized(self, cursor, *, since=None):
         raise ConnectorError("server said: invalid credentials", permanent=True, status="auth_failed")

@@ -318,7 +318,7 @@ def test_mesh_sync_from_the_shell_says_when_to_resume_and_exits_1(workspace, fak
         call_command("mesh_sync", str(source.pk), "--workspace", workspace.slug, "--json", stdout=out, stderr=err)
     assert exited.value.code == 1
     data = json.loads(out.getvalue())
-    assert data["errors"][0]["retry_at"] == dt.datetime.fromtimestamp(reset, dt.UTC).isoformat()
+    assert data["errors"][0]["retry_at"] == dt.datetime.fromtimestamp(reset, dt.UTC).isoformat().replace("+00:00", "Z")
     assert "resume after" in err.getvalue()
 
 

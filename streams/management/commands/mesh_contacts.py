@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from streams.cli import MeshCommand, contact_json
+from streams.cli import MeshCommand, contact_json, human_table
 from streams.selectors import contacts_list
 from streams.services import ServiceError, contact_merge, contact_unmerge
 
@@ -36,10 +36,9 @@ class Command(MeshCommand):
             if options["limit"]:
                 qs = qs[: options["limit"]]
             rows = [contact_json(c) for c in qs]
-            human = "\n".join(
-                f"{r['id']:>6}  {r['name'][:30]:<30} {' '.join(r['identities'])}  {r['counts']}" for r in rows
-            )
-            self.emit(options, rows, human or "no contacts")
+            self.emit(options, rows, human_table(
+                rows, ["id", "name", "identities", "counts", "last_activity_at"], empty="no contacts"
+            ))
             return
         try:
             if action == "merge":
@@ -50,6 +49,7 @@ class Command(MeshCommand):
                 self.emit(options, contact_json(result))
             else:
                 result = contact_unmerge(workspace=workspace, contact=self.contact(workspace, options["a"]))
-                self.emit(options, [contact_json(c) for c in result])
+                rows = [contact_json(c) for c in result]
+                self.emit(options, rows, human_table(rows, ["id", "name", "identities", "counts", "last_activity_at"]))
         except ServiceError as exc:
             raise CommandError(str(exc)) from None

@@ -28,6 +28,7 @@ from streams.services import (
 
 class Command(MeshCommand):
     help = __doc__
+    creates_workspace = True  # the demo sets its workspace up
 
     def add_arguments(self, parser):
         parser.add_argument("--no-serve", action="store_true", help="set up and print, but do not start the server")
