@@ -406,3 +406,151 @@ def test_a_protected_grailbird_account_keeps_its_tweets_private(tmp_path):
             (folder / file.relative_to(source)).write_text(text.replace('"protected" : false', '"protected" : true'),
                                                            encoding="utf-8")
     assert {d["visibility"] for d in normalized(folder).values()} == {"private"}
+
+
+# -- a malformed element is one failure, wherever it is -------------------------------------------
+
+GOOD_TWEETS = [w.tweet(f"19000000000000000{n:02d}", T0 + dt.timedelta(hours=n), f"tweet {n}") for n in range(4)]
+
+
+def archive_with_part(tmp_path: Path, part: str) -> Path:
+    return w.write_archive(tmp_path / "a.zip", account=fixture("account"), raw={"data/tweets.js": part})
+
+
+@pytest.mark.parametrize("at", [0, 2, 4], ids=["first", "middle", "last"])
+def test_a_malformed_element_is_one_failure_and_every_valid_element_around_it_imports(workspace, tmp_path, at):
+    from streams.models import Activity, ImportFailure
+
+    path = archive_with_part(tmp_path, js("tweets", 0, GOOD_TWEETS, broken=BROKEN_TWEET, at=at))
+    assert run_import(workspace, path) == {"fetched": 5, "new": 4, "duplicate": 0, "failed": 1}
+    assert set(Activity.objects.filter(workspace=workspace).values_list("text", flat=True)) == {
+        "tweet 0", "tweet 1", "tweet 2", "tweet 3"}
+    failure = ImportFailure.objects.get(workspace=workspace)
+    assert failure.external_id == f"tweets.js#{at}" and "invalid JSON" in failure.reason
+
+
+def test_a_malformed_first_element_of_unwrapped_tweets_resyncs_on_the_tweet_shape(tmp_path):
+    unwrapped = [element["tweet"] for element in GOOD_TWEETS]
+    broken = '{\n  "retweeted" : false,\n  "id_str" : "1"\n  "full_text" : "no comma"\n}'
+    found = normalized(archive_with_part(tmp_path, js("tweet", 0, unwrapped, broken=broken, at=0)))
+    assert sorted(k for k, v in found.items() if isinstance(v, dict)) == sorted(t["id_str"] for t in unwrapped)
+    assert "invalid JSON" in found["tweets.js#0"]
+
+
+def test_a_truncated_part_imports_every_whole_element_and_records_the_cut_one(workspace, tmp_path):
+    from streams.models import ImportFailure
+
+    whole = js("tweets", 0, GOOD_TWEETS)
+    path = archive_with_part(tmp_path, whole[: whole.index('"tweet 3"')])
+    assert run_import(workspace, path) == {"fetched": 4, "new": 3, "duplicate": 0, "failed": 1}
+    assert ImportFailure.objects.get(workspace=workspace).external_id == "tweets.js#3"
+
+
+def test_elements_of_another_shape_between_good_ones_do_not_swallow_them():
+    """Resync skips values nested inside the broken element (a mention, a media entity) that
+    look like elements but are not tweets."""
+    broken = ('{ "tweet" : { "entities" : { "user_mentions" : [ { "id_str" : "7", "name" : "x" }, '
+              '{ "id_str" : "8" } ] } "id_str" : "5" } }')
+    data = js("tweets", 0, GOOD_TWEETS[:2], broken=broken, at=1).encode()
+    from connectors.twitter_archive.reader import is_tweet_element
+
+    for chunk in (7, 1 << 20):
+        got = list(iter_elements(io.BytesIO(data), chunk=chunk, is_element=is_tweet_element))
+        assert [type(g).__name__ for g in got] == ["dict", "Broken", "dict"] and got[2] == GOOD_TWEETS[1]
+
+
+# -- hostile sizes ---------------------------------------------------------------------------------
+
+PEAK_SCRIPT = """
+import json, sys, time
+from connectors.twitter_archive.connector import TwitterArchiveConnector
+started = time.monotonic()
+connector = TwitterArchiveConnector({"path": sys.argv[1], "user_id": "4000000001"})
+ids = [item.external_id for batch in connector.fetch(None) for item in batch.items]
+status = open("/proc/self/status").read()
+peak_kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+print(json.dumps({"ids": ids, "peak_mb": peak_kb // 1024, "seconds": time.monotonic() - started}))
+"""
+
+
+def fetch_in_subprocess(path: Path) -> dict:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).parent.parent, check=True)
+    return json.loads(done.stdout)
+
+
+def test_a_whitespace_padded_part_streams_in_bounded_memory_and_linear_time(tmp_path):
+    """64 MB of padding between elements and 8 MB inside one (an unpacked archive: no zip caps
+    apply). The padding is skipped as it streams past: memory stays flat, time follows size."""
+    folder = tmp_path / "padded" / "data"
+    folder.mkdir(parents=True)
+    first = json.dumps(GOOD_TWEETS[0])
+    second = json.dumps(GOOD_TWEETS[1]).replace('"tweet": {', '"tweet": {' + " " * (8 << 20), 1)
+    with (folder / "tweets.js").open("w") as fh:
+        fh.write("window.YTD.tweets.part0 = [ " + first + ",")
+        for _ in range(64):
+            fh.write(" \n\t" * 349525 + " ")  # 1 MiB of whitespace
+        fh.write(second + " ]")
+    result = fetch_in_subprocess(folder.parent)
+    assert result["ids"] == [GOOD_TWEETS[0]["tweet"]["id_str"], GOOD_TWEETS[1]["tweet"]["id_str"]]
+    assert result["peak_mb"] < 300, result
+    assert result["seconds"] < 8, result  # about 2 s on a busy 2-core machine; 36 s for 131 KB before
+
+
+def test_a_zip_member_that_expands_like_a_bomb_is_refused_by_name_and_the_rest_imports(workspace, tmp_path):
+    from streams.models import ImportFailure
+
+    padded = "window.YTD.tweets.part0 = [ " + json.dumps(GOOD_TWEETS[0]) + "," + " " * (64 << 20) + "]"
+    path = w.write_archive(tmp_path / "bomb.zip", account=fixture("account"), dms=[fixture("dm__one_to_one")],
+                           raw={"data/tweets.js": padded})
+    assert run_import(workspace, path) == {"fetched": 3, "new": 2, "duplicate": 0, "failed": 1}
+    failure = ImportFailure.objects.get(workspace=workspace)
+    assert failure.external_id == "tweets.js#file"
+    assert "data/tweets.js expands" in failure.reason and "over the cap of 100 times" in failure.reason
+
+
+def test_a_zip_member_declared_over_the_size_cap_is_refused_unread(workspace, tmp_path, monkeypatch):
+    from connectors.twitter_archive import reader
+    from streams.models import ImportFailure
+
+    path = w.write_archive(tmp_path / "a.zip", account=fixture("account"), tweets=GOOD_TWEETS,
+                           dms=[fixture("dm__one_to_one")])
+    with zipfile.ZipFile(path) as zf:
+        sizes = {info.filename: info.file_size for info in zf.infolist()}
+    cap = max(size for name, size in sizes.items() if name != "data/tweets.js")
+    assert sizes["data/tweets.js"] > cap
+    monkeypatch.setattr(reader, "MAX_MEMBER_BYTES", cap)
+    assert run_import(workspace, path) == {"fetched": 3, "new": 2, "duplicate": 0, "failed": 1}
+    assert f"over the cap of {cap:,} bytes" in ImportFailure.objects.get(workspace=workspace).reason
+
+
+# -- not an X archive ------------------------------------------------------------------------------
+
+
+def test_a_zip_that_is_not_an_x_archive_is_refused_plainly(workspace, tmp_path):
+    path = tmp_path / "photos.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("IMG_0001.jpg", b"\xff\xd8\xff")
+        zf.writestr("notes/readme.txt", "hello")
+    assert failed_import(workspace, path).startswith("photos.zip is not an X archive: it holds no data/tweets.js")
+
+
+def test_an_sms_backup_given_as_an_x_archive_is_refused_plainly(workspace):
+    message = failed_import(workspace, FIXTURES.parent / "sms_backup" / "backup__mixed.xml")
+    assert message.startswith("backup__mixed.xml is not an X archive")
+
+
+# -- text and times the ingest path must clean or refuse --------------------------------------------
+
+
+def test_nul_and_lone_surrogates_are_cleaned_and_a_year_9999_tweet_fails_alone(workspace, tmp_path):
+    from streams.models import Activity, ImportFailure
+
+    path = w.write_archive(tmp_path / "a.zip", account=fixture("account"), tweets=[
+        GOOD_TWEETS[0], fixture("tweet__nul_and_lone_surrogate"), fixture("tweet__created_year_9999"), GOOD_TWEETS[1]])
+    assert run_import(workspace, path) == {"fetched": 4, "new": 3, "duplicate": 0, "failed": 1}
+    assert Activity.objects.get(dedup_key="x:1850000000000000060").text == "cuthere, half an emoji \ufffd end"
+    assert ImportFailure.objects.get(workspace=workspace).external_id == "1850000000000000070"
