@@ -307,3 +307,28 @@ def test_one_enormous_line_in_an_archive_is_read_in_bounded_memory(tmp_path):
     outcomes, peak_kb = ast.literal_eval(done.stdout.strip())
     assert outcomes == ["failed: message larger than 52428800 bytes", "Contract renewal"]
     assert peak_kb < 300 * 1024, f"peak RSS {peak_kb // 1024} MB"
+
+
+def test_a_tar_archive_that_expands_like_a_bomb_is_refused_before_it_is_read(workspace, tmp_path):
+    class Zeros(io.RawIOBase):
+        def __init__(self, size):
+            self.left = size
+
+        def readinto(self, buffer):
+            n = min(len(buffer), self.left)
+            buffer[:n] = bytes(n)
+            self.left -= n
+            return n
+
+    path = tmp_path / "takeout.tgz"
+    size = 72 * 1024 * 1024  # over the 64 MB below which any ratio is allowed
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("Takeout/Mail/Inbox.mbox")
+        info.size = size
+        tf.addfile(info, Zeros(size))
+    err = io.StringIO()
+    with pytest.raises((SystemExit, CommandError)) as failed:
+        call_command("mesh_import", "mbox", str(path), "--workspace", workspace.slug, "--json",
+                     stdout=io.StringIO(), stderr=err)
+    assert "more than 200 times: not read (a compression bomb?)" in str(failed.value) + err.getvalue()
+    assert not Activity.objects.filter(workspace=workspace).exists()
