@@ -47,7 +47,7 @@ ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,te
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "mesh_site.apps.MeshAdminConfig",  # django.contrib.admin, for superusers only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -176,7 +176,27 @@ MESH_FEED_PREPARED = None if _prepared == "" else env_bool("MESH_FEED_PREPARED")
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MESH_INGEST_MAX_BYTES, 2_621_440)
 
+# --- Rate limits (streams/throttle.py; counted in the cache, so in Redis when there is one) ---
+# This many failed log-ins for one username, or from one address, within a window lock it for
+# MESH_LOGIN_LOCKOUT_SECONDS (the right password is refused too until then).
+MESH_LOGIN_FAILURES_PER_USER = env_int("MESH_LOGIN_FAILURES_PER_USER", 5)
+MESH_LOGIN_FAILURES_PER_IP = env_int("MESH_LOGIN_FAILURES_PER_IP", 30)
+MESH_LOGIN_LOCKOUT_SECONDS = env_int("MESH_LOGIN_LOCKOUT_SECONDS", 900)
+# Requests per device token per minute: 100/s, at up to MESH_INGEST_MAX_EVENTS events each,
+# an order of magnitude above the 16-client device benchmark. And failed token attempts per
+# address per minute, after which that address is refused before any lookup.
+MESH_DEVICE_API_RATE_PER_MINUTE = env_int("MESH_DEVICE_API_RATE_PER_MINUTE", 6000)
+MESH_DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE = env_int("MESH_DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE", 300)
+# Requests per feed token per minute: a reader polls every few minutes, so this only stops a
+# runaway client; it stays above the feed benchmark's ~5,500 timed requests on one token.
+MESH_FEED_RATE_PER_MINUTE = env_int("MESH_FEED_RATE_PER_MINUTE", 12000)
+# Proxies in front of gunicorn that append the client's address to X-Forwarded-For (0: the
+# limits per address use REMOTE_ADDR).
+MESH_TRUSTED_PROXIES = env_int("MESH_TRUSTED_PROXIES", 0)
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
+# ModelBackend with the log-in lock in front (streams/throttle.py).
+AUTHENTICATION_BACKENDS = ["streams.throttle.ThrottledModelBackend"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/contacts/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -188,7 +208,19 @@ TIME_ZONE = env("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "static")))
+# With DEBUG off, gunicorn serves static files itself, through WhiteNoise, from STATIC_ROOT,
+# which `manage.py collectstatic` fills with hashed, compressed copies cached for ever (a page
+# naming a file that collectstatic did not see is an error, not a page without its script).
+# With DEBUG on (the demo's runserver, the tests) they are served as they are, from the apps.
+if not DEBUG:
+    # Right after SecurityMiddleware, before anything that reads a session or the database.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+                    else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # A strict CSP: nothing but our own origin; no inline script at all.
 from django.utils.csp import CSP  # noqa: E402

@@ -1,3 +1,6 @@
+"""The admin's model pages. The site itself (mesh_site/admin_site.py) is for superusers only:
+these pages list every workspace's rows."""
+
 from __future__ import annotations
 
 from django.contrib import admin

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from connectors.base import RawItem
 from streams.models import Device
 from streams.services import device_by_token, inbound_store
+from streams.throttle import device_api_throttle
 
 from .schema import parse_json, validate_event
 
@@ -29,6 +30,7 @@ def _error(status: int, message: str, **extra) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+@device_api_throttle
 def device_events(request: HttpRequest) -> JsonResponse:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -1,0 +1,233 @@
+"""Rate limits: failed log-ins (per username and per address, then a lock), the device API
+(requests per token, failed token attempts per address) and feed polls (requests per token).
+
+Counters live in Django's cache: Redis in production, so that every gunicorn worker counts
+together; process memory on the embedded default, which is one process. A counter is a cache
+key per clock-aligned window (``…:<window number>``): one ``incr`` a request, and a key that
+outlives its window is never read again, so a counter can never be stuck. Names, tokens and
+addresses are hashed into the keys, never stored as such.
+
+Why not django-axes: it covers log-ins only (the device API and feeds need the same counters
+anyway), sends no ``Retry-After``, and insists on a request in every ``authenticate()`` call;
+see docs/design.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``count`` events per ``seconds``-long window for one subject (``count`` <= 0: no
+    limit). ``setting`` names the count's setting and ``per`` the window's (or is the window in
+    seconds): read on each use, so that a changed setting applies at once."""
+
+    scope: str
+    setting: str
+    per: int | str
+
+    @property
+    def count(self) -> int:
+        return getattr(settings, self.setting)
+
+    @property
+    def seconds(self) -> int:
+        return max(1, getattr(settings, self.per) if isinstance(self.per, str) else self.per)
+
+    def _key(self, subject: str, window: int) -> str:
+        digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"mesh:throttle:{self.scope}:{digest}:{window}"
+
+    def _window(self, now: float) -> tuple[int, int]:
+        """The current window's number and the whole seconds until it ends (at least 1)."""
+        window = int(now // self.seconds)
+        return window, max(1, math.ceil((window + 1) * self.seconds - now))
+
+    def _count(self, subject: str) -> tuple[int, int]:
+        """Count one event: the events so far in this window, and the seconds left in it."""
+        window, left = self._window(time.time())
+        key = self._key(subject, window)
+        try:
+            return cache.incr(key), left
+        except ValueError:  # the window's first event
+            if cache.add(key, 1, timeout=left + 1):
+                return 1, left
+            return cache.incr(key), left
+
+    def hit(self, subject: str) -> int:
+        """Count one event; the seconds to wait if that went over the limit, else 0."""
+        if self.count <= 0:
+            return 0
+        used, left = self._count(subject)
+        return left if used > self.count else 0
+
+    def reached(self, subject: str) -> bool:
+        """Count one event; whether that made ``count`` in this window."""
+        return self.count > 0 and self._count(subject)[0] >= self.count
+
+    def exceeded(self, subject: str) -> int:
+        """The seconds to wait if the limit is already reached (counts nothing), else 0."""
+        if self.count <= 0:
+            return 0
+        window, left = self._window(time.time())
+        return left if (cache.get(self._key(subject, window)) or 0) >= self.count else 0
+
+    def forget(self, subject: str) -> None:
+        cache.delete(self._key(subject, self._window(time.time())[0]))
+
+
+def client_ip(request: HttpRequest | None) -> str:
+    """The client's address: ``REMOTE_ADDR``, or, behind ``MESH_TRUSTED_PROXIES`` proxies that
+    each append to ``X-Forwarded-For``, the address the outermost one saw (entries before it
+    are the client's to write, so they prove nothing)."""
+    if request is None:
+        return ""
+    proxies = settings.MESH_TRUSTED_PROXIES
+    if proxies > 0:
+        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+        if len(hops) >= proxies:
+            return hops[-proxies]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def too_many_requests(retry_after: int, message: str, *, as_json: bool) -> HttpResponse:
+    text = f"{message}; try again in {retry_after} s"
+    if as_json:
+        response = JsonResponse({"error": text, "retry_after": retry_after}, status=429)
+    else:
+        response = HttpResponse(text + "\n", status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+# --- log-in -------------------------------------------------------------------------------------
+# N failures in a window lock the username (or the address) for MESH_LOGIN_LOCKOUT_SECONDS from
+# then: the right password is refused too while locked, which is what stops guessing.
+
+LOGIN_FAILURES_PER_USER = Limit("login-user", "MESH_LOGIN_FAILURES_PER_USER", "MESH_LOGIN_LOCKOUT_SECONDS")
+LOGIN_FAILURES_PER_IP = Limit("login-ip", "MESH_LOGIN_FAILURES_PER_IP", "MESH_LOGIN_LOCKOUT_SECONDS")
+
+
+def _login_subjects(request: HttpRequest | None, username: str | None) -> list[tuple[Limit, str]]:
+    subjects = [(LOGIN_FAILURES_PER_USER, (username or "").strip().lower())]
+    ip = client_ip(request)
+    if ip:
+        subjects.append((LOGIN_FAILURES_PER_IP, ip))
+    return [(limit, subject) for limit, subject in subjects if subject]
+
+
+def _lock_key(limit: Limit, subject: str) -> str:
+    return limit._key(subject, -1)
+
+
+def login_locked_for(request: HttpRequest | None, username: str | None) -> int:
+    """Seconds until this username and this address may log in again (0: now)."""
+    now = time.time()
+    keys = [_lock_key(limit, subject) for limit, subject in _login_subjects(request, username)]
+    return max((math.ceil(until - now) for until in cache.get_many(keys).values() if until > now), default=0)
+
+
+@receiver(user_login_failed, dispatch_uid="mesh-login-throttle-failed")
+def _count_failed_login(sender, credentials, request=None, **kwargs) -> None:
+    username = credentials.get("username")
+    if login_locked_for(request, username):
+        return  # refused while locked: the lock runs from its start, not from the last try
+    lockout = settings.MESH_LOGIN_LOCKOUT_SECONDS
+    for limit, subject in _login_subjects(request, username):
+        if limit.reached(subject):
+            cache.add(_lock_key(limit, subject), time.time() + lockout, timeout=lockout)
+            limit.forget(subject)  # after the lock, a fresh count
+
+
+@receiver(user_logged_in, dispatch_uid="mesh-login-throttle-succeeded")
+def _forget_failed_logins(sender, request, user, **kwargs) -> None:
+    """A user who mistyped a few times and then got in starts again from zero (the address does
+    not: one account's success says nothing about guesses at others)."""
+    LOGIN_FAILURES_PER_USER.forget(user.get_username().strip().lower())
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's ``ModelBackend`` that refuses every log-in, right password or not, while the
+    username or the address is locked: every log-in form (Mesh's, the admin's) goes through it."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is not None and login_locked_for(request, username):
+            raise PermissionDenied  # authenticate() stops here and reports a failed log-in
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def login_throttle(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer a refused log-in with 429, ``Retry-After`` and, on the log-in page, the wait in
+    words instead of "wrong password" (the template reads ``locked_for``)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if request.method != "POST" or response.status_code != 200:
+            return response
+        wait = login_locked_for(request, request.POST.get("username", ""))
+        if wait:
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+            if getattr(response, "context_data", None) is not None:
+                response.context_data["locked_for"] = max(1, math.ceil(wait / 60))
+        return response
+
+    return wrapped
+
+
+# --- the device API and feeds -------------------------------------------------------------------
+
+DEVICE_API_REQUESTS = Limit("device-token", "MESH_DEVICE_API_RATE_PER_MINUTE", 60)
+DEVICE_API_BAD_TOKENS = Limit("device-bad-token-ip", "MESH_DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE", 60)
+FEED_REQUESTS = Limit("feed-token", "MESH_FEED_RATE_PER_MINUTE", 60)
+
+
+def device_api_throttle(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Requests per device token, and failed token attempts per address (an address that keeps
+    presenting bad tokens is refused before any lookup)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        ip = client_ip(request)
+        wait = DEVICE_API_BAD_TOKENS.exceeded(ip)
+        if wait:
+            return too_many_requests(wait, "too many failed token attempts from this address", as_json=True)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            wait = DEVICE_API_REQUESTS.hit(token.strip())
+            if wait:
+                return too_many_requests(wait, "too many requests for this device token", as_json=True)
+        response = view(request, *args, **kwargs)
+        if response.status_code == 401:
+            DEVICE_API_BAD_TOKENS.hit(ip)
+        return response
+
+    return wrapped
+
+
+def feed_throttle(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Polls per feed token (the ``token`` URL argument)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, token: str, **kwargs) -> HttpResponse:
+        wait = FEED_REQUESTS.hit(token)
+        if wait:
+            return too_many_requests(wait, "too many requests for this feed", as_json=False)
+        return view(request, *args, token=token, **kwargs)
+
+    return wrapped
