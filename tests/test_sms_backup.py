@@ -189,3 +189,77 @@ def test_surrogate_pairs_split_across_read_chunks_are_joined(chunk):
     doc = b'<smses>' + b'<sms body="a &#55357;&#56832; b &#xD83D;&#xDE00; lone &#56832; ctl &#1; &amp;" />' * 20 + b'</smses>'
     bodies = {e.get("body") for _, e in ET.iterparse(SurrogateFixer(io.BytesIO(doc), chunk=chunk)) if e.tag == "sms"}
     assert bodies == {"a 😀 b 😀 lone \ufffd ctl \ufffd &"}
+
+
+# -- files that are not what they are declared to be ------------------------------------------------
+
+
+def refused(workspace, path: Path) -> str:
+    """mesh_import sms_backup on a file it must refuse: the message (exit status 1)."""
+    import io
+
+    from django.core.management.base import CommandError
+
+    out = io.StringIO()
+    with pytest.raises((SystemExit, CommandError)) as failure:
+        call_command("mesh_import", "sms_backup", str(path), "--workspace", workspace.slug, "--json",
+                     stdout=out, stderr=io.StringIO())
+    if isinstance(failure.value, SystemExit):
+        assert failure.value.code == 1
+        return json.loads(out.getvalue())["error"]
+    return str(failure.value)
+
+
+def connector_error_of(path: Path):
+    from connectors.base import ConnectorError
+
+    with pytest.raises(ConnectorError) as failure:
+        items_of(path)
+    assert failure.value.permanent
+    return failure.value
+
+
+def test_an_mbox_given_as_an_sms_backup_is_refused_plainly(workspace):
+    path = FIXTURES / "not_a_backup__mbox.mbox"
+    assert connector_error_of(path).message.startswith("not_a_backup__mbox.mbox is not an SMS Backup & Restore file: ")
+    assert refused(workspace, path).startswith("not_a_backup__mbox.mbox is not an SMS Backup & Restore file: ")
+
+
+def test_an_x_archive_given_as_an_sms_backup_is_refused_plainly(workspace, tmp_path):
+    from connectors.twitter_archive import writer
+
+    path = writer.write_archive(tmp_path / "twitter-2024.zip", account=writer.account("4000000001", "mesh_owner"))
+    assert refused(workspace, path).startswith("twitter-2024.zip is not an SMS Backup & Restore file: ")
+
+
+def test_random_bytes_and_an_empty_file_are_refused_plainly(tmp_path):
+    noise = tmp_path / "noise.xml"
+    noise.write_bytes(bytes(range(256)) * 8)
+    empty = tmp_path / "empty.xml"
+    empty.write_bytes(b"")
+    for path in (noise, empty):
+        assert connector_error_of(path).message.startswith(f"{path.name} is not an SMS Backup & Restore file: ")
+
+
+def test_a_call_log_from_the_same_app_is_not_an_sms_backup():
+    error = connector_error_of(FIXTURES / "not_a_backup__call_log.xml")
+    assert "its root element is <calls>, not <smses>" in error.message
+
+
+def test_entity_expansion_is_refused_before_anything_expands():
+    error = connector_error_of(FIXTURES / "backup__entity_expansion.xml")
+    assert "declares XML entities" in error.message
+
+
+def test_a_backup_with_several_bad_items_imports_every_good_one(workspace):
+    from streams.models import Activity, ImportFailure
+    from streams.services import source_create, source_sync
+
+    source = source_create(workspace=workspace, connector="sms_backup", name="b",
+                           config={"path": str(FIXTURES / "backup__several_bad_items.xml")})
+    run = source_sync(source=source)
+    assert (run.fetched, run.new, run.failed) == (6, 2, 4)
+    assert sorted(Activity.objects.values_list("text", flat=True)) == ["first good", "last good"]
+    reasons = sorted(ImportFailure.objects.values_list("reason", flat=True))
+    assert [r.split(":")[0].split(" '")[0] for r in reasons] == [
+        "date is not epoch milliseconds", "sms without address", "unknown mms msg_box", "unknown sms type"]

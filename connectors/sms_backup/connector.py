@@ -5,8 +5,9 @@ The file is ``<smses>`` holding ``<sms>`` (``type`` 1 received, 2 sent, 3 draft,
 (``msg_box`` 1 received / 2 sent, ``<parts>`` with text and media, ``<addrs>`` with every
 participant of a group message: type 137 from, 151 to, 130 cc, 129 bcc).
 
-It is read with ``xml.etree.ElementTree.iterparse`` and each message element is cleared once
-handed on, so memory stays flat however big the export; media bodies (base64 ``data``) are
+It is read with defusedxml's ``iterparse`` (ElementTree's, refusing entity declarations, so a
+"billion laughs" file cannot expand) and each message element is cleared once handed on, so
+memory stays flat however big the export; media bodies (base64 ``data``) are
 never kept, only their type, name and size. The app writes emoji as pairs of UTF-16 surrogate
 character references (``&#55357;&#56832;``), which XML forbids: a streaming filter joins
 each pair into one character before the parser sees it (a lone surrogate becomes U+FFFD).
@@ -31,12 +32,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
+
 from connectors.base import (
     ActivityDraft,
     BadItem,
     Batch,
     ConfigError,
     Connector,
+    ConnectorError,
     ParticipantDraft,
     RawItem,
 )
@@ -142,7 +147,7 @@ class SmsBackupConnector(Connector):
         n = 0
         items: list[RawItem] = []
         with path.open("rb") as fh:
-            parser = ET.iterparse(SurrogateFixer(fh), events=("start", "end"))
+            parser = iterparse(SurrogateFixer(fh), events=("start", "end"))
             root = None
             depth = 0
             try:
@@ -151,6 +156,8 @@ class SmsBackupConnector(Connector):
                         depth += 1
                         if root is None:
                             root = elem
+                            if root.tag != "smses":
+                                raise _not_a_backup(path, f"its root element is <{root.tag}>, not <smses>")
                         continue
                     depth -= 1
                     if depth != 1 or elem.tag not in ("sms", "mms"):
@@ -165,7 +172,11 @@ class SmsBackupConnector(Connector):
                     if len(items) >= self.config.batch_size:
                         yield Batch(items, {"n": n})
                         items = []
+            except DefusedXmlException as exc:
+                raise _not_a_backup(path, f"it declares XML entities or a DTD ({type(exc).__name__})") from None
             except ET.ParseError as exc:
+                if root is None:  # not even a root element: some other kind of file
+                    raise _not_a_backup(path, f"XML error {exc}") from None
                 # A broken file: what came before imports, the break is a failure of its own.
                 n += 1
                 if n > skip:
@@ -289,6 +300,10 @@ class SmsBackupConnector(Connector):
             attachments=attachments,
             extra=extra,
         )
+
+
+def _not_a_backup(path: Path, why: str) -> ConnectorError:
+    return ConnectorError(f"{path.name} is not an SMS Backup & Restore file: {why}", permanent=True)
 
 
 def _clean(value) -> str:
