@@ -32,6 +32,8 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from connectors.text import MAX_JSON_DEPTH
+
 from .contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
 from .heatmap import heat_svg, heat_weeks
 from .mail_html import message_csp, message_document
@@ -175,17 +177,47 @@ def _duration(seconds) -> str:
     return f"{secs}s"
 
 
-def _plain(value) -> str:
-    """A JSON value as short readable text (still escaped by the template)."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(_plain(v) for v in value)
-    if value is None:
-        return "—"
-    return str(value)
+# A stored value is shown as at most this much text: ``extra`` and device state hold whatever a
+# source sent, and an item stored before the doors bounded it must still render.
+PLAIN_CHARS = 300
+
+
+def _plain(value, *, limit: int = PLAIN_CHARS) -> str:
+    """A JSON value as short readable text (still escaped by the template): at most ``limit``
+    characters, nesting deeper than ``MAX_JSON_DEPTH`` shown as "…". The walk stops as soon as
+    the text is long enough, so a huge or deeply nested value costs no more than a small one."""
+    parts: list[str] = []
+    room = limit + 1  # one more than shown, to know whether to end with "…"
+
+    def add(text: str) -> None:
+        nonlocal room
+        parts.append(text[:room])
+        room -= len(parts[-1])
+
+    def walk(item, depth: int) -> None:
+        if isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                add("…")
+                return
+            pairs = item.items() if isinstance(item, dict) else ((None, v) for v in item)
+            for i, (key, child) in enumerate(pairs):
+                if room <= 0:
+                    return
+                if i:
+                    add(", ")
+                if key is not None:
+                    add(f"{key}: ")
+                walk(child, depth + 1)
+        elif isinstance(item, bool):
+            add("yes" if item else "no")
+        elif item is None:
+            add("—")
+        else:
+            add(str(item))
+
+    walk(value, 0)
+    text = "".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _number(value) -> float | None:

@@ -766,3 +766,95 @@ def test_one_queued_ingest_task_per_scope_and_nothing_left_behind(workspace, dev
         assert device.activities.count() == 8
     finally:
         task_prerun.disconnect(count)
+
+
+# --- hostile input at the door (issue 15.1, 15.2) -----------------------------------------------
+
+
+def _fixture_body(name: str) -> str:
+    """A request body exactly as a client sent it (escapes like \\u0000 kept as written); kept
+    apart from the one-event fixtures above, which are all valid."""
+    return (FIXTURES / "hostile" / name).read_text()
+
+
+def test_deeply_nested_data_is_refused_with_a_400_naming_the_field(post, device):
+    response = post(body=_fixture_body("batch__deep_data.json"))
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"index": 0, "id": "deep-1", "field": "data", "error": "nested deeper than 32 levels"}
+    ]
+    assert _stored() == (0, 0, 0)
+
+
+def test_data_larger_than_the_per_event_limit_is_refused_naming_the_field(post, device):
+    response = post([make_event("big", type="note", data={"blob": "x" * 70_000})])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"index": 0, "id": "big", "field": "data", "error": "larger than 65536 bytes as JSON"}
+    ]
+    assert _stored() == (0, 0, 0)
+
+
+def test_nul_and_lone_surrogates_anywhere_are_cleaned_and_the_batch_is_stored(post, workspace, device):
+    body = _fixture_body("batch__nul_and_lone_surrogates.json")
+    response = post(body=body)
+    assert response.status_code == 202, response.content
+    assert response.json() == {"accepted": 2, "duplicate": 0, "received": 2}
+    # The id is cleaned like every other string, and the cleaned id is the event's identity.
+    item = InboundItem.objects.get(external_id=f"{device.pk}/nul-1")
+    assert item.payload["data"] == {"text": "On my way \ufffd", "key": "v\ufffd", "thread": "t"}
+    activity = Activity.objects.get(dedup_key=f"device:{device.pk}/nul-1")
+    assert activity.text == "On my way \ufffd" and activity.extra["key"] == "v\ufffd"
+    sender = Identity.objects.get(workspace=workspace, kind="phone", value="+14155550100")
+    assert sender.contact.name == "An\ufffda"
+    assert Activity.objects.filter(dedup_key=f"device:{device.pk}/plain-2").exists()
+    # The same batch again, and the event under its cleaned id, are repeats.
+    assert post(body=body).json() == {"accepted": 0, "duplicate": 2, "received": 2}
+    again = post([make_event("nul-1", type="sms.received")]).json()
+    assert again == {"accepted": 0, "duplicate": 1, "received": 1}
+    assert Activity.objects.filter(device=device).count() == 2
+
+
+def test_file_import_makes_deep_lines_failures_and_cleans_nul_and_surrogates(workspace, device, tmp_path):
+    from streams.services import source_sync
+
+    deep_event = json.loads(_fixture_body("batch__deep_data.json"))["events"][0]
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join([
+        json.dumps(deep_event),
+        r'{"id": "n\u0000ul", "type": "note", "occurred_at": "2026-05-01T10:00:00Z", "data": {"text": "a\u0000b \ud83d"}}',
+        json.dumps(make_event("fine", type="note", data={"text": "fine"})),
+    ]) + "\n")
+    source = _file_source(workspace, device, path)
+    run = source_sync(source=source)
+    assert (run.new, run.failed) == (2, 1)
+    failure = ImportFailure.objects.get(scope=f"source:{source.pk}")
+    assert failure.external_id == f"{device.pk}/deep-1"
+    assert failure.reason == "data: nested deeper than 32 levels"
+    assert Activity.objects.get(dedup_key=f"device:{device.pk}/nul").text == "ab \ufffd"
+
+
+def _deep(levels: int):
+    value = "bottom"
+    for _ in range(levels):
+        value = {"n": value}
+    return value
+
+
+def test_an_item_stored_with_deep_data_before_the_door_refused_it_still_renders(client, member_client, workspace, device):
+    from tests.test_web import ingest_events
+
+    ingest_events(workspace, device, [make_event("old", type="note", visibility="public",
+                                                 data={"text": "Stored long ago", "place": "Home"})])
+    # As old data would be: written before the door bounded depth.
+    Activity.objects.filter(dedup_key=f"device:{device.pk}/old").update(
+        text="", extra={"type": "note", "place": _deep(700), "list": [[[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]]})
+    device.state = {"place": {"value": _deep(700), "at": "2026-05-01T10:00:00+00:00"}}
+    device.save(update_fields=["state"])
+    for url in (f"/devices/{device.pk}/", "/devices/", "/search/?q=note", f"/devices/{device.pk}/?q=note"):
+        response = member_client.get(url)
+        assert response.status_code == 200, url
+    device_page = member_client.get(f"/devices/{device.pk}/").content.decode()
+    assert "n: n: n: n: n: n: n: n: " in device_page and "…" in device_page
+    lifestream = client.get(f"/@{workspace.slug}/")
+    assert lifestream.status_code == 200 and "n: n: n:" in lifestream.content.decode()

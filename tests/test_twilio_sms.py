@@ -442,3 +442,54 @@ def test_a_message_not_sent_yet_is_imported_by_the_sync_after_it_is_sent(twilio_
     run = source_sync(source=twilio_source)
     assert (run.fetched, run.new) == (1, 1)
     assert Activity.objects.get(external_id=pending["sid"]).extra["delivery"]["state"] == "delivered"
+
+
+# -- hostile input: the message is never lost (issue 15.2) ---------------------------------------
+
+
+def test_signed_inbound_with_nul_and_control_characters_is_stored_cleaned_once_and_shown(
+    member_client, twilio_source, workspace, django_capture_on_commit_callbacks
+):
+    from streams.models import Activity, Identity, InboundItem
+
+    params = fixture("inbound__nul_and_control_characters")
+    for _ in range(2):  # and Twilio's retry is the same message
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_signed(member_client, sms_path(twilio_source), params)
+        assert response.status_code == 200
+    item = InboundItem.objects.get(scope=f"source:{twilio_source.pk}")
+    assert item.payload["Body"] == "Gate code is 4129, see you"
+    assert item.payload["From"] == "+14155550100" and item.payload["FromCity"] == "SAN FRANCISCO"
+    assert item.payload["_cleaned"] == ["Body", "From", "FromCity"]
+    activity = Activity.objects.get(dedup_key=f"sms:{params['MessageSid']}")
+    assert activity.text == "Gate code is 4129, see you"
+    ana = Identity.objects.get(workspace=workspace, kind="phone", value="+14155550100").contact
+    page = member_client.get(f"/contacts/{ana.pk}/")
+    assert page.status_code == 200 and "Gate code is 4129, see you" in page.content.decode()
+
+
+def test_a_raw_form_body_with_nul_and_invalid_utf8_is_stored(client, twilio_source, django_capture_on_commit_callbacks):
+    from django.http import QueryDict
+
+    from streams.models import Activity, InboundItem
+
+    sid = "SM" + "3" * 32
+    body = (f"MessageSid={sid}&AccountSid={ACCOUNT}&From=%2B14155550100&To=%2B14155550199"
+            "&Body=Hi%00there%ED%A0%BD%F0%9F%91%8D&NumMedia=0").encode()
+    url = f"http://testserver{sms_path(twilio_source)}"
+    parsed = {k: v for k, v in QueryDict(body).items()}  # what Twilio signed, as the form decodes
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(sms_path(twilio_source), data=body, content_type="application/x-www-form-urlencoded",
+                               HTTP_X_TWILIO_SIGNATURE=sign(url, parsed))
+    assert response.status_code == 200
+    assert InboundItem.objects.get(external_id=sid).payload["Body"] == "Hithere\ufffd\ufffd\ufffd👍"
+    assert Activity.objects.get(dedup_key=f"sms:{sid}").text == "Hithere\ufffd\ufffd\ufffd👍"
+
+
+def test_a_status_callback_with_nul_is_kept_and_answered(client, twilio_source):
+    from streams.models import InboundItem
+
+    params = {**callback("failed", "SM" + "4" * 32), "ErrorMessage": "Carrier\u0000 said no"}
+    assert post_signed(client, status_path(twilio_source), params).status_code == 200
+    kept = InboundItem.objects.get(scope=f"twilio-status:{twilio_source.pk}")
+    assert kept.payload["ErrorMessage"] == "Carrier said no"

@@ -18,8 +18,9 @@ from connectors.base import (
     ParticipantDraft,
     RawItem,
 )
+from connectors.text import MAX_JSON_DEPTH, clean_json, clean_text, json_depth
 
-from .schema import parse_json, parse_time, validate_event
+from .schema import parse_json, parse_time, too_deep, validate_event
 
 MAX_LINE_BYTES = 1_000_000
 
@@ -89,15 +90,21 @@ class DeviceConnector(Connector):
 
     @staticmethod
     def _raw(device: int, text: str, line_no: int) -> RawItem:
+        line_key = f"{device}/line-{line_no}"
         try:
-            event = parse_json(text)
+            # Cleaned as the HTTP API cleans a batch: the same event is the same item either way.
+            event = clean_json(parse_json(text))
         except ValueError as exc:
-            return RawItem(f"{device}/line-{line_no}", {"_error": f"line {line_no}: invalid JSON: {exc}", "_text": text[:2000]})
-        if isinstance(event, dict) and isinstance(event.get("id"), str | int) and not isinstance(event.get("id"), bool):
-            return RawItem(f"{device}/{event['id']}", event)
+            return RawItem(line_key, {"_error": f"line {line_no}: invalid JSON: {exc}", "_text": clean_text(text[:2000])})
         if not isinstance(event, dict):
-            return RawItem(f"{device}/line-{line_no}", {"_error": f"line {line_no}: event must be a JSON object", "_value": event})
-        return RawItem(f"{device}/line-{line_no}", event)
+            value = event if json_depth(event) <= MAX_JSON_DEPTH else clean_text(text[:2000])
+            return RawItem(line_key, {"_error": f"line {line_no}: event must be a JSON object", "_value": value})
+        eid = event.get("id")
+        key = f"{device}/{eid}" if isinstance(eid, str | int) and not isinstance(eid, bool) else line_key
+        if deep := too_deep(event):
+            # The failure keeps the line as text, not the nested value: failures are stored and shown.
+            return RawItem(key, {"_error": "; ".join(f"{f}: {m}" for f, m in deep), "_text": clean_text(text[:2000])})
+        return RawItem(key, event)
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
         event = raw.payload

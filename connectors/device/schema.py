@@ -2,7 +2,9 @@
 
 An event: ``{"id", "type", "occurred_at", "data"?, "participants"?, "visibility"?}``.
 ``validate_event`` returns every problem it finds as (field, message), so a client can fix all
-of them from one 400.
+of them from one 400. Both doors clean every string first (``clean_json``): NUL and other
+control characters go, a lone surrogate becomes U+FFFD, ids and object keys included, so an
+event's identity is its cleaned id.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ import json
 import re
 from typing import Any
 
+from connectors.base import MAX_CLOCK_SKEW
+from connectors.text import MAX_JSON_DEPTH, json_depth
+
 TYPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 ID_MAX = 200
 ROLES = {"from", "to", "cc", "bcc", "author", "mention", "subject"}
-# A clock more than a day ahead is wrong, and nothing a device reports predates 1980.
+# Nothing a device reports predates 1980; a clock ahead by more than every connector's
+# allowed skew is wrong.
 MIN_YEAR = 1980
-MAX_AHEAD = dt.timedelta(days=1)
+MAX_AHEAD = MAX_CLOCK_SKEW
+# What one event's ``data`` may hold, as JSON: real events (OwnTracks, notifications) are a few
+# hundred bytes. Bounded so that no stored event can make a page slow or deep to render.
+MAX_DATA_BYTES = 65_536
 
 
 def _no_constant(name: str):
@@ -68,6 +77,13 @@ def parse_time(value: Any, *, now: dt.datetime | None = None) -> dt.datetime:
     return when
 
 
+def too_deep(event: dict) -> list[tuple[str, str]]:
+    """The fields of ``event`` nested deeper than ``MAX_JSON_DEPTH``: any field, known or not,
+    since the raw event is stored as it came."""
+    return [(field, f"nested deeper than {MAX_JSON_DEPTH} levels") for field, value in event.items()
+            if isinstance(value, dict | list) and json_depth(value) > MAX_JSON_DEPTH]
+
+
 def validate_event(event: Any) -> list[tuple[str, str]]:
     if not isinstance(event, dict):
         return [("", "event must be a JSON object")]
@@ -91,9 +107,12 @@ def validate_event(event: Any) -> list[tuple[str, str]]:
             parse_time(event["occurred_at"])
         except ValueError as exc:
             errors.append(("occurred_at", str(exc)))
+    errors.extend(too_deep(event))
     data = event.get("data", {})
     if not isinstance(data, dict):
         errors.append(("data", "must be a JSON object"))
+    elif json_depth(data) <= MAX_JSON_DEPTH and len(json.dumps(data)) > MAX_DATA_BYTES:
+        errors.append(("data", f"larger than {MAX_DATA_BYTES} bytes as JSON"))
     visibility = event.get("visibility", "private")
     if visibility not in ("private", "public"):
         errors.append(("visibility", "must be 'private' or 'public'"))

@@ -1,7 +1,9 @@
 """``POST /api/v1/devices/events``: authenticated device ingest.
 
 The request is checked in this order, each failure answered plainly: token (401), size (413),
-JSON (400), schema of every event (400 listing each bad event and field). A valid batch is
+JSON (400), schema of every event (400 listing each bad event and field: ``data`` nested
+deeper than ``MAX_JSON_DEPTH`` or larger than ``MAX_DATA_BYTES`` too). Every string is cleaned
+first (NUL and control characters dropped, a lone surrogate made U+FFFD). A valid batch is
 stored raw first, answered 202 with what was new and what was a repeat, and ingested after
 commit."""
 
@@ -14,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors.base import RawItem
+from connectors.text import clean_json
 from streams.models import Device
 from streams.services import device_by_token, inbound_store
 from streams.throttle import device_api_throttle
@@ -55,6 +58,9 @@ def device_events(request: HttpRequest) -> JsonResponse:
         doc = parse_json(body)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, nesting, huge ints
         return _error(400, f"body is not valid JSON: {exc}")
+    # NUL and lone surrogates (valid JSON escapes that no database stores) are cleaned
+    # everywhere, ids included: the event is stored, and a resend dedupes on the cleaned id.
+    doc = clean_json(doc)
     if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
         return _error(400, 'body must be a JSON object {"events": [...]}')
     events = doc["events"]

@@ -9,7 +9,7 @@ debugger), then the ``X-Twilio-Signature`` with the source's auth token through 
 request's own host is not what Twilio signed), else the request's absolute URL.
 
 An inbound message is stored raw first (``inbound_store``: one row per MessageSid, so Twilio's
-retries are one message) and answered at once with an empty TwiML ``<Response/>``; ingest
+retries are one message; its text cleaned of what no database stores, NUL and lone surrogates) and answered at once with an empty TwiML ``<Response/>``; ingest
 runs after commit. A status callback for an unknown or stale message is answered 200 so that
 Twilio stops retrying.
 """
@@ -30,6 +30,7 @@ from twilio.request_validator import (
 )
 
 from connectors.base import RawItem
+from connectors.text import clean_json, clean_text
 from streams.crypto import SecretsError, secrets_decrypt
 from streams.models import Source
 from streams.services import inbound_store
@@ -96,8 +97,15 @@ def _check(request: HttpRequest, source_id: int) -> tuple[Source | None, HttpRes
 
 
 def _payload(request: HttpRequest) -> dict:
-    # One value per field as Twilio sends them; a repeated field keeps all its values.
-    return {k: v[0] if len(v) == 1 else v for k, v in request.POST.lists()}
+    """The form as stored: one value per field as Twilio sends them (a repeated field keeps all
+    its values), every string cleaned (NUL and control characters dropped, a lone surrogate
+    made U+FFFD) so that it can always be stored: a message refused by the database would be
+    lost, since Twilio gets an answer either way. ``_cleaned`` names the fields that changed."""
+    raw = {k: v[0] if len(v) == 1 else v for k, v in request.POST.lists()}
+    payload = clean_json(raw)
+    if payload is not raw:
+        payload["_cleaned"] = [clean_text(k) for k, v in raw.items() if clean_text(k) != k or clean_json(v) != v]
+    return payload
 
 
 def _twiml(status: int = 200) -> HttpResponse:
@@ -110,7 +118,7 @@ def sms_inbound(request: HttpRequest, source_id: int) -> HttpResponse:
     source, refused = _check(request, source_id)
     if refused:
         return refused
-    sid = request.POST.get("MessageSid") or request.POST.get("SmsSid") or ""
+    sid = clean_text(request.POST.get("MessageSid") or request.POST.get("SmsSid") or "")
     if not SID_RE.match(sid):
         return HttpResponse("MessageSid missing or malformed\n", status=400, content_type="text/plain")
     now = timezone.now()
