@@ -84,9 +84,38 @@ def test_demo_serves_a_page_you_can_log_in_to(tmp_path):
         assert "Ana Souza" in response.text
         contact = session.get(data["urls"]["contact"], timeout=10)
         assert contact.status_code == 200
+        # The tour, as the workspace owner the demo user is (no staff, no superuser): the
+        # device, the sources, a feed token and its feed; the admin is not on it.
+        assert data["urls"]["admin"] is None
+        for page in ("device", "sources"):
+            assert session.get(data["urls"][page], timeout=10).status_code == 200
+        tokens_url = data["urls"]["contact"] + "feed-tokens/"
+        tokens_page = session.get(tokens_url, timeout=10)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', tokens_page.text).group(1)
+        created = session.post(tokens_url, data={"action": "create", "tier": "subject", "csrfmiddlewaretoken": token},
+                               headers={"Referer": tokens_url}, timeout=10)
+        feed_url = re.search(r'(/feeds/[^"<\s]+\.atom)', created.text).group(1)
+        assert requests.get(base + feed_url, timeout=10).status_code == 200
+        admin = session.get(f"{base}/admin/streams/contact/", timeout=10, allow_redirects=False)
+        assert admin.status_code == 302 and "/admin/login/" in admin.headers["Location"]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_demo_user_is_a_workspace_owner_and_not_a_superuser(db, django_user_model):
+    from django.core.management import call_command
+
+    from streams.models import Membership
+
+    # A demo from before made its user a superuser: running it again makes it an owner only.
+    django_user_model.objects.create_superuser("demo", password="old-demo-password")
+    call_command("mesh_demo", "--no-serve", "--password", "demo-pass-123",
+                 stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
+    user = django_user_model.objects.get(username="demo")
+    assert not user.is_superuser and not user.is_staff
+    assert user.check_password("demo-pass-123")
+    assert list(Membership.objects.filter(user=user).values_list("workspace__slug", "role")) == [("default", "owner")]

@@ -51,10 +51,12 @@ class Command(MeshCommand):
         self._merge_people(workspace)
 
         password = options["password"] or secrets.token_urlsafe(9)
-        user = user_set_password(username=options["username"], password=password, staff=True)
-        if not user.is_superuser:
-            user.is_superuser = True
-            user.save(update_fields=["is_superuser"])
+        user = user_set_password(username=options["username"], password=password)
+        if user.is_staff or user.is_superuser:
+            # A workspace owner, as a real user would be: the admin spans every workspace and is
+            # for superusers (`manage.py createsuperuser`). Demos before this one made a superuser.
+            user.is_staff = user.is_superuser = False
+            user.save(update_fields=["is_staff", "is_superuser"])
         workspace_add_member(workspace=workspace, user=user, role="owner")
 
         base = f"http://{options['addr']}"
@@ -66,7 +68,9 @@ class Command(MeshCommand):
             "contact": f"{base}/contacts/{first.pk}/" if first else None,
             "device": f"{base}/devices/{device.pk}/" if device else None,
             "sources": f"{base}/sources/",
-            "admin": f"{base}/admin/",
+            # The demo user is no superuser: the admin is not part of its tour (null, as "contact"
+            # and "device" are when there is none).
+            "admin": None,
         }
         data = {"workspace": workspace.slug, "username": options["username"], "password": password, "urls": urls,
                 "imported": counts, "connectors": registry.keys(), "database": settings.DATABASES["default"]["ENGINE"]}
