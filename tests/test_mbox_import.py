@@ -332,3 +332,12 @@ def test_a_tar_archive_that_expands_like_a_bomb_is_refused_before_it_is_read(wor
                      stdout=io.StringIO(), stderr=err)
     assert "more than 200 times: not read (a compression bomb?)" in str(failed.value) + err.getvalue()
     assert not Activity.objects.filter(workspace=workspace).exists()
+
+
+def test_an_mbox_whose_first_message_carries_raw_binary_bytes_is_still_an_mbox(workspace, tmp_path):
+    path = tmp_path / "binary-first.mbox"
+    path.write_bytes(b"From a@b.c Mon May  4 10:00:00 2026\nFrom: Ana <ana@example.com>\nTo: me@mesh.example\n"
+                     b"Subject: raw bytes\nMessage-ID: <raw-1@example.com>\nDate: Mon, 04 May 2026 10:00:00 +0000\n"
+                     b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: binary\n\n"
+                     + bytes(range(256)) * 8 + b"\n\n" + mbox_bytes(["reply_chain__1"]))
+    assert run_import(workspace, path) == {"fetched": 2, "new": 2, "duplicate": 0, "failed": 0}

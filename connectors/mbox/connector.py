@@ -127,8 +127,7 @@ def mail_shape(head: bytes) -> str | None:
     head = head.lstrip(b"\r\n")
     if not head:
         return "empty"
-    if not holds_text(head):
-        return None
+    # The first line decides, not the bytes after it: a message may carry an 8-bit attachment.
     if head.startswith(b"From "):
         return "mbox"
     if HEADER_START.match(head):
