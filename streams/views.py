@@ -284,11 +284,14 @@ def _decorate(activities: list[Activity]) -> list[Activity]:
     for a in activities:
         extra = a.extra if isinstance(a.extra, dict) else {}
         a.extra_items = _extra_items(extra) if a.channel == "device" else []
-        a.event_type = extra.get("type", a.verb) if a.channel == "device" else a.verb
+        # Stored extra is whatever a source sent: only a string is a type or a snippet.
+        etype = extra.get("type") if a.channel == "device" else None
+        a.event_type = etype if isinstance(etype, str) else a.verb
         a.map_url = _map_url(extra.get("lat"), extra.get("lon")) if a.channel == "device" else ""
         a.link = _http_url(a.url)
         a.body = a.text
-        a.snippet = str(extra.get("snippet") or "") if a.channel == "email" else ""
+        snippet = extra.get("snippet") if a.channel == "email" else None
+        a.snippet = snippet if isinstance(snippet, str) else ""
         a.has_html = bool((a.html or "").strip())
         a.remote_images = _int(extra.get("remote_images_blocked"))
         a.tracking_pixels = _int(extra.get("tracking_pixels"))

@@ -5,6 +5,7 @@ that nothing on the way is PostgreSQL-only (raw SQL with ``::`` casts, ``= ANY``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import feedparser
 import pytest
@@ -15,6 +16,7 @@ from tests.test_twilio_fake import TOKEN
 from tests.test_twilio_sms import TWILIO_CONFIG, post_signed
 
 ANA_PHONE = "+14155550100"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def test_twilio_status_callback_is_answered(client, twilio_source):
     assert post_signed(client, f"/hooks/twilio/{twilio_source.pk}/status", params).status_code == 200
 
 
-def test_device_api_stores_a_batch_once_and_the_device_page_shows_it(
+def testdevice_api_stores_a_batch_once_and_thedevice_page_shows_it(
     demo_client, workspace, django_capture_on_commit_callbacks
 ):
     from streams.services import device_create
@@ -134,3 +136,25 @@ def test_public_lifestream_answers_anonymously(client, workspace):
     response = client.get(f"/@{workspace.slug}/")
     assert response.status_code == 200
     assert Activity.objects.filter(workspace=workspace, visibility="public").exists()
+
+
+def test_hostiledevice_batches_are_refused_or_cleaned_as_on_postgresql(client, workspace, django_capture_on_commit_callbacks):
+    from streams.services import device_create
+
+    device, token = device_create(workspace=workspace, name="Hostile phone", kind="phone")
+    deep = (FIXTURES / "device" / "hostile" / "batch__deep_data.json").read_text()
+    dirty = (FIXTURES / "device" / "hostile" / "batch__nul_and_lone_surrogates.json").read_text()
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    refused = client.post("/api/v1/devices/events", data=deep, content_type="application/json", **auth)
+    assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "data"
+    with django_capture_on_commit_callbacks(execute=True):
+        stored = client.post("/api/v1/devices/events", data=dirty, content_type="application/json", **auth)
+    assert stored.status_code == 202 and stored.json()["accepted"] == 2
+    assert Activity.objects.get(dedup_key=f"device:{device.pk}/nul-1").text == "On my way \ufffd"
+
+
+def test_webhook_with_nul_is_stored_cleaned(client, twilio_source, django_capture_on_commit_callbacks):
+    params = inbound("SM" + "8" * 32, "Gate\u0000 code")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_signed(client, f"/hooks/twilio/{twilio_source.pk}/sms", params).status_code == 200
+    assert Activity.objects.get(dedup_key=f"sms:{params['MessageSid']}").text == "Gate code"
