@@ -42,21 +42,25 @@ def source_file_path(*, source: Source) -> Path | None:
     return path if path.exists() else None
 
 
-def source_config_fields(*, source: Source) -> tuple[list[dict], list[dict]]:
-    """The connector's config fields (from its Config dataclass) with the source's values, and
-    its secrets by name with whether each is set: what an edit form shows. Secret values are
+def connector_fields(*, cls, config: dict | None = None, secrets: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """A connector's config fields (from its Config dataclass) with the given values, and its
+    secrets by name with whether each is set: what an add or edit form shows. Secret values are
     never returned."""
-    cls = source_connector_class(source=source)
-    config = source.config if isinstance(source.config, dict) else {}
+    config = config if isinstance(config, dict) else {}
+    secrets = secrets or {}
     fields = []
     for f in dataclasses.fields(cls.Config) if cls.Config is not None else ():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = "" if required or f.default is dataclasses.MISSING else f.default
         fields.append({"name": f.name, "value": config.get(f.name, ""), "default": default, "required": required})
-    stored = secrets_decrypt(source.secrets_encrypted)
-    names = list(dict.fromkeys([*cls.required_secrets, *stored]))
-    secrets = [{"name": n, "set": bool(stored.get(n)), "required": n in cls.required_secrets} for n in names]
-    return fields, secrets
+    names = list(dict.fromkeys([*cls.required_secrets, *secrets]))
+    return fields, [{"name": n, "set": bool(secrets.get(n)), "required": n in cls.required_secrets} for n in names]
+
+
+def source_config_fields(*, source: Source) -> tuple[list[dict], list[dict]]:
+    """connector_fields for an existing source."""
+    return connector_fields(cls=source_connector_class(source=source), config=source.config,
+                            secrets=secrets_decrypt(source.secrets_encrypted))
 
 
 @transaction.atomic

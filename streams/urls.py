@@ -20,6 +20,12 @@ urlpatterns = [
     path("devices/<int:device_id>/", views.device_detail, name="device-detail"),
     path("sources/", views.source_list, name="source-list"),
     path("sources/<int:source_id>/sync/", views.source_sync_now, name="source-sync"),
+    path("sources/add/", views.source_add, name="source-add"),
+    path("sources/<int:source_id>/edit/", views.source_edit_view, name="source-edit"),
+    path("sources/<int:source_id>/enabled/", views.source_enabled_view, name="source-enabled"),
+    path("sources/<int:source_id>/remove/", views.source_remove_view, name="source-remove"),
+    path("sources/<int:source_id>/failures/dismiss/", views.source_failures_dismiss_view,
+         name="source-failures-dismiss"),
     # The public lifestream; its feeds (/@<workspace>/feed.rss|.atom|.json) are in feed_urls.
     path("@<slug:workspace>/", views.lifestream, name="lifestream"),
 ]

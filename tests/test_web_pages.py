@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import re
 import zlib
 
@@ -22,6 +21,7 @@ from connectors.base import ActivityDraft, Connector, ParticipantDraft, RawItem
 from streams.ingest import ingest_batch
 from streams.models import Activity, Contact, Source
 from tests.conftest import make_event
+from tests.test_cli_contract import ticker, ticker_source  # noqa: F401 (ticker: a fixture)
 from tests.test_web import ANA, contact_for, ingest_events, page_activity_ids, text_of
 
 pytestmark = pytest.mark.django_db
@@ -570,13 +570,10 @@ def test_reply_by_sms_sends_through_twilio_and_lands_on_the_timeline(member_clie
 # --- sources, devices ----------------------------------------------------------------------------
 
 
-def test_sync_now_button_runs_the_source(member_client, workspace, device, tmp_path):
-    from streams.services import source_create
-
-    path = tmp_path / "events.jsonl"
-    path.write_text("\n".join(json.dumps(make_event(f"s{i}", type="ping")) for i in range(3)) + "\n")
-    source = source_create(workspace=workspace, connector="device", name="Export",
-                           config={"device": device.pk, "path": str(path)})
+@pytest.mark.usefixtures("ticker")
+def test_sync_now_button_runs_the_source(member_client, workspace):
+    # A polled source (file imports get no "Sync now": tests/test_sources_web.py).
+    source = ticker_source(workspace, "Export", count=3)
     body = text_of(member_client.get("/sources/"))
     assert f'<form method="post" action="/sources/{source.pk}/sync/" class="sync-now">' in body
     assert member_client.get(f"/sources/{source.pk}/sync/").status_code == 405
