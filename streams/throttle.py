@@ -15,6 +15,7 @@ see docs/design.md.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,26 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+log = logging.getLogger(__name__)
+
+
+def _fail_open(default):
+    """While the cache (Redis) is down, limit nothing rather than answer 500: pushed events and
+    webhooks are stored in PostgreSQL and must keep coming in; a Redis outage is short."""
+
+    def decorate(function):
+        @wraps(function)
+        def wrapped(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except Exception as exc:  # the cache backend's connection errors have no common base
+                log.warning("rate limit not applied, the cache is unavailable: %s", exc)
+                return default
+
+        return wrapped
+
+    return decorate
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +89,7 @@ class Limit:
                 return 1, left
             return cache.incr(key), left
 
+    @_fail_open(0)
     def hit(self, subject: str) -> int:
         """Count one event; the seconds to wait if that went over the limit, else 0."""
         if self.count <= 0:
@@ -75,10 +97,12 @@ class Limit:
         used, left = self._count(subject)
         return left if used > self.count else 0
 
+    @_fail_open(False)
     def reached(self, subject: str) -> bool:
         """Count one event; whether that made ``count`` in this window."""
         return self.count > 0 and self._count(subject)[0] >= self.count
 
+    @_fail_open(0)
     def exceeded(self, subject: str) -> int:
         """The seconds to wait if the limit is already reached (counts nothing), else 0."""
         if self.count <= 0:
@@ -86,6 +110,7 @@ class Limit:
         window, left = self._window(time.time())
         return left if (cache.get(self._key(subject, window)) or 0) >= self.count else 0
 
+    @_fail_open(None)
     def forget(self, subject: str) -> None:
         cache.delete(self._key(subject, self._window(time.time())[0]))
 
@@ -134,6 +159,7 @@ def _lock_key(limit: Limit, subject: str) -> str:
     return limit._key(subject, -1)
 
 
+@_fail_open(0)
 def login_locked_for(request: HttpRequest | None, username: str | None) -> int:
     """Seconds until this username and this address may log in again (0: now)."""
     now = time.time()
@@ -142,6 +168,7 @@ def login_locked_for(request: HttpRequest | None, username: str | None) -> int:
 
 
 @receiver(user_login_failed, dispatch_uid="mesh-login-throttle-failed")
+@_fail_open(None)
 def _count_failed_login(sender, credentials, request=None, **kwargs) -> None:
     username = credentials.get("username")
     if login_locked_for(request, username):

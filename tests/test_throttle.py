@@ -183,3 +183,21 @@ def test_feed_polls_are_limited_per_token(client, workspace, device, settings, c
     clock.advance(50)
     assert client.get(f"/feeds/{token}.rss").status_code == 200
 
+
+
+class RedisDown:
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+        return fail
+
+
+def test_with_the_cache_down_nothing_is_limited_and_nothing_fails(client, member, device_token, settings,
+                                                                   monkeypatch):
+    settings.MESH_DEVICE_API_RATE_PER_MINUTE = 1
+    monkeypatch.setattr(throttle, "cache", RedisDown())
+    for i in range(3):
+        assert post_events(client, device_token, f"e{i}").status_code == 202
+    assert log_in(client, "alice", "wrong").status_code == 200
+    assert log_in(client, "alice", RIGHT).status_code == 302
