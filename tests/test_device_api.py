@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from connectors.base import RawItem
 from connectors.device.connector import DeviceConnector
@@ -859,3 +862,25 @@ def test_an_item_stored_with_deep_data_before_the_door_refused_it_still_renders(
     assert "{&#x27;n&#x27;: {" not in device_page  # a type that is not a string is not shown as one
     lifestream = client.get(f"/@{workspace.slug}/")
     assert lifestream.status_code == 200 and "n: n: n:" in lifestream.content.decode()
+
+
+_HOSTILE_CHARS = st.one_of(st.characters(), st.sampled_from(["\x00", "\x07", "\x1f", "\x7f", "\ud83d", "\udc00"]))
+_HOSTILE_TEXT = st.text(_HOSTILE_CHARS, min_size=1, max_size=12)
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event_id=_HOSTILE_TEXT, key=_HOSTILE_TEXT, value=_HOSTILE_TEXT, name=_HOSTILE_TEXT, phone=_HOSTILE_TEXT)
+def test_any_text_in_any_field_is_stored_cleaned_or_refused_by_field_never_a_500(
+    post, device, event_id, key, value, name, phone
+):
+    from connectors.text import clean_text
+
+    event = make_event(event_id, type="note", data={key: value, "text": value},
+                       participants=[{"kind": "phone", "value": phone, "role": "from", "name": name}])
+    response = post(body=json.dumps({"events": [event]}))  # lone surrogates as \\ud83d escapes
+    assert response.status_code in (202, 400), response.content
+    if response.status_code == 400:
+        assert {e["field"] for e in response.json()["errors"]} <= {"id", "participants[0].value"}
+        return
+    assert response.json()["accepted"] + response.json()["duplicate"] == 1
+    assert InboundItem.objects.filter(external_id=f"{device.pk}/{clean_text(event_id)}").exists()

@@ -6,12 +6,16 @@ adapter at the HTTP boundary (tests/test_twilio_fake.py); nothing inside Mesh is
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from urllib.parse import parse_qs
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from connectors.testing import ConnectorConformance, draft_dict
@@ -493,3 +497,30 @@ def test_a_status_callback_with_nul_is_kept_and_answered(client, twilio_source):
     assert post_signed(client, status_path(twilio_source), params).status_code == 200
     kept = InboundItem.objects.get(scope=f"twilio-status:{twilio_source.pk}")
     assert kept.payload["ErrorMessage"] == "Carrier said no"
+
+
+_FORM_TEXT = st.text(st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(["\x00", "\x07", "\x1f", "\x7f"])),
+                     max_size=20)
+_SIDS = itertools.count(1)  # examples share the test's database: each is a new message
+
+
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_FORM_TEXT, sender=_FORM_TEXT, field=_FORM_TEXT.filter(bool), value=_FORM_TEXT)
+def test_a_signed_webhook_with_any_text_in_any_field_is_stored_once(
+    client, twilio_source, django_capture_on_commit_callbacks, body, sender, field, value
+):
+    from urllib.parse import urlencode
+
+    from connectors.text import clean_text
+    from streams.models import InboundItem
+
+    sid = f"SM{next(_SIDS):032x}"
+    params = {field: value, "MessageSid": sid, "AccountSid": ACCOUNT, "From": sender, "To": OURS, "Body": body}
+    form = urlencode(params)  # as Twilio posts it: %00 and all
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(sms_path(twilio_source), data=form, content_type="application/x-www-form-urlencoded",
+                                   HTTP_X_TWILIO_SIGNATURE=sign(f"http://testserver{sms_path(twilio_source)}", params))
+        assert response.status_code == 200, response.content
+    item = InboundItem.objects.get(scope=f"source:{twilio_source.pk}", external_id=sid)
+    assert item.payload["Body"] == clean_text(body)
