@@ -12,20 +12,13 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from .export import rfc3339
 from .models import Contact, Workspace
 from .services import workspace_get_or_create
 
 # Exit status of a command line that names something that is not there (an unknown workspace):
 # 2, like argparse's own usage errors, so scripts can tell "wrong arguments" from "the work failed".
 USAGE_ERROR = 2
-
-
-def rfc3339(value: dt.datetime | None) -> str | None:
-    """The one form of a time in every command's JSON: UTC, whole seconds, ``Z``
-    (``2026-12-06T00:14:59Z``)."""
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _json_default(value):

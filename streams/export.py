@@ -15,9 +15,11 @@ VERB_TYPES = {
 
 
 def rfc3339(value: dt.datetime | None) -> str | None:
+    """The one written form of a time, in exports, feeds and every command's JSON: UTC, whole
+    seconds, ``Z`` (``2026-12-06T00:14:59Z``)."""
     if value is None:
         return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def tag_uri(activity: Activity) -> str:

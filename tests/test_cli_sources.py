@@ -154,7 +154,9 @@ def test_every_command_prints_times_as_rfc3339_z_and_tables_for_people(workspace
         assert status == 0 and out.strip(), args
         assert not out.lstrip().startswith(("{", "[")), (args, out)
         assert "datetime.datetime(" not in out and "{'" not in out and "None" not in out, (args, out)
-    assert len(seen) >= 6 and all(RFC3339_Z.match(t) for t in seen), seen
+    status, out, _ = run("mesh_export", "--workspace", "acme")
+    seen += [t for line in out.splitlines() for t in _times(json.loads(line))]
+    assert len(seen) >= 8 and all(RFC3339_Z.match(t) for t in seen), seen
     table = run("mesh_source", "list", "--workspace", "acme")[1].splitlines()
     assert table[0].split()[:3] == ["id", "connector", "name"]
     assert len({line.index("device") for line in table[1:]}) == 1
