@@ -195,3 +195,16 @@ def test_exit_statuses_from_the_shell(workspace):
     unknown = subprocess.run([*shell, "mesh_source", "list", "--workspace", "nope"], cwd=ROOT, env=env,
                              capture_output=True, text=True)
     assert unknown.returncode == 2 and "no workspace 'nope'" in unknown.stderr and unknown.stdout == ""
+
+
+def test_beat_never_dispatches_a_file_import(workspace, device, ticker, tmp_path):
+    from streams.tasks import dispatch_due_sources
+
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(make_event("c-1")) + "\n")
+    run_json("mesh_import", "device", str(path), "--device", str(device.pk), "--workspace", "acme")
+    imported = Source.objects.get(workspace=workspace, connector="device")
+    Source.objects.filter(pk=imported.pk).update(interval_seconds=60)  # set by hand, say
+    polled = ticker_source(workspace)
+    assert dispatch_due_sources() == [polled.pk]
+    assert imported.runs.count() == 1
