@@ -85,7 +85,9 @@ def import_child(path: Path, workspace: str) -> dict:
     from django.core.management import call_command
 
     from bench.run import peak_rss_mb
+    from streams.services import workspace_get_or_create
 
+    workspace_get_or_create(slug=workspace)  # commands refuse a workspace that does not exist
     out = StringIO()
     began = time.perf_counter()
     call_command("mesh_import", "twitter_archive", str(path), "--workspace", workspace, "--json", stdout=out, stderr=StringIO())
