@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "streams.middleware.DatabaseUnavailableMiddleware",
+    "streams.middleware.ServiceUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "mesh_site.urls"

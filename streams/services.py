@@ -3,6 +3,7 @@ named ``<entity>_<action>``). Views, tasks and commands call these; models stay 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets as pysecrets
@@ -310,7 +311,8 @@ def inbound_store(
 
 INBOUND_BATCH = 500
 # A scope's kick stays set this long at most (a lost task message is re-sent by the next item
-# after that; the beat's sweep re-sends items pending for 5 minutes whatever happens).
+# after that; the workers' sweep re-sends items pending for MESH_INBOUND_SWEEP_SECONDS whatever
+# happens).
 INBOUND_KICK_TTL = 10
 INBOUND_BUDGET_S = 20.0
 
@@ -331,15 +333,16 @@ def inbound_kick(*, scope: str, item_ids: list[int]) -> None:
     from .tasks import ingest_inbound
 
     key = _inbound_kick_key(scope)
-    if not cache.add(key, 1, timeout=INBOUND_KICK_TTL):
-        return
     try:
+        if not cache.add(key, 1, timeout=INBOUND_KICK_TTL):
+            return
         # A short coalescing window: the task is queued now and runs this much later, so a
         # burst of webhooks is one batch of many items, not many batches of a few (each batch
         # has a fixed cost: its transaction, identity lookups, the summaries).
         ingest_inbound.apply_async(args=[item_ids], countdown=settings.MESH_INBOUND_COALESCE_S or None)
-    except Exception:  # the broker is down: the items are stored; the beat's sweep sends them
-        cache.delete(key)
+    except Exception:  # Redis is down: the items are stored; the workers' sweep sends them
+        with contextlib.suppress(Exception):
+            cache.delete(key)
         log.exception("could not queue ingest of %d stored item(s) of %s", len(item_ids), scope)
 
 

@@ -8,7 +8,7 @@ import threading
 
 from celery import shared_task
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Min, Q
 from django.utils import timezone
 
@@ -62,6 +62,12 @@ def sync_source(self, source_id: int, since: str | None = None, trigger: str = "
         )
     except SourceBusy:
         return {"skipped": "busy"}
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away mid-sync (a restart, a failover): every stored batch kept its
+        # cursor, so the retry resumes after the last one. Soon: such outages are short.
+        if self.request.is_eager:
+            raise
+        raise self.retry(exc=exc, countdown=min(60, 2 * 2**self.request.retries)) from exc
     except ConnectorError as exc:
         if exc.permanent or self.request.is_eager:
             return {"error": exc.message, "permanent": exc.permanent}

@@ -107,3 +107,18 @@ def test_worker_alone_recovers_stranded_items_at_start_and_periodically(device, 
     finally:
         proc.terminate()
         print(proc.communicate(timeout=30)[0][-3000:])
+
+
+@pytest.mark.django_db
+def test_push_while_redis_is_down_is_stored_and_left_to_the_sweep(device, settings, django_capture_on_commit_callbacks):
+    from connectors.base import RawItem
+    from streams.services import inbound_store
+
+    # Nothing listens on port 1: the cache (and so the ingest kick) is down.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        ids, repeated = inbound_store(workspace=device.workspace, connector="device", device=device,
+                                      items=[RawItem(f"{device.pk}/x{i}", make_event(f"x{i}")) for i in range(2)])
+    assert (len(ids), repeated) == (2, 0)
+    assert list(InboundItem.objects.filter(pk__in=ids).values_list("state", flat=True)) == ["pending", "pending"]
