@@ -195,6 +195,6 @@ def contact_json(contact: Contact) -> dict:
         "name": contact.name,
         "identities": [f"{i.kind}:{i.value}" for i in sorted(contact.identities.all(), key=lambda i: (i.kind, i.value))],
         "counts": contact.channel_counts or {},
-        "last_activity_at": rfc3339(contact.last_activity_at),
+        "last_activity_at": contact.last_activity_at,  # written by emit: RFC 3339 in JSON, readable otherwise
         "merged_into": contact.merged_into_id,
     }
