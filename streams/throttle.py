@@ -69,7 +69,8 @@ class Limit:
     def seconds(self) -> int:
         return max(1, getattr(settings, self.per) if isinstance(self.per, str) else self.per)
 
-    def _key(self, subject: str, window: int) -> str:
+    def key(self, subject: str, window: int) -> str:
+        """The cache key of a window's counter (window -1: the lock of a log-in limit)."""
         digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return f"mesh:throttle:{self.scope}:{digest}:{window}"
 
@@ -81,7 +82,7 @@ class Limit:
     def _count(self, subject: str) -> tuple[int, int]:
         """Count one event: the events so far in this window, and the seconds left in it."""
         window, left = self._window(time.time())
-        key = self._key(subject, window)
+        key = self.key(subject, window)
         try:
             return cache.incr(key), left
         except ValueError:  # the window's first event
@@ -108,11 +109,11 @@ class Limit:
         if self.count <= 0:
             return 0
         window, left = self._window(time.time())
-        return left if (cache.get(self._key(subject, window)) or 0) >= self.count else 0
+        return left if (cache.get(self.key(subject, window)) or 0) >= self.count else 0
 
     @_fail_open(None)
     def forget(self, subject: str) -> None:
-        cache.delete(self._key(subject, self._window(time.time())[0]))
+        cache.delete(self.key(subject, self._window(time.time())[0]))
 
 
 def client_ip(request: HttpRequest | None) -> str:
@@ -156,7 +157,7 @@ def _login_subjects(request: HttpRequest | None, username: str | None) -> list[t
 
 
 def _lock_key(limit: Limit, subject: str) -> str:
-    return limit._key(subject, -1)
+    return limit.key(subject, -1)
 
 
 @_fail_open(0)
