@@ -143,3 +143,18 @@ def test_import_while_another_run_is_active_says_so_plainly(backend, source, tmp
         f"source {source.pk} is being synced by pid 1234 on host other-host since {since.isoformat()}; "
         "try again later"
     )
+
+
+@pytest.mark.django_db
+def test_sync_while_another_run_is_active_names_it_and_exits_1(backend, workspace, capsys, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("")
+    source = source_create(workspace=workspace, connector="device", name="file", config={"path": str(path)},
+                           interval_seconds=0)
+    since = timezone.now().replace(microsecond=0)
+    hold(backend, source, Holder("other-host", 1234, "99"), since)
+    with pytest.raises(SystemExit) as exit_:
+        call_command("mesh_sync", str(source.pk), "--workspace", workspace.slug)
+    assert exit_.value.code == 1
+    assert (f"source {source.pk} is being synced by pid 1234 on host other-host since {since.isoformat()}; "
+            "try again later") in capsys.readouterr().err
