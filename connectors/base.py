@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar
+
+import orjson
+
+from .text import MAX_JSON_DEPTH, clean_json, clean_text, json_deeper_than, needs_cleaning
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,19 @@ CHANNELS = ("email", "sms", "twitter", "device")
 DIRECTIONS = ("in", "out", "none")
 VISIBILITIES = ("private", "public")
 ROLES = ("from", "to", "cc", "bcc", "author", "mention", "subject", "sender", "reply_to")
+
+# How far ahead of Mesh's clock an item may be dated, for every connector and the device API:
+# clocks drift and zones get mislabelled by hours, but an item dated next week (or in 5138,
+# from milliseconds read as seconds) is a bad timestamp, and it would sit on top of every
+# timeline until then.
+MAX_CLOCK_SKEW = dt.timedelta(days=1)
+# An ``extra`` larger than this, serialized, is not metadata: it is a payload in the wrong place.
+MAX_EXTRA_BYTES = 256 * 1024
+# Column widths of the activity table that a draft fills as it is (the others are truncated or
+# have no limit).
+MAX_CHANNEL = 16
+MAX_VERB = 32
+TEXT_FIELDS = ("channel", "verb", "dedup_key", "subject", "text", "html", "url", "thread_key")
 
 
 class ConnectorError(Exception):
@@ -111,27 +129,120 @@ class ActivityDraft:
     automated: bool = False
     extra: dict = field(default_factory=dict)
 
-    def validate(self) -> None:
-        """Raise BadItem when the draft breaks the contract (connector bugs surface here)."""
-        if self.channel not in CHANNELS and not self.channel.isidentifier():
-            raise BadItem(f"unknown channel {self.channel!r}")
+    def validate(self, *, now: dt.datetime | None = None) -> None:
+        """Raise BadItem when the draft breaks the contract (connector bugs and hostile input
+        surface here, as a failure of this item alone).
+
+        Times: an item dated more than ``MAX_CLOCK_SKEW`` after ``now`` (the time of ingest)
+        is refused, whatever the connector. A connector that knows when the item really
+        arrived uses that instead of an absurd source date before it gets here (the email
+        normalizer takes the server's arrival time over a Date header from 2100, and says so
+        in ``extra["date_source"]``); with nothing better, the item fails here with its date
+        in the reason. Old times are not refused here: they harm no timeline but their own,
+        and the sources that cannot predate a year (device events, mail) refuse them where
+        they are parsed.
+        """
+        for name in TEXT_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise BadItem(f"{name} must be a string, not {type(getattr(self, name)).__name__}")
+        if self.channel not in CHANNELS and not (self.channel.isidentifier() and len(self.channel) <= MAX_CHANNEL):
+            raise BadItem(f"unknown channel {self.channel[:40]!r}")
+        if not self.verb or len(self.verb) > MAX_VERB:
+            raise BadItem(f"verb must be 1 to {MAX_VERB} characters")
         if self.direction is not None and self.direction not in DIRECTIONS:
-            raise BadItem(f"unknown direction {self.direction!r}")
+            raise BadItem(f"unknown direction {str(self.direction)[:40]!r}")
         if self.visibility not in VISIBILITIES:
-            raise BadItem(f"unknown visibility {self.visibility!r}")
+            raise BadItem(f"unknown visibility {str(self.visibility)[:40]!r}")
         if not self.dedup_key or len(self.dedup_key) > 255:
             raise BadItem("dedup_key must be 1 to 255 characters")
-        if not isinstance(self.occurred_at, dt.datetime) or self.occurred_at.tzinfo is None:
-            raise BadItem("occurred_at must be an aware datetime")
+        self._validate_time(now or dt.datetime.now(dt.UTC))
+        if not isinstance(self.participants, list):
+            raise BadItem("participants must be a list")
         for p in self.participants:
+            if not isinstance(p, ParticipantDraft):
+                raise BadItem(f"participants must be ParticipantDrafts, not {type(p).__name__}")
             if p.role not in ROLES:
-                raise BadItem(f"unknown participant role {p.role!r}")
+                raise BadItem(f"unknown participant role {str(p.role)[:40]!r}")
+            if not (isinstance(p.kind, str) and isinstance(p.value, str) and isinstance(p.display, str)):
+                raise BadItem("participant kind, value and display must be strings")
+        if self.device is not None and not isinstance(self.device, str | int):
+            raise BadItem(f"device must be a device id, not {type(self.device).__name__}")
+        if not isinstance(self.attachments, list) or not all(isinstance(a, dict) for a in self.attachments):
+            raise BadItem("attachments must be a list of objects")
+        if not isinstance(self.extra, dict):
+            raise BadItem(f"extra must be an object, not {type(self.extra).__name__}")
+        _check_json_bounds("extra", self.extra)
+        _check_json_bounds("attachments", self.attachments)
+
+    def _validate_time(self, now: dt.datetime) -> None:
+        when = self.occurred_at
+        if not isinstance(when, dt.datetime) or when.tzinfo is None or when.utcoffset() is None:
+            raise BadItem("occurred_at must be an aware datetime")
+        if when.year in (dt.MINYEAR, dt.MAXYEAR):  # year 1 at +05:00 is no instant in UTC
+            try:
+                when.astimezone(dt.UTC)
+            except OverflowError:
+                raise BadItem(f"occurred_at {when.isoformat()} is out of range") from None
+        if when > now + MAX_CLOCK_SKEW:
+            raise BadItem(f"occurred_at {when.isoformat()} is more than {_skew_words()} in the future")
+
+    def clean(self) -> None:
+        """Make every string of the draft storable, in place: NUL and other control characters
+        removed, lone surrogates replaced (``connectors.text``). PostgreSQL refuses NUL in
+        text and jsonb and no encoder takes a lone surrogate, so one such character would
+        otherwise abort the whole batch, again on every re-run. Ingest calls it right after
+        ``validate``; a clean draft costs one regex search over all its strings and one orjson
+        encoding each of ``extra`` and ``attachments``."""
+        strings = [self.channel, self.verb, self.dedup_key, self.subject, self.text, self.html, self.url,
+                   self.thread_key]
+        for p in self.participants:
+            strings += (p.role, p.kind, p.value, p.display)
+        if isinstance(self.device, str):
+            strings.append(self.device)
+        if needs_cleaning("".join(strings)):  # one search for the whole draft: the usual answer is no
+            for name in TEXT_FIELDS:
+                setattr(self, name, clean_text(getattr(self, name)))
+            for p in self.participants:
+                p.role, p.kind, p.value, p.display = map(clean_text, (p.role, p.kind, p.value, p.display))
+            if isinstance(self.device, str):
+                self.device = clean_text(self.device)
+        if self.attachments:
+            self.attachments = clean_json(self.attachments)
+        if self.extra:
+            self.extra = clean_json(self.extra)
+        if not self.dedup_key:
+            raise BadItem("dedup_key is empty once control characters are removed")
 
     def as_dict(self) -> dict:
         """The whole draft as plain data: what conformance tests compare."""
         data = dataclasses.asdict(self)
         data["occurred_at"] = self.occurred_at.astimezone(dt.UTC).isoformat()
         return data
+
+
+def _skew_words() -> str:
+    hours = int(MAX_CLOCK_SKEW.total_seconds() // 3600)
+    return "1 day" if hours == 24 else f"{hours} hours"
+
+
+def _check_json_bounds(name: str, value: dict | list) -> None:
+    """Refuse JSON that would cost every page showing it: deeper than ``MAX_JSON_DEPTH`` or
+    larger than ``MAX_EXTRA_BYTES`` serialized."""
+    if not value:
+        return
+    try:
+        encoded = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a lone surrogate (cleaned later), an integer beyond 64 bits, a stray type
+        encoded = None
+    if json_deeper_than(value, MAX_JSON_DEPTH, encoded=encoded):
+        raise BadItem(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if encoded is None:
+        try:
+            encoded = json.dumps(value, default=repr).encode()
+        except (TypeError, ValueError) as exc:
+            raise BadItem(f"{name} is not JSON: {exc}") from None
+    if len(encoded) > MAX_EXTRA_BYTES:
+        raise BadItem(f"{name} is {len(encoded) // 1024} KB serialized, more than {MAX_EXTRA_BYTES // 1024} KB")
 
 
 class Connector:

@@ -14,15 +14,18 @@ import functools
 import gc
 import json
 import logging
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
 import psycopg
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from connectors.base import ActivityDraft, BadItem, Connector, RawItem
+from connectors.text import TooDeep, clean_json, clean_text, json_deeper_than, needs_cleaning
 
 from .dbstats import statistics_refresh
 from .identity import InvalidIdentity, Wanted, contacts_rename, identities_resolve, normalize
@@ -34,6 +37,13 @@ from .timelines import activities_fan_out, timeline_rows_insert
 log = logging.getLogger(__name__)
 
 UNSET = object()
+
+# Stored raw payloads nest at most this deep (real ones nest fewer than ten levels); deeper ones
+# would exhaust the JSON encoders' recursion on the way to the database.
+MAX_RAW_DEPTH = 128
+# A failure's reason is for a person to read: a connector that quotes a whole payload in its
+# exception message is cut here.
+MAX_REASON = 2000
 
 
 @dataclass(slots=True)
@@ -115,12 +125,16 @@ def _ingest_batch(
     region = workspace.region
     drafts: list[tuple[RawItem, ActivityDraft]] = []
     failures: list[tuple[RawItem, str]] = []
+    started = timezone.now()
     for raw in items:
         try:
+            # What normalize sees is what is stored, so a reprocess sees it too.
+            raw = _storable_raw(raw)
             draft = connector.normalize(raw)
             if not isinstance(draft, ActivityDraft):
                 raise BadItem(f"normalize returned {type(draft).__name__}, not an ActivityDraft")
-            draft.validate()
+            draft.validate(now=started)
+            draft.clean()
             drafts.append((raw, draft))
         except BadItem as exc:
             failures.append((raw, exc.reason))
@@ -225,6 +239,23 @@ def _ingest_batch(
                 run.newest_item_at = result.newest
                 SyncRun.objects.filter(pk=run.pk).update(newest_item_at=result.newest)
     return result
+
+
+def _storable_raw(raw: RawItem) -> RawItem:
+    """``raw`` with its id and payload cleaned for storage (``connectors.text``); the same
+    object when nothing needed cleaning. A payload nested absurdly deep fails as an item."""
+    external_id = raw.external_id
+    if not isinstance(external_id, str):
+        external_id = str(external_id)
+    if needs_cleaning(external_id):
+        external_id = clean_text(external_id)
+    try:
+        payload = clean_json(raw.payload, max_depth=MAX_RAW_DEPTH)
+    except TooDeep as exc:
+        raise BadItem(f"payload {exc}") from None
+    if external_id is raw.external_id and payload is raw.payload:
+        return raw
+    return RawItem(external_id, payload, raw.received_at)
 
 
 def _draft_devices(workspace: Workspace, fresh, rows: list[_Row]) -> None:
@@ -560,14 +591,12 @@ def _record_failures(workspace, connector_key, scope, source, device, failures, 
     if not failures:
         return
     for raw, reason in failures:
-        payload = raw.payload
-        try:
-            json.dumps(payload)
-        except (TypeError, ValueError):
-            payload = {"repr": repr(payload)[:10000]}
+        external_id = clean_text(str(raw.external_id))[:255]
+        reason = clean_text(str(reason))[:MAX_REASON]
+        payload = _failure_payload(raw.payload)
         obj, created = ImportFailure.objects.get_or_create(
             scope=scope,
-            external_id=raw.external_id[:255],
+            external_id=external_id,
             defaults=dict(
                 workspace=workspace, source=source, device=device, connector=connector_key,
                 reason=reason, payload=payload, first_seen_at=now, last_seen_at=now,
@@ -578,3 +607,17 @@ def _record_failures(workspace, connector_key, scope, source, device, failures, 
                 reason=reason, payload=payload, attempts=F("attempts") + 1, last_seen_at=now, resolved_at=None
             )
 
+
+def _failure_payload(payload):
+    """A failed item's payload as JSON that PostgreSQL and SQLite store, whatever it holds:
+    cleaned text, NaN and infinities as null, and a bounded ``repr`` for what is not JSON."""
+    try:
+        payload = clean_json(payload)
+        if json_deeper_than(payload, MAX_RAW_DEPTH):
+            return {"_error": f"payload nested deeper than {MAX_RAW_DEPTH} levels", "repr": clean_text(reprlib.repr(payload))}
+        try:
+            return orjson.loads(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS))  # NaN becomes null
+        except TypeError:  # an integer beyond 64 bits, a type JSON lacks
+            return json.loads(json.dumps(payload, default=repr), parse_constant=lambda _: None)
+    except Exception:  # the failure must be recorded whatever its payload is
+        return {"repr": clean_text(reprlib.repr(payload))}

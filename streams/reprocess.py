@@ -82,6 +82,7 @@ def _reprocess_chunk(workspace, source, connector, chunk: list[Activity], result
         try:
             draft = connector.normalize(raw)
             draft.validate()
+            draft.clean()
         except BadItem:
             result.failed += 1
             continue

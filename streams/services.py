@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from connectors.base import Connector, ConnectorError, RawItem, registry
+from connectors.text import clean_text
 
 from .crypto import secrets_decrypt, secrets_encrypt, token_hash
 from .identity import identity_mark_self
@@ -193,6 +194,7 @@ def _interrupt_stale_runs(source: Source) -> None:
 
 
 def _run_failed(source: Source, run: SyncRun, message: str, *, status: str, retry_at=None) -> None:
+    message = clean_text(message)  # an error may quote what the source sent, NUL and all
     now = timezone.now()
     SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.FAILED, finished_at=now, error=message[:5000])
     Source.objects.filter(pk=source.pk).update(status=status, last_error=message[:5000], retry_at=retry_at)
