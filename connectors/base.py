@@ -167,7 +167,9 @@ class ActivityDraft:
                 raise BadItem("participant kind, value and display must be strings")
         if self.device is not None and not isinstance(self.device, str | int):
             raise BadItem(f"device must be a device id, not {type(self.device).__name__}")
-        if not isinstance(self.attachments, list) or not all(isinstance(a, dict) for a in self.attachments):
+        if not isinstance(self.attachments, list) or (
+            self.attachments and not all(isinstance(a, dict) for a in self.attachments)
+        ):
             raise BadItem("attachments must be a list of objects")
         if not isinstance(self.extra, dict):
             raise BadItem(f"extra must be an object, not {type(self.extra).__name__}")
@@ -191,8 +193,8 @@ class ActivityDraft:
         removed, lone surrogates replaced (``connectors.text``). PostgreSQL refuses NUL in
         text and jsonb and no encoder takes a lone surrogate, so one such character would
         otherwise abort the whole batch, again on every re-run. Ingest calls it right after
-        ``validate``; a clean draft costs one regex search over all its strings and one orjson
-        encoding each of ``extra`` and ``attachments``."""
+        ``validate``; a clean draft costs one scan over all its strings at once and one
+        orjson encoding each of ``extra`` and ``attachments``."""
         strings = [self.channel, self.verb, self.dedup_key, self.subject, self.text, self.html, self.url,
                    self.thread_key]
         for p in self.participants:

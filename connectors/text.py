@@ -22,6 +22,8 @@ REPLACEMENT = "\ufffd"
 # Deeper JSON than this is refused at the door and never rendered: real payloads (OwnTracks,
 # Twilio, X) nest fewer than ten levels.
 MAX_JSON_DEPTH = 32
+# orjson refuses to encode deeper values, so whatever it encodes is no deeper than this.
+ORJSON_MAX_DEPTH = 254
 
 
 def clean_text(value: str) -> str:
@@ -62,11 +64,12 @@ def clean_json(value: Any, *, max_depth: int | None = None) -> Any:
     if not isinstance(value, dict | list):
         return value
     try:
-        encoded = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # a lone surrogate, deeper than orjson goes, a type it does not know
+        encoded = orjson.dumps(value)
+    except TypeError:  # a lone surrogate, deeper than orjson goes, a key or type it does not know
         encoded = None
-    if max_depth is not None and _deeper_than(value, encoded, max_depth):
-        raise TooDeep(f"nested deeper than {max_depth} levels")
+    if max_depth is not None and (encoded is None or max_depth < ORJSON_MAX_DEPTH):
+        if _deeper_than(value, encoded, max_depth):
+            raise TooDeep(f"nested deeper than {max_depth} levels")
     if encoded is not None and not _may_be_dirty(encoded):
         return value
     if not _has_dirty_string(value):

@@ -25,7 +25,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from connectors.base import ActivityDraft, BadItem, Connector, RawItem
-from connectors.text import TooDeep, clean_json, clean_text, json_deeper_than, needs_cleaning
+from connectors.text import (
+    ORJSON_MAX_DEPTH,
+    TooDeep,
+    clean_json,
+    clean_text,
+    json_deeper_than,
+    needs_cleaning,
+)
 
 from .dbstats import statistics_refresh
 from .identity import InvalidIdentity, Wanted, contacts_rename, identities_resolve, normalize
@@ -38,9 +45,10 @@ log = logging.getLogger(__name__)
 
 UNSET = object()
 
-# Stored raw payloads nest at most this deep (real ones nest fewer than ten levels); deeper ones
-# would exhaust the JSON encoders' recursion on the way to the database.
-MAX_RAW_DEPTH = 128
+# Stored raw payloads nest at most as deep as orjson encodes (real ones nest fewer than ten
+# levels), so the check costs nothing for a payload orjson encodes; deeper ones would exhaust the
+# standard library encoder's recursion on the way to the database.
+MAX_RAW_DEPTH = ORJSON_MAX_DEPTH
 # A failure's reason is for a person to read: a connector that quotes a whole payload in its
 # exception message is cut here.
 MAX_REASON = 2000

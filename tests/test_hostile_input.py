@@ -16,6 +16,7 @@ import json
 import re
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +35,7 @@ from connectors.email_common import pack
 from connectors.imap.connector import ImapConnector
 from connectors.mbox.connector import MboxConnector
 from connectors.sms_backup.connector import SmsBackupConnector
-from connectors.text import MAX_JSON_DEPTH, clean_json, clean_text, needs_cleaning
+from connectors.text import MAX_JSON_DEPTH, ORJSON_MAX_DEPTH, clean_json, clean_text, needs_cleaning
 from connectors.twilio_sms.connector import TwilioSmsConnector
 from connectors.twitter.connector import TwitterConnector
 from connectors.twitter_archive.connector import TwitterArchiveConnector
@@ -262,7 +263,7 @@ def test_payload_nested_too_deep_to_encode_is_a_failure_with_a_bounded_record(wo
     raw = RawItem("abyss", {"draft": {"dedup_key": "sms:abyss"}, "deep": nested(5000)})
     assert ingest_one(workspace, DraftConnector(), raw).failed == 1
     failure = ImportFailure.objects.get(external_id="abyss")
-    assert failure.reason == "payload nested deeper than 128 levels"
+    assert failure.reason == "payload nested deeper than 254 levels"
     assert failure.payload["_error"] == failure.reason and len(failure.payload["repr"]) < 1000
 
 
@@ -300,6 +301,14 @@ def test_clean_json_leaves_nothing_to_clean_and_returns_clean_values_as_they_are
     assert clean_json(cleaned) is cleaned
     if not any(DIRTY.search(text) for text in strings(value)):
         assert cleaned is value
+
+
+def test_orjson_encodes_exactly_as_deep_as_the_cleaning_assumes():
+    # clean_json skips its depth walk for what orjson encodes; an orjson that went deeper
+    # would let deeper payloads through unchecked.
+    assert orjson.dumps(nested(ORJSON_MAX_DEPTH))
+    with pytest.raises(TypeError):
+        orjson.dumps(nested(ORJSON_MAX_DEPTH + 1))
 
 
 # -- property tests over every parser ------------------------------------------------------------
