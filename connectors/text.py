@@ -1,12 +1,14 @@
 """Text and JSON that PostgreSQL, SQLite and every renderer accept, whatever a source sent.
 
 PostgreSQL refuses NUL in text and jsonb, and no encoder accepts a lone UTF-16 surrogate
-(``"\\ud83d"`` from a JSON string cut mid-emoji). Every connector and every door that stores what
+(``"\\ud83d"`` from a JSON string cut mid-emoji); jsonb and SQLite's JSON refuse NaN and
+infinities, which Python's ``json.loads`` accepts. Every connector and every door that stores what
 arrived (webhooks, the device API, imports) cleans through here, so the rule is written once.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -52,8 +54,8 @@ class TooDeep(ValueError):
 
 
 def clean_json(value: Any, *, max_depth: int | None = None) -> Any:
-    """``value`` with every string (object keys too) cleaned; other values unchanged.
-    ``max_depth``: raise TooDeep for a value nested deeper.
+    """``value`` with every string (object keys too) cleaned and NaN or infinities as None;
+    other values unchanged. ``max_depth``: raise TooDeep for a value nested deeper.
 
     Iterative, so hostile nesting cannot exhaust the stack. Returns the same object when
     nothing needed cleaning, which is the common case and costs one orjson encoding (a
@@ -61,6 +63,8 @@ def clean_json(value: Any, *, max_depth: int | None = None) -> Any:
     """
     if isinstance(value, str):
         return clean_text(value) if needs_cleaning(value) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if not isinstance(value, dict | list):
         return value
     try:
@@ -71,8 +75,10 @@ def clean_json(value: Any, *, max_depth: int | None = None) -> Any:
         if _deeper_than(value, encoded, max_depth):
             raise TooDeep(f"nested deeper than {max_depth} levels")
     if encoded is not None and not _may_be_dirty(encoded):
-        return value
-    if not _has_dirty_string(value):
+        # orjson writes NaN and infinities as null: only a value with a null can hold one.
+        if b"null" not in encoded or _all_finite(value):
+            return value
+    if not _needs_rebuild(value):
         return value
     return _rebuild(value)
 
@@ -93,12 +99,30 @@ def _deeper_than(value: Any, encoded: bytes | None, limit: int) -> bool:
     return json_depth(value, limit=limit) > limit
 
 
-def _has_dirty_string(value: Any) -> bool:
+def _all_finite(value: Any) -> bool:
+    # Values only: keys are strings, and orjson has already vouched for every string.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _needs_rebuild(value: Any) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             if needs_cleaning(item):
+                return True
+        elif isinstance(item, float):
+            if not math.isfinite(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())
@@ -122,6 +146,8 @@ def _rebuild(value: Any) -> Any:
                 item = child
             elif isinstance(item, str) and needs_cleaning(item):
                 item = clean_text(item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                item = None
             if isinstance(dst, dict):
                 dst[clean_text(key) if isinstance(key, str) else key] = item
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from pathlib import Path
 
@@ -280,26 +281,27 @@ def test_needs_cleaning_says_exactly_whether_clean_text_changes_a_string(value):
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=st.recursive(st.one_of(st.none(), st.integers(), ANY_TEXT),
+@given(value=st.recursive(st.one_of(st.none(), st.integers(), st.floats(), ANY_TEXT),
                           lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                   st.dictionaries(ANY_TEXT, inner, max_size=4)),
                           max_leaves=20))
 def test_clean_json_leaves_nothing_to_clean_and_returns_clean_values_as_they_are(value):
-    def strings(v):
+    def unstorable(v):
+        """Strings (keys too) that need cleaning, and NaN or infinities."""
         if isinstance(v, str):
-            yield v
-        elif isinstance(v, dict):
-            for k, item in v.items():
-                yield k
-                yield from strings(item)
-        elif isinstance(v, list):
-            for item in v:
-                yield from strings(item)
+            return DIRTY.search(v) is not None
+        if isinstance(v, float):
+            return not math.isfinite(v)
+        if isinstance(v, dict):
+            return any(unstorable(k) or unstorable(item) for k, item in v.items())
+        if isinstance(v, list):
+            return any(unstorable(item) for item in v)
+        return False
 
     cleaned = clean_json(value)
-    assert not any(DIRTY.search(text) for text in strings(cleaned))
-    assert clean_json(cleaned) is cleaned
-    if not any(DIRTY.search(text) for text in strings(value)):
+    assert not unstorable(cleaned)
+    assert json.loads(json.dumps(cleaned, allow_nan=False)) == cleaned
+    if not unstorable(value):
         assert cleaned is value
 
 
