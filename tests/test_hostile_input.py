@@ -243,6 +243,23 @@ def test_archive_tweet_dated_9999_is_a_failure(workspace):
     )
 
 
+def test_mail_dated_2100_takes_its_arrival_time_or_fails_when_it_has_none(workspace):
+    data = (FIXTURES / "email" / "absurd_date__far_future.eml").read_bytes()
+    mbox = MboxConnector({"path": "all.mbox"})
+    arrived = ingest_one(workspace, mbox, RawItem("mail-1", pack(data, file="all.mbox", index=0)))
+    assert arrived.new == 1
+    stored = Activity.objects.get(workspace=workspace)
+    assert (stored.occurred_at, stored.extra["date_source"]) == (dt.datetime(2026, 5, 10, 6, tzinfo=dt.UTC), "received")
+    stored.delete()
+    without_arrival = re.sub(rb"^Received: [^\n]*\n", b"", data, flags=re.M)
+    assert without_arrival != data
+    failed = ingest_one(workspace, mbox, RawItem("mail-2", pack(without_arrival, file="all.mbox", index=1)))
+    assert failed.failed == 1
+    assert ImportFailure.objects.get(external_id="mail-2").reason == (
+        "occurred_at 2100-01-01T00:00:00+00:00 is more than 1 day in the future"
+    )
+
+
 # -- deep nesting and size (15.1, the draft rule) ------------------------------------------------
 
 
