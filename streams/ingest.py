@@ -624,7 +624,8 @@ def _failure_payload(payload):
         if json_deeper_than(payload, MAX_RAW_DEPTH):
             return {"_error": f"payload nested deeper than {MAX_RAW_DEPTH} levels", "repr": clean_text(reprlib.repr(payload))}
         try:
-            return orjson.loads(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS))  # NaN becomes null
+            # Through JSON and back: keys become strings, dates ISO text, as the column keeps them.
+            return orjson.loads(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS))
         except TypeError:  # an integer beyond 64 bits, a type JSON lacks
             return json.loads(json.dumps(payload, default=repr), parse_constant=lambda _: None)
     except Exception:  # the failure must be recorded whatever its payload is

@@ -152,6 +152,17 @@ def test_a_connector_crash_quoting_nul_becomes_a_failure(workspace):
     assert ImportFailure.objects.get(external_id="c").reason == "ValueError: bad byte  in \ufffd"
 
 
+def test_a_failure_quoting_a_whole_payload_keeps_a_readable_reason(workspace):
+    class Quoting(DraftConnector):
+        def normalize(self, raw):
+            raise BadItem(f"cannot parse {raw.payload['blob']}")
+
+    ingest_one(workspace, Quoting(), RawItem("q", {"blob": "x" * 50_000, "at": dt.datetime(2026, 5, 1, tzinfo=dt.UTC)}))
+    failure = ImportFailure.objects.get(external_id="q")
+    assert len(failure.reason) == 2000 and failure.reason.startswith("cannot parse xxx")
+    assert failure.payload["at"] == "2026-05-01T00:00:00+00:00"
+
+
 def test_a_draft_with_a_wrong_type_is_a_failure_naming_the_field(workspace):
     result = ingest_one(workspace, DraftConnector(), RawItem("t", {"draft": {"dedup_key": "sms:t", "text": None}}))
     assert result.failed == 1
