@@ -101,10 +101,18 @@ def _deeper_than(value: Any, encoded: bytes | None, limit: int) -> bool:
 
 def _all_finite(value: Any) -> bool:
     # Values only: keys are strings, and orjson has already vouched for every string.
+    # Most values are strings: one type() call skips them (subclasses take the slow branch).
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, float):
+        kind = type(item)
+        if kind is str:
+            continue
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif isinstance(item, float):
             if not math.isfinite(item):
                 return False
         elif isinstance(item, dict):
