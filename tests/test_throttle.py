@@ -201,3 +201,25 @@ def test_with_the_cache_down_nothing_is_limited_and_nothing_fails(client, member
         assert post_events(client, device_token, f"e{i}").status_code == 202
     assert log_in(client, "alice", "wrong").status_code == 200
     assert log_in(client, "alice", RIGHT).status_code == 302
+
+
+def test_on_redis_a_window_counts_in_one_round_trip_and_the_cache_reads_the_count_back(monkeypatch, settings, clock):
+    """Production's path: the counter is a raw INCR with an expiry (one pipelined round trip),
+    and Django's Redis cache still reads it as the integer it is."""
+    import os
+
+    from django.core.cache.backends.redis import RedisCache
+
+    redis_cache = RedisCache(os.environ["REDIS_URL"], {"KEY_PREFIX": f"mesh-test-throttle-{os.getpid()}"})
+    monkeypatch.setattr(throttle, "cache", redis_cache)
+    settings.MESH_FEED_RATE_PER_MINUTE = 3
+    subject = f"feed-token-{clock.now}"
+    window, left = throttle.FEED_REQUESTS._window(clock.time())
+    key = redis_cache.make_and_validate_key(throttle.FEED_REQUESTS.key(subject, window))
+    client = throttle._redis_client()
+    try:
+        assert [throttle.FEED_REQUESTS.hit(subject) for _ in range(4)] == [0, 0, 0, left]
+        assert redis_cache.get(throttle.FEED_REQUESTS.key(subject, window)) == 4
+        assert 0 < client.ttl(key) <= left + 1
+    finally:
+        client.delete(key)
