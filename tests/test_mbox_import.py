@@ -170,6 +170,17 @@ def test_a_lone_eml_without_any_header_imports_at_the_files_time_with_the_gap_re
     assert activity.text.startswith("Call the plumber") and not activity.participants.exists()
 
 
+def test_a_headerless_eml_inside_a_zip_imports_at_the_members_time(workspace, tmp_path):
+    path = tmp_path / "takeout.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        member = zipfile.ZipInfo("Takeout/Mail/note.eml", date_time=(2026, 5, 12, 10, 0, 0))
+        zf.writestr(member, (FIXTURES / "headerless__body_only.eml").read_bytes())
+    assert run_import(workspace, path) == {"fetched": 1, "new": 1, "duplicate": 0, "failed": 0}
+    activity = Activity.objects.get(workspace=workspace)
+    assert activity.occurred_at.isoformat() == "2026-05-12T10:00:00+00:00"
+    assert activity.extra["date_source"] == "file"
+
+
 def test_copies_of_a_message_without_message_id_in_mbox_and_eml_are_one_activity(workspace, tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()

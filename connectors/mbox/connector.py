@@ -253,12 +253,13 @@ class MboxConnector(EmailNormalizer, Connector):
         if kind == "refused":
             yield RawItem(name, {"file": name, "error": opener()})
             return
-        with opener() as fh:
+        member = opener()
+        with member as fh:
             if kind == "eml":
                 data = fh.read(MAX_MESSAGE_BYTES + 1)
-                mtime = None
+                # The file's time is the last-resort date of a message without one.
+                mtime = getattr(member, "mtime", None)
                 if isinstance(getattr(fh, "name", None), str) and Path(fh.name).is_file():
-                    # A real file: its time is the last-resort date of a message without one.
                     mtime = dt.datetime.fromtimestamp(Path(fh.name).stat().st_mtime, dt.UTC).isoformat()
                 yield self._raw(name, data, {"file": name, "mtime": mtime})
                 return
@@ -334,6 +335,10 @@ class _ZipMember:
     def __init__(self, path, name):
         self.zf = zipfile.ZipFile(path)
         self.fh = self.zf.open(name)
+        # Zip keeps a member's time without a zone; read as UTC it is off by the packer's
+        # offset at most, which beats no date. 1980-01-01 00:00 is zip's "no time".
+        stamp = self.zf.getinfo(name).date_time
+        self.mtime = None if stamp == (1980, 1, 1, 0, 0, 0) else dt.datetime(*stamp, tzinfo=dt.UTC).isoformat()
 
     def __enter__(self):
         return self.fh
