@@ -158,6 +158,8 @@ MESH_INGEST_MAX_EVENTS = env_int("MESH_INGEST_MAX_EVENTS", 1000)
 # to keep memory flat.
 MESH_BATCH_SIZE = env_int("MESH_BATCH_SIZE", 500)
 MESH_PAGE_SIZE = 50
+# How often an open timeline page asks for newer items, in milliseconds.
+MESH_LIVE_POLL_MS = env_int("MESH_LIVE_POLL_MS", 10_000)
 # Pushed items (webhooks, the device API) are stored at once and ingested by a task queued for
 # this many milliseconds later, so that a burst is ingested in a few large batches (0: at once).
 # Ingest analyzes the hot tables itself when they changed by 10 % since their last analyze

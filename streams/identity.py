@@ -25,6 +25,8 @@ import phonenumbers
 from django.db import connection, transaction
 
 from .models import Contact, Identity, Workspace
+from .rawdb import TextArray, raw_cursor, update_from_unnest
+from .timelines import contact_timelines_rebuild
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Generous on purpose: real mail has odd local parts; we refuse only what cannot be an address.
@@ -234,8 +236,6 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
     a scan of the workspace's identities when statistics are stale during a big import)."""
     if not keys:
         return {}
-    from .rawdb import TextArray, raw_cursor
-
     cols = ", ".join(_IDENTITY_COLUMNS)
     table = Identity._meta.db_table
     with raw_cursor() as cur:
@@ -294,22 +294,11 @@ def _displays_refresh(
     # order like the summary updates, so concurrent ingests lock rows in one order.
     touched.sort(key=lambda i: i.pk)
     if connection.vendor == "postgresql":
-        # Plain UPDATE … FROM unnest: Django's bulk_update builds a CASE WHEN per row and was
-        # a quarter of a large import's time while every identity was seen for the first time.
-        from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
-
-        table = Identity._meta.db_table
-        ids = IntArray([i.pk for i in touched])
-        with raw_cursor() as cur:
-            lock_in_id_order(cur, table, ids)
-            cur.execute(
-                # "i.id = ANY": index probes, not a hash join over every identity.
-                f"UPDATE {table} AS i SET display = u.display, display_seen_at = u.seen "
-                f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, display, seen) "
-                f"WHERE i.id = ANY(%s) AND i.id = u.id",
-                [ids, TextArray([i.display for i in touched]),
-                 TextArray([i.display_seen_at.isoformat() for i in touched]), ids],
-            )
+        update_from_unnest(
+            Identity._meta.db_table, [i.pk for i in touched], "display = d.display, display_seen_at = d.seen",
+            [("display", "text", TextArray([i.display for i in touched])),
+             ("seen", "timestamptz", TextArray([i.display_seen_at.isoformat() for i in touched]))],
+        )
     else:
         Identity.objects.bulk_update(touched, ["display", "display_seen_at"], batch_size=1000)
     return contact_renames
@@ -327,17 +316,8 @@ def contacts_rename(renames: dict[int, tuple[str, str]]) -> None:
     for c in renamed_contacts:
         c.name = renames[c.pk][1]
     if renamed_contacts and connection.vendor == "postgresql":
-        from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
-
-        table = Contact._meta.db_table
-        ids = IntArray([c.pk for c in renamed_contacts])
-        with raw_cursor() as cur:
-            lock_in_id_order(cur, table, ids)
-            cur.execute(
-                f"UPDATE {table} AS c SET name = u.name "
-                f"FROM unnest(%s::bigint[], %s::text[]) AS u(id, name) WHERE c.id = ANY(%s) AND c.id = u.id",
-                [ids, TextArray([c.name for c in renamed_contacts]), ids],
-            )
+        update_from_unnest(Contact._meta.db_table, [c.pk for c in renamed_contacts], "name = d.name",
+                           [("name", "text", TextArray([c.name for c in renamed_contacts]))])
         return
     Contact.objects.bulk_update(renamed_contacts, ["name"], batch_size=1000)
 
@@ -370,7 +350,5 @@ def identity_mark_self(*, workspace: Workspace, kind: str, value: str, display: 
         ident.home_contact = me
         ident.save(update_fields=["is_self", "contact", "home_contact"])
         if old:
-            from .timelines import contact_timelines_rebuild
-
             contact_timelines_rebuild(contact_ids=[old])
     return ident

@@ -9,6 +9,7 @@ timeline rows on (kind, owner, activity).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import gc
@@ -17,6 +18,7 @@ import logging
 import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import orjson
 import psycopg
@@ -37,7 +39,7 @@ from connectors.text import (
 from .dbstats import statistics_refresh
 from .identity import InvalidIdentity, Wanted, contacts_rename, identities_resolve, normalize
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
-from .rawdb import IntArray, TextArray, raw_cursor
+from .rawdb import IntArray, TextArray, copy_with_new_ids, raw_cursor
 from .search import search_queue
 from .timelines import activities_fan_out, timeline_rows_insert
 
@@ -128,20 +130,50 @@ def _ingest_batch(
     gap,
     run: SyncRun | None,
 ) -> IngestResult:
+    """The steps of a batch, in order; each is one function below."""
     result = IngestResult(fetched=len(items))
     scope = scope_for(source=source, device=device)
-    region = workspace.region
-    drafts: list[tuple[RawItem, ActivityDraft]] = []
     failures: list[tuple[RawItem, str]] = []
-    started = timezone.now()
+    drafts = _normalized(connector, items, failures, now=timezone.now())
+    unique = _first_of_each_key(drafts, result)
+    if not connection.in_atomic_block:
+        statistics_refresh()  # every few batches: a cheap check, rarely an ANALYZE
+    with transaction.atomic():
+        fresh = _raw_cleaned(_not_stored(workspace, unique, result), failures)
+        renames: dict[int, tuple[str, str]] = {}
+        parts = participants_resolve(workspace, workspace.region, fresh, renames)
+        now = timezone.now()
+        rows = [activity_row(workspace, source, device, connector.key, raw, draft, now, *parts[draft.dedup_key])
+                for raw, draft in fresh]
+        if device is None:
+            _draft_devices(workspace, fresh, rows)
+        inserted = _activities_insert(rows)  # dedup_key → id, only rows this call inserted
+        result.duplicate += len(rows) - len(inserted)
+        result.new = len(inserted)
+        result.activity_ids = list(inserted.values())
+        contact_rows = _participants_insert(fresh, parts, inserted, result)
+        _timelines_fan_out(rows, inserted, contact_rows, result.activity_ids)
+        contacts_rename(renames)  # after the summary update has locked the contacts in id order
+        _devices_state_update(fresh, rows, inserted)
+        result.failed = len(failures)
+        _failures_record(workspace, connector.key, scope, source, device, failures, now)
+        _failures_resolve(scope, drafts, failures, now)
+        _source_cursor_save(source, cursor, gap)
+        _run_counts_add(run, result)
+    return result
+
+
+def _normalized(connector: Connector, items: Sequence[RawItem], failures: list, *, now: dt.datetime) -> list:
+    """(raw, draft) of every item the connector normalizes into a valid, cleaned draft; the
+    others go to ``failures`` with their reason."""
+    drafts: list[tuple[RawItem, ActivityDraft]] = []
     for raw in items:
         try:
-            # What normalize sees is what is stored, so a reprocess sees it too.
-            raw = _storable_raw(raw)
+            raw = _id_cleaned(raw)
             draft = connector.normalize(raw)
             if not isinstance(draft, ActivityDraft):
                 raise BadItem(f"normalize returned {type(draft).__name__}, not an ActivityDraft")
-            draft.validate(now=started)
+            draft.validate(now=now)
             draft.clean()
             drafts.append((raw, draft))
         except BadItem as exc:
@@ -149,8 +181,11 @@ def _ingest_batch(
         except Exception as exc:  # a connector bug must not lose the rest of the batch
             log.exception("normalize failed for %s", raw.external_id)
             failures.append((raw, f"{type(exc).__name__}: {exc}"))
+    return drafts
 
-    # The same thing twice inside one batch: the first one wins.
+
+def _first_of_each_key(drafts: list, result: IngestResult) -> list:
+    """The same thing twice inside one batch: the first one wins."""
     seen: set[str] = set()
     unique: list[tuple[RawItem, ActivityDraft]] = []
     for raw, draft in drafts:
@@ -159,111 +194,126 @@ def _ingest_batch(
             continue
         seen.add(draft.dedup_key)
         unique.append((raw, draft))
-
-    if not connection.in_atomic_block:
-        statistics_refresh()  # every few batches: a cheap check, rarely an ANALYZE
-    with transaction.atomic():
-        # Skip what is already stored before doing any work for it: re-imports are cheap.
-        existing = _existing_keys(workspace, [d.dedup_key for _, d in unique])
-        fresh = [(raw, d) for raw, d in unique if d.dedup_key not in existing]
-        result.duplicate += len(unique) - len(fresh)
-
-        renames: dict[int, tuple[str, str]] = {}
-        parts = _participants(workspace, region, fresh, renames)
-        now = timezone.now()
-        rows = [
-            _activity_row(workspace, source, device, connector.key, raw, draft, now, *parts[draft.dedup_key])
-            for raw, draft in fresh
-        ]
-        if device is None:
-            _draft_devices(workspace, fresh, rows)
-        inserted = _insert_activities(rows)  # dedup_key → id, only rows this call inserted
-        result.duplicate += len(rows) - len(inserted)
-        result.new = len(inserted)
-        result.activity_ids = list(inserted.values())
-
-        participant_rows: list[tuple[int, int, str]] = []
-        contact_rows: list[tuple] = []
-        for (_raw, draft), _row in zip(fresh, rows, strict=True):
-            activity_id = inserted.get(draft.dedup_key)
-            if activity_id is None:
-                continue
-            owners = set()
-            for identity, role in parts[draft.dedup_key][0]:
-                participant_rows.append((activity_id, identity.pk, role))
-                if identity.contact_id and not identity.is_self and identity.contact_id not in owners:
-                    owners.add(identity.contact_id)
-                    contact_rows.append((identity.contact_id, activity_id))
-            if result.newest is None or draft.occurred_at > result.newest:
-                result.newest = draft.occurred_at
-        _insert_participants(participant_rows)
-        if connection.vendor == "postgresql":
-            # The timeline rows follow from what we just resolved: written directly, no join.
-            # (activities_fan_out, the SQL form, serves SQLite, repairs and rebuilds; a test
-            # checks both give the same timelines.)
-            timeline_rows_insert(
-                contact_rows=contact_rows,
-                device_rows=[
-                    (row.device_id, inserted[row.dedup_key])
-                    for row in rows if row.device_id is not None and row.dedup_key in inserted
-                ],
-                occurred={inserted[row.dedup_key]: row.occurred_at for row in rows if row.dedup_key in inserted},
-            )
-            search_queue(activity_ids=result.activity_ids)
-        else:
-            activities_fan_out(activity_ids=result.activity_ids)
-        contacts_rename(renames)  # after the summary update has locked the contacts in id order
-        by_device: dict[int, list[ActivityDraft]] = {}
-        for (_raw, draft), row in zip(fresh, rows, strict=True):
-            if row.device_id is not None and draft.dedup_key in inserted:
-                by_device.setdefault(row.device_id, []).append(draft)
-        for device_id, device_drafts in by_device.items():
-            _device_state(device_id, device_drafts)
-
-        result.failed = len(failures)
-        _record_failures(workspace, connector.key, scope, source, device, failures, now)
-        ok_ids = [raw.external_id for raw, _ in drafts]
-        # Mark failures of items that now import as resolved (checked cheaply first: most
-        # scopes have none open).
-        if ok_ids and ImportFailure.objects.filter(scope=scope, resolved_at=None).exists():
-            ImportFailure.objects.filter(scope=scope, external_id__in=ok_ids, resolved_at=None).update(resolved_at=now)
-
-        if source is not None and (cursor is not UNSET or gap is not UNSET):
-            fields = {}
-            if cursor is not UNSET:
-                fields["cursor"] = cursor
-            if gap is not UNSET:
-                fields["gap"] = gap or ""
-            Source.objects.filter(pk=source.pk).update(**fields)
-        if run is not None:
-            SyncRun.objects.filter(pk=run.pk).update(
-                fetched=F("fetched") + result.fetched,
-                new=F("new") + result.new,
-                duplicate=F("duplicate") + result.duplicate,
-                failed=F("failed") + result.failed,
-                batches=F("batches") + 1,
-            )
-            if result.newest and (run.newest_item_at is None or result.newest > run.newest_item_at):
-                run.newest_item_at = result.newest
-                SyncRun.objects.filter(pk=run.pk).update(newest_item_at=result.newest)
-    return result
+    return unique
 
 
-def _storable_raw(raw: RawItem) -> RawItem:
-    """``raw`` with its id and payload cleaned for storage (``connectors.text``); the same
-    object when nothing needed cleaning. A payload nested absurdly deep fails as an item."""
+def _not_stored(workspace: Workspace, unique: list, result: IngestResult) -> list:
+    """Skip what is already stored before doing any more work for it: re-imports are cheap."""
+    existing = _existing_keys(workspace, [d.dedup_key for _, d in unique])
+    fresh = [(raw, d) for raw, d in unique if d.dedup_key not in existing]
+    result.duplicate += len(unique) - len(fresh)
+    return fresh
+
+
+def _raw_cleaned(fresh: list, failures: list) -> list:
+    """The raw payloads about to be stored, cleaned (``connectors.text``; only these: cleaning
+    costs an orjson encode per item, and re-imports are mostly items already stored). The draft
+    was cleaned after validate, so what is stored is clean either way; a reprocess normalizes
+    the stored, cleaned payload. A payload nested absurdly deep fails as an item."""
+    kept = []
+    for raw, draft in fresh:
+        try:
+            payload = clean_json(raw.payload, max_depth=MAX_RAW_DEPTH)
+        except TooDeep as exc:
+            failures.append((raw, f"payload {exc}"))
+            continue
+        kept.append((raw if payload is raw.payload else RawItem(raw.external_id, payload, raw.received_at), draft))
+    return kept
+
+
+def _participants_insert(fresh: list, parts: dict, inserted: dict[str, int], result: IngestResult) -> list[tuple]:
+    """Store the participants of the activities this batch inserted and return their contact
+    timeline rows (contact id, activity id): one per contact, the owner's own excluded."""
+    participant_rows: list[tuple[int, int, str]] = []
+    contact_rows: list[tuple] = []
+    for _raw, draft in fresh:
+        activity_id = inserted.get(draft.dedup_key)
+        if activity_id is None:
+            continue
+        owners = set()
+        for identity, role in parts[draft.dedup_key][0]:
+            participant_rows.append((activity_id, identity.pk, role))
+            if identity.contact_id and not identity.is_self and identity.contact_id not in owners:
+                owners.add(identity.contact_id)
+                contact_rows.append((identity.contact_id, activity_id))
+        if result.newest is None or draft.occurred_at > result.newest:
+            result.newest = draft.occurred_at
+    _participant_rows_insert(participant_rows)
+    return contact_rows
+
+
+def _timelines_fan_out(rows: list[_Row], inserted: dict[str, int], contact_rows: list[tuple],
+                       activity_ids: list[int]) -> None:
+    if connection.vendor != "postgresql":
+        activities_fan_out(activity_ids=activity_ids)
+        return
+    # The timeline rows follow from what we just resolved: written directly, no join.
+    # (activities_fan_out, the SQL form, serves SQLite, repairs and rebuilds; a test checks
+    # both give the same timelines.)
+    timeline_rows_insert(
+        contact_rows=contact_rows,
+        device_rows=[(row.device_id, inserted[row.dedup_key])
+                     for row in rows if row.device_id is not None and row.dedup_key in inserted],
+        occurred={inserted[row.dedup_key]: row.occurred_at for row in rows if row.dedup_key in inserted},
+    )
+    search_queue(activity_ids=activity_ids)
+
+
+def _devices_state_update(fresh: list, rows: list[_Row], inserted: dict[str, int]) -> None:
+    by_device: dict[int, list[ActivityDraft]] = {}
+    for (_raw, draft), row in zip(fresh, rows, strict=True):
+        if row.device_id is not None and draft.dedup_key in inserted:
+            by_device.setdefault(row.device_id, []).append(draft)
+    for device_id, device_drafts in by_device.items():
+        _device_state(device_id, device_drafts)
+
+
+def _failures_resolve(scope: str, drafts: list, failures: list, now: dt.datetime) -> None:
+    """Mark failures of items that now import as resolved (checked cheaply first: most scopes
+    have none open)."""
+    failed = {raw.external_id for raw, _ in failures}
+    ok_ids = [raw.external_id for raw, _ in drafts if raw.external_id not in failed]
+    if ok_ids and ImportFailure.objects.filter(scope=scope, resolved_at=None).exists():
+        ImportFailure.objects.filter(scope=scope, external_id__in=ok_ids, resolved_at=None).update(resolved_at=now)
+
+
+def _source_cursor_save(source: Source | None, cursor, gap) -> None:
+    if source is None or (cursor is UNSET and gap is UNSET):
+        return
+    fields = {}
+    if cursor is not UNSET:
+        fields["cursor"] = cursor
+    if gap is not UNSET:
+        fields["gap"] = gap or ""
+    Source.objects.filter(pk=source.pk).update(**fields)
+
+
+def _run_counts_add(run: SyncRun | None, result: IngestResult) -> None:
+    if run is None:
+        return
+    SyncRun.objects.filter(pk=run.pk).update(
+        fetched=F("fetched") + result.fetched,
+        new=F("new") + result.new,
+        duplicate=F("duplicate") + result.duplicate,
+        failed=F("failed") + result.failed,
+        batches=F("batches") + 1,
+    )
+    if result.newest and (run.newest_item_at is None or result.newest > run.newest_item_at):
+        run.newest_item_at = result.newest
+        SyncRun.objects.filter(pk=run.pk).update(newest_item_at=result.newest)
+
+
+def _id_cleaned(raw: RawItem) -> RawItem:
+    """``raw`` with its external id as clean text (``connectors.text``); the same object when
+    it needed nothing. The payload is cleaned later, only if the item is stored (_raw_cleaned)."""
     external_id = raw.external_id
     if not isinstance(external_id, str):
         external_id = str(external_id)
     if needs_cleaning(external_id):
         external_id = clean_text(external_id)
-    try:
-        payload = clean_json(raw.payload, max_depth=MAX_RAW_DEPTH)
-    except TooDeep as exc:
-        raise BadItem(f"payload {exc}") from None
-    if external_id is raw.external_id and payload is raw.payload:
+    if external_id is raw.external_id:
         return raw
-    return RawItem(external_id, payload, raw.received_at)
+    return RawItem(external_id, raw.payload, raw.received_at)
 
 
 def _draft_devices(workspace: Workspace, fresh, rows: list[_Row]) -> None:
@@ -316,7 +366,7 @@ def _normalize_cached(kind: str, value: str, region: str) -> tuple[str, str]:
     return normalize(kind, value, region=region)
 
 
-def _participants(workspace, region, fresh, contact_renames=None):
+def participants_resolve(workspace, region, fresh, contact_renames=None):
     """Normalize every participant of the batch, resolve all identities in one go, and return
     dedup_key → ([(identity, role)], invalid participants)."""
     wanted: dict[tuple[str, str], Wanted] = {}
@@ -368,8 +418,9 @@ def _direction(draft: ActivityDraft, resolved) -> str:
 
 @dataclass(slots=True)
 class _Row:
-    """An activity about to be inserted, as column values (no model instance: building
-    Django models was a fifth of the ingest time)."""
+    """An activity about to be inserted, as column values (no model instance: building Django
+    models was a fifth of the ingest time). Its fields are THE activity column list: the insert
+    statements and the reprocess comparison all read it from here."""
 
     workspace_id: int
     source_id: int | None
@@ -395,7 +446,12 @@ class _Row:
     updated_at: dt.datetime
 
 
-def _activity_row(workspace, source, device, connector_key, raw, draft, now, resolved, invalid) -> _Row:
+ACTIVITY_COLUMNS = tuple(f.name for f in dataclasses.fields(_Row))
+
+
+def activity_row(workspace, source, device, connector_key, raw, draft, now, resolved, invalid) -> _Row:
+    """The activity an item becomes, as column values (reprocessing compares it with what is
+    stored)."""
     extra = dict(draft.extra)
     if invalid:
         extra["invalid_participants"] = invalid
@@ -407,56 +463,16 @@ def _activity_row(workspace, source, device, connector_key, raw, draft, now, res
     )
 
 
-def _activity(workspace, source, device, connector_key, raw, draft, now, resolved, invalid) -> Activity:
-    """The Activity an item would become (reprocessing compares it with what is stored)."""
-    extra = dict(draft.extra)
-    if invalid:
-        extra["invalid_participants"] = invalid
-    return Activity(
-        workspace=workspace,
-        source=source,
-        device=device,
-        connector=connector_key,
-        external_id=raw.external_id[:255],
-        dedup_key=draft.dedup_key,
-        channel=draft.channel,
-        verb=draft.verb,
-        direction=_direction(draft, resolved),
-        occurred_at=draft.occurred_at,
-        subject=draft.subject,
-        text=draft.text,
-        html=draft.html,
-        url=draft.url,
-        thread_key=draft.thread_key[:255],
-        visibility=draft.visibility,
-        attachments=draft.attachments,
-        automated=draft.automated,
-        extra=extra,
-        raw=raw.payload,
-        created_at=now,
-        updated_at=now,
-    )
-
-
-_INSERT_FIELDS = [
-    "workspace", "source", "device", "connector", "external_id", "dedup_key", "channel", "verb",
-    "direction", "occurred_at", "subject", "text", "html", "url", "thread_key", "visibility",
-    "attachments", "automated", "extra", "raw", "created_at", "updated_at",
-]  # fmt: skip
-
-
-def _insert_activities(rows: list[_Row]) -> dict[str, int]:
+def _activities_insert(rows: list[_Row]) -> dict[str, int]:
     """Insert activities, skipping (workspace, dedup_key) conflicts, and return dedup_key → id
     of exactly the rows this call inserted (a concurrent import of the same item loses
-    cleanly). PostgreSQL: COPY into a temporary staging table, then one
-    ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` (3× faster than multi-row VALUES,
-    which also pays for client-side query conversion); elsewhere multi-row VALUES."""
+    cleanly). PostgreSQL: binary COPY (3× faster than multi-row VALUES, which also pays for
+    client-side query conversion); elsewhere multi-row VALUES."""
     if not rows:
         return {}
     if connection.vendor == "postgresql":
-        return _insert_activities_copy(rows)
-    meta = Activity._meta
-    fields = [meta.get_field(name) for name in _INSERT_FIELDS]
+        return _activities_copy(rows)
+    fields = _activity_fields()
     qn = connection.ops.quote_name
     cols = ", ".join(qn(f.column) for f in fields)
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -470,12 +486,16 @@ def _insert_activities(rows: list[_Row]) -> dict[str, int]:
                 for f in fields:
                     params.append(f.get_db_prep_save(getattr(obj, f.attname), connection))
             sql = (
-                f"INSERT INTO {qn(meta.db_table)} ({cols}) VALUES {', '.join([row_sql] * len(part))} "
+                f"INSERT INTO {qn(Activity._meta.db_table)} ({cols}) VALUES {', '.join([row_sql] * len(part))} "
                 f"ON CONFLICT (workspace_id, dedup_key) DO NOTHING RETURNING id, dedup_key"
             )
             cur.execute(sql, params)
             inserted.update({key: pk for pk, key in cur.fetchall()})
     return inserted
+
+
+def _activity_fields() -> list:
+    return [Activity._meta.get_field(name) for name in ACTIVITY_COLUMNS]
 
 
 STATE_KEYS = ("battery", "charging", "lat", "lon", "accuracy", "place", "presence", "network")
@@ -484,64 +504,32 @@ STATE_KEYS = ("battery", "charging", "lat", "lon", "accuracy", "place", "presenc
 _STAGE = "mesh_stage_activity"
 
 
-_copy_meta: dict[str, tuple[str, list[int]]] = {}
+def _activities_copy(rows: list[_Row]) -> dict[str, int]:
+    """Fast path: ids from the sequence, then binary COPY straight into the table (one write per
+    row, no staging copy). The keys were checked just before, so a conflict means a concurrent
+    import of the same items: then the COPY is rolled back to a savepoint and the staging path
+    below sorts the rows out."""
+    columns = [f.column for f in _activity_fields()]
+    getter = attrgetter(*ACTIVITY_COLUMNS)
+    try:
+        with transaction.atomic():
+            ids = copy_with_new_ids(Activity._meta.db_table, columns, [getter(row) for row in rows])
+        return {row.dedup_key: pk for pk, row in zip(ids, rows, strict=True)}
+    except psycopg.errors.UniqueViolation:
+        log.info("concurrent import of the same items: inserting %d activities one conflict at a time", len(rows))
+    return _activities_staged(rows)
 
 
-def _activity_copy_meta(cur, columns: list[str]) -> tuple[str, list[int]]:
-    """The id sequence and the column type oids of the activity table (once per process)."""
-    table = Activity._meta.db_table
-    if table not in _copy_meta:
-        cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-        sequence = cur.fetchone()[0]
-        cur.execute(
-            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-            "AND NOT attisdropped", [table],
-        )
-        oids = dict(cur.fetchall())
-        _copy_meta[table] = (sequence, [int(oids[c]) for c in ["id", *columns]])
-    return _copy_meta[table]
-
-
-def _insert_activities_copy(rows: list[_Row]) -> dict[str, int]:
-    """Fast path: take ids from the sequence, then binary COPY straight into the table (one
-    write per row, no staging copy, nothing quoted in Python). The keys were checked just
-    before, so a conflict means a concurrent import of the same items: then the COPY is rolled
-    back to a savepoint and the staging path below sorts the rows out."""
-    meta = Activity._meta
-    fields = [meta.get_field(name) for name in _INSERT_FIELDS]
-    attnames = [f.attname for f in fields]
-    columns = [f.column for f in fields]
+def _activities_staged(rows: list[_Row]) -> dict[str, int]:
+    fields = _activity_fields()
     qn = connection.ops.quote_name
-    with raw_cursor() as cur:
-        sequence, oids = _activity_copy_meta(cur, columns)
-        cur.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, len(rows)])
-        ids = [r[0] for r in cur.fetchall()]
-        try:
-            with transaction.atomic():
-                with cur.copy(
-                    f"COPY {qn(meta.db_table)} (id, {', '.join(qn(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(oids)
-                    for pk, obj in zip(ids, rows, strict=True):
-                        copy.write_row([pk, *[getattr(obj, a) for a in attnames]])
-            return {obj.dedup_key: pk for pk, obj in zip(ids, rows, strict=True)}
-        except psycopg.errors.UniqueViolation:
-            log.info("concurrent import of the same items: inserting %d activities one conflict at a time", len(rows))
-    return _insert_activities_staged(rows)
-
-
-def _insert_activities_staged(rows: list[_Row]) -> dict[str, int]:
-    meta = Activity._meta
-    fields = [meta.get_field(name) for name in _INSERT_FIELDS]
-    qn = connection.ops.quote_name
+    table = qn(Activity._meta.db_table)
     cols = ", ".join(qn(f.column) for f in fields)
     json_fields = {f.attname for f in fields if f.get_internal_type() == "JSONField"}
     with connection.cursor() as cur:
         # Per-connection staging table; emptied before each use (we may be inside an outer
         # transaction, so ON COMMIT cannot be relied upon).
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} AS SELECT {cols} FROM {qn(meta.db_table)} WITH NO DATA"
-        )
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} AS SELECT {cols} FROM {table} WITH NO DATA")
         cur.execute(f"TRUNCATE {_STAGE}")
         with cur.cursor.copy(f"COPY {_STAGE} ({cols}) FROM STDIN") as copy:
             for obj in rows:
@@ -551,13 +539,13 @@ def _insert_activities_staged(rows: list[_Row]) -> dict[str, int]:
                     for f in fields
                 ])
         cur.execute(
-            f"INSERT INTO {qn(meta.db_table)} ({cols}) SELECT {cols} FROM {_STAGE} "
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_STAGE} "
             f"ON CONFLICT (workspace_id, dedup_key) DO NOTHING RETURNING id, dedup_key"
         )
         return {key: pk for pk, key in cur.fetchall()}
 
 
-def _insert_participants(rows: list[tuple[int, int, str]]) -> None:
+def _participant_rows_insert(rows: list[tuple[int, int, str]]) -> None:
     """(activity_id, identity_id, role) rows; duplicates ignored."""
     if not rows:
         return
@@ -595,7 +583,7 @@ def _device_state(device_id: int, drafts: list[ActivityDraft]) -> None:
         Device.objects.filter(pk=device_id).update(state=state)
 
 
-def _record_failures(workspace, connector_key, scope, source, device, failures, now) -> None:
+def _failures_record(workspace, connector_key, scope, source, device, failures, now) -> None:
     if not failures:
         return
     for raw, reason in failures:

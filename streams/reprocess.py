@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from connectors.base import ActivityDraft, BadItem, RawItem
 
-from .ingest import _activity, _participants, ingest_batch
+from .ingest import activity_row, ingest_batch, participants_resolve
 from .models import Activity, Identity, ImportFailure, Participant, Source, TimelineEntry
 from .search import search_queue
 from .timelines import contact_summaries_refresh, contact_timelines_rebuild
@@ -93,14 +93,14 @@ def _reprocess_chunk(workspace, source, connector, chunk: list[Activity], result
         drafts.append((raw, draft, activity))
     if not drafts:
         return
-    parts = _participants(workspace, workspace.region, [(raw, d) for raw, d, _ in drafts])
+    parts = participants_resolve(workspace, workspace.region, [(raw, d) for raw, d, _ in drafts])
     now = timezone.now()
     rebuild_contacts: set[int] = set()
     refresh_contacts: set[int] = set()
     reindex: list[int] = []
     for raw, draft, stored in drafts:
         resolved, invalid = parts[draft.dedup_key]
-        fresh = _activity(workspace, source, stored.device, connector.key, raw, draft, now, resolved, invalid)
+        fresh = activity_row(workspace, source, stored.device, connector.key, raw, draft, now, resolved, invalid)
         # Live state written after ingest (SMS delivery callbacks) is not in the raw item: keep it.
         if isinstance(stored.extra, dict) and "delivery" in stored.extra:
             fresh.extra = {**fresh.extra, "delivery": stored.extra["delivery"]}

@@ -19,19 +19,11 @@ from django.db.models import Count, Max
 from django.utils.dateparse import parse_datetime
 
 from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry
+from .rawdb import IntArray, TextArray, ids_in, raw_cursor, update_from_unnest
 
 
 def _t(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
-
-
-def _in(ids: Sequence[int]) -> tuple[str, list]:
-    """An ``IN`` predicate for a list of ids: ``= ANY(%s)`` on PostgreSQL (one parameter, one
-    plan), a placeholder list elsewhere."""
-    ids = [int(i) for i in ids]
-    if connection.vendor == "postgresql":
-        return "= ANY(%s::bigint[])", [ids]
-    return "IN (" + ",".join(["%s"] * len(ids)) + ")", ids
 
 
 def _aware(value) -> dt.datetime:
@@ -43,7 +35,9 @@ def _aware(value) -> dt.datetime:
     return value
 
 
-def _contact_fanout_sql(where_column: str) -> str:
+def _contact_fanout_sql(where_column: str, in_ids: str) -> str:
+    """Contact timeline rows of the activities (or contacts) whose ``where_column`` is in
+    ``in_ids`` (a predicate from ``rawdb.ids_in``)."""
     return f"""
         INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
         SELECT DISTINCT 'c', i.contact_id, a.occurred_at, a.id, a.channel, a.direction
@@ -51,7 +45,7 @@ def _contact_fanout_sql(where_column: str) -> str:
         JOIN {_t(Identity)} i ON i.id = p.identity_id
         JOIN {_t(Contact)} c ON c.id = i.contact_id
         JOIN {_t(Activity)} a ON a.id = p.activity_id
-        WHERE {where_column} {{in_ids}} AND NOT c.is_self AND c.merged_into_id IS NULL
+        WHERE {where_column} {in_ids} AND NOT c.is_self AND c.merged_into_id IS NULL
         ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
         RETURNING owner_id, channel, occurred_at
     """
@@ -74,12 +68,12 @@ def _contact_fanout_by_activity_sql_pg() -> str:
     """
 
 
-def _device_fanout_sql() -> str:
+def _device_fanout_sql(in_ids: str) -> str:
     return f"""
         INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
         SELECT 'd', a.device_id, a.occurred_at, a.id, a.channel, a.direction
         FROM {_t(Activity)} a
-        WHERE a.id {{in_ids}} AND a.device_id IS NOT NULL
+        WHERE a.id {in_ids} AND a.device_id IS NOT NULL
         ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
         RETURNING owner_id, channel, occurred_at
     """
@@ -94,13 +88,13 @@ def activities_fan_out(*, activity_ids: Sequence[int]) -> int:
     with transaction.atomic(), connection.cursor() as cur:
         for i in range(0, len(activity_ids), 5000):
             chunk = list(activity_ids[i : i + 5000])
-            pred, params = _in(chunk)
+            pred, params = ids_in(chunk)
             if connection.vendor == "postgresql":
                 cur.execute(_contact_fanout_by_activity_sql_pg(), [chunk])
             else:
-                cur.execute(_contact_fanout_sql("p.activity_id").replace("{in_ids}", pred), params)
+                cur.execute(_contact_fanout_sql("p.activity_id", pred), params)
             contact_rows = cur.fetchall()
-            cur.execute(_device_fanout_sql().replace("{in_ids}", pred), params)
+            cur.execute(_device_fanout_sql(pred), params)
             device_rows = cur.fetchall()
             _bump_contacts(contact_rows)
             _bump_devices(device_rows)
@@ -115,8 +109,6 @@ def timeline_rows_insert(*, contact_rows: list[tuple[int, int]], device_rows: li
     direction are copied from the activity row inside PostgreSQL (sending a thousand
     timestamps as parameters cost more than the join); ``occurred`` (activity id → time)
     serves the summaries."""
-    from .rawdb import IntArray, raw_cursor
-
     written = 0
     sql = f"""
         INSERT INTO {_t(TimelineEntry)} (kind, owner_id, occurred_at, activity_id, channel, direction)
@@ -164,36 +156,22 @@ def _bump_contacts(rows: list[tuple]) -> None:
 
 
 def _bump_contacts_sql(delta, newest) -> None:
-    """One UPDATE for all contacts of the batch, counts merged inside PostgreSQL. Rows are
-    locked in id order first, so concurrent batches cannot deadlock."""
-    from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
-
-    ids = IntArray(sorted(delta))
-    table = _t(Contact)
-    with raw_cursor() as cur:
-        lock_in_id_order(cur, table, ids)
-        cur.execute(
-            f"""
-            UPDATE {table} AS c SET
-                activity_count = c.activity_count + d.n,
-                last_activity_at = GREATEST(c.last_activity_at, d.newest),
-                channel_counts = c.channel_counts || (
-                    SELECT jsonb_object_agg(e.key, COALESCE((c.channel_counts ->> e.key)::bigint, 0) + e.value::bigint)
-                    FROM jsonb_each_text(d.delta) AS e
-                )
-            FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[], %s::jsonb[]) AS d(id, n, newest, delta)
-            WHERE c.id = ANY(%s) AND c.id = d.id
-            """,
-            [
-                ids,
-                IntArray([sum(delta[i].values()) for i in ids]),
-                # As text arrays cast in SQL: psycopg dumps a list of datetimes or of strings
-                # element by element in Python.
-                TextArray([newest[i].isoformat() for i in ids]),
-                TextArray([json.dumps(delta[i]) for i in ids]),
-                ids,  # "c.id = ANY": index probes rather than a hash join over every contact
-            ],
-        )
+    """One UPDATE for all contacts of the batch, counts merged inside PostgreSQL."""
+    ids = sorted(delta)
+    update_from_unnest(
+        _t(Contact), ids,
+        """activity_count = t.activity_count + d.n,
+           last_activity_at = GREATEST(t.last_activity_at, d.newest),
+           channel_counts = t.channel_counts || (
+               SELECT jsonb_object_agg(e.key, COALESCE((t.channel_counts ->> e.key)::bigint, 0) + e.value::bigint)
+               FROM jsonb_each_text(d.delta) AS e
+           )""",
+        [
+            ("n", "int", IntArray([sum(delta[i].values()) for i in ids])),
+            ("newest", "timestamptz", TextArray([newest[i].isoformat() for i in ids])),
+            ("delta", "jsonb", TextArray([json.dumps(delta[i]) for i in ids])),
+        ],
+    )
 
 
 def _bump_devices(rows: list[tuple]) -> None:
@@ -207,18 +185,13 @@ def _bump_devices(rows: list[tuple]) -> None:
         if owner_id not in newest or occurred_at > newest[owner_id]:
             newest[owner_id] = occurred_at
     if connection.vendor == "postgresql":
-        from .rawdb import IntArray, TextArray, lock_in_id_order, raw_cursor
-
-        ids = IntArray(sorted(delta))
-        with raw_cursor() as cur:
-            lock_in_id_order(cur, _t(Device), ids)
-            cur.execute(
-                f"""UPDATE {_t(Device)} AS v SET activity_count = v.activity_count + d.n,
-                       last_event_at = GREATEST(v.last_event_at, d.newest)
-                    FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS d(id, n, newest)
-                    WHERE v.id = ANY(%s) AND v.id = d.id""",
-                [ids, IntArray([delta[i] for i in ids]), TextArray([newest[i].isoformat() for i in ids]), ids],
-            )
+        ids = sorted(delta)
+        update_from_unnest(
+            _t(Device), ids,
+            "activity_count = t.activity_count + d.n, last_event_at = GREATEST(t.last_event_at, d.newest)",
+            [("n", "int", IntArray([delta[i] for i in ids])),
+             ("newest", "timestamptz", TextArray([newest[i].isoformat() for i in ids]))],
+        )
         return
     devices = list(Device.objects.select_for_update().filter(pk__in=delta).order_by("pk"))
     for d in devices:
@@ -236,9 +209,9 @@ def contact_timelines_rebuild(*, contact_ids: Sequence[int]) -> None:
         return
     with transaction.atomic(), connection.cursor() as cur:
         list(Contact.objects.select_for_update().filter(pk__in=contact_ids).order_by("pk").values_list("pk"))
-        pred, params = _in(contact_ids)
+        pred, params = ids_in(contact_ids)
         cur.execute(f"DELETE FROM {_t(TimelineEntry)} WHERE kind = 'c' AND owner_id {pred}", params)
-        cur.execute(_contact_fanout_sql("i.contact_id").replace("{in_ids}", pred), params)
+        cur.execute(_contact_fanout_sql("i.contact_id", pred), params)
         contact_summaries_refresh(contact_ids=contact_ids)
 
 
@@ -272,11 +245,11 @@ def workspace_timelines_rebuild(*, workspace_id: int) -> None:
         if contact_ids:
             contact_timelines_rebuild(contact_ids=contact_ids)
         if device_ids:
-            pred, params = _in(device_ids)
+            pred, params = ids_in(device_ids)
             cur.execute(f"DELETE FROM {_t(TimelineEntry)} WHERE kind = 'd' AND owner_id {pred}", params)
             Device.objects.filter(pk__in=device_ids).update(activity_count=0, last_event_at=None)
             ids = list(Activity.objects.filter(device_id__in=device_ids).values_list("pk", flat=True))
             for i in range(0, len(ids), 5000):
-                p2, params2 = _in(ids[i : i + 5000])
-                cur.execute(_device_fanout_sql().replace("{in_ids}", p2), params2)
+                p2, params2 = ids_in(ids[i : i + 5000])
+                cur.execute(_device_fanout_sql(p2), params2)
                 _bump_devices(cur.fetchall())

@@ -40,6 +40,7 @@ from connectors.text import MAX_JSON_DEPTH, ORJSON_MAX_DEPTH, clean_json, clean_
 from connectors.twilio_sms.connector import TwilioSmsConnector
 from connectors.twitter.connector import TwitterConnector
 from connectors.twitter_archive.connector import TwitterArchiveConnector
+from streams import ingest as ingest_module
 from streams.ingest import ingest_batch
 from streams.models import Activity, ImportFailure, Participant, Source, SyncRun
 
@@ -108,6 +109,20 @@ def test_the_same_dirty_item_imported_twice_is_stored_once(workspace):
     assert ingest_one(workspace, DraftConnector(), raw).new == 1
     again = ingest_one(workspace, DraftConnector(), raw)
     assert (again.new, again.duplicate, again.failed) == (0, 1, 0)
+
+
+def test_a_reimport_cleans_no_payload_of_items_already_stored(workspace, monkeypatch):
+    # Cleaning costs an orjson encode per payload: a re-import of stored items (most of a
+    # re-run) must not pay it, while what is stored stays clean.
+    items = [RawItem(f"r{n}", {"draft": {"dedup_key": f"sms:r{n}"}, "note": "x\x00"}) for n in range(3)]
+    ingest_batch(workspace=workspace, connector=DraftConnector(), items=items)
+    assert {a.raw["note"] for a in Activity.objects.filter(workspace=workspace)} == {"x"}
+    cleaned = []
+    real_clean_json = ingest_module.clean_json
+    monkeypatch.setattr(ingest_module, "clean_json", lambda value, **kw: cleaned.append(value) or real_clean_json(value, **kw))
+    again = ingest_batch(workspace=workspace, connector=DraftConnector(), items=[*items, RawItem("new", {"draft": {"dedup_key": "sms:new"}})])
+    assert (again.new, again.duplicate) == (1, 3)
+    assert cleaned == [{"draft": {"dedup_key": "sms:new"}}]
 
 
 def test_dedup_key_of_only_control_characters_is_a_failure_not_an_empty_key(workspace):
