@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
     from django.test import RequestFactory
 
-    from streams import feeds
     from streams.feed_tokens import feed_token_create
+    from streams.feeds import views as feeds
     from streams.models import Activity, Identity, TimelineEntry
     from streams.services import contact_merge, workspace_get_or_create
 

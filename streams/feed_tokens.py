@@ -143,11 +143,15 @@ def feed_token_rotate(
     return feed_token_create(workspace=workspace, contact=contact, device=device, tier=tier)
 
 
-def token_select_sql() -> str:
-    """The live token by hash ($1), with its workspace and its contact or device."""
+def token_select_sql(*, owner_columns: bool = False) -> str:
+    """The live token by hash ($1), with its workspace and its contact or device. With
+    ``owner_columns``, the row starts with the timeline the token names, ``kind`` and ``owner``
+    (what a feed poll joins its timeline on); ``token_from_values`` reads the columns after them."""
     t, w, c, d = (m._meta.db_table for m in (FeedToken, Workspace, Contact, Device))
+    owner = ("CASE WHEN t.device_id IS NULL THEN 'c' ELSE 'd' END AS kind, "
+             "coalesce(t.device_id, t.contact_id) AS owner, ") if owner_columns else ""
     return f"""
-        SELECT t.id, t.workspace_id, t.contact_id, t.device_id, t.tier, t.token_hash, t.token_prefix, t.created_at,
+        SELECT {owner}t.id, t.workspace_id, t.contact_id, t.device_id, t.tier, t.token_hash, t.token_prefix, t.created_at,
                t.last_used_at, w.slug, w.name, w.created_at AS w_created, c.name AS c_name, c.merged_into_id,
                c.workspace_id AS c_workspace_id, c.is_self, d.name AS d_name, d.workspace_id AS d_workspace_id
         FROM {t} t JOIN {w} w ON w.id = t.workspace_id

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import feeds
+from .feeds import views as feeds
 
 urlpatterns = [
     re_path(r"^feeds/(?P<token>[^/.]+)\.(?P<fmt>rss|atom|json|as2)$", feeds.token_feed, name="feed-token"),

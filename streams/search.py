@@ -1,64 +1,39 @@
-"""Full-text search over activities (subject and text).
+"""The full-text search index (write side): ingest queues activity ids in ``SearchPending``
+(in its own transaction), and ``search_index_pending`` turns them into ``SearchDocument`` rows
+(one ``to_tsvector('simple', subject || ' ' || text)`` per shown activity, GIN-indexed), in
+batches, run by the ``search_index`` task that every ingest commit kicks (at most one queued at
+a time) and by the beat. The ``simple`` configuration does not stem: mail is multilingual, and
+a stemmer for the wrong language finds less than no stemmer at all.
 
-PostgreSQL: ``document @@ websearch_to_tsquery('simple', q)`` over ``SearchDocument`` (one
-``to_tsvector('simple', subject || ' ' || text)`` per activity, GIN-indexed). ``websearch_to_tsquery``
-accepts anything a person types ("quoted phrases", ``or``, ``-word``) and never raises a syntax
-error.
-
-Documents are built off the ingest path (ingest only queues ids in ``SearchPending``, in its
-own transaction): ``search_index_pending`` drains the queue in batches, run by the
-``search_index`` task that every ingest commit kicks (at most one queued at a time) and by the
-beat. Results stay complete while the queue drains: a search also tests queued activities
-directly, as long as there are at most ``PENDING_SCAN_MAX`` of them; beyond that (a bulk import
-in progress) it skips them and ``search_backlog`` says how many are not searchable yet.
-The ``simple`` configuration does not stem: mail is multilingual, and a stemmer for the wrong
-language finds less than no stemmer at all.
-
-A GIN index finds matches but cannot return them newest first, so a frequent word (in 20% of a
-million activities) would mean sorting 200,000 rows for a page of 50. The B-tree on
-``(workspace, occurred_at, id)`` (and the timeline's keyset index) let PostgreSQL walk newest
-first and probe each row's document by primary key, stopping after 50 matches; the tsvector
-column's statistics (word frequencies) let the planner pick the right one of the two.
-
-SQLite (the embedded demo): every word must appear in the subject or the text (``icontains``).
+The searches themselves are read in ``streams.selectors.search``. PostgreSQL only: on SQLite
+(the embedded demo) searches match words directly and nothing is queued.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import BooleanField, Q
-from django.db.models.expressions import RawSQL
 
-from .models import Activity, SearchDocument, SearchPending, TimelineEntry, Workspace
-from .selectors import Cursor, Page, activities_by_ids, timeline_filters
+from .models import Activity, SearchDocument, SearchPending
+from .queue import task_send
+from .rawdb import IntArray, raw_cursor
+from .selectors.search import DOCUMENT_SQL, DOCUMENTS_TABLE, PENDING_TABLE
+from .selectors.timelines import visible_sql
 
-MAX_QUERY = 200
 INDEX_BATCH = 2000
-PENDING_SCAN_MAX = 5000
 KICK_KEY = "mesh:search-index-kicked"
 
-_DOC = SearchDocument._meta.db_table
-_PENDING = SearchPending._meta.db_table
 _ACT = Activity._meta.db_table
-_TSQ = "websearch_to_tsquery('simple'::regconfig, %s)"
-_TSV = "to_tsvector('simple'::regconfig, {a}.subject || ' ' || {a}.text)"
 
 
-# -- the index ------------------------------------------------------------------------------
 def search_queue(*, activity_ids: list[int]) -> None:
     """Queue activities for (re)indexing, inside the caller's transaction, and kick the
     indexer once it commits. PostgreSQL only."""
     if not activity_ids or connection.vendor != "postgresql":
         return
-    from .rawdb import IntArray, raw_cursor
-
     with raw_cursor() as cur:
         cur.execute(
-            f"INSERT INTO {_PENDING} (activity_id) SELECT unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
+            f"INSERT INTO {PENDING_TABLE} (activity_id) SELECT unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
             [IntArray(activity_ids)],
         )
     search_index_kick()
@@ -87,11 +62,9 @@ def search_index_kick() -> None:
         return
 
     def kick():
-        from .tasks import search_index
-
         if cache.add(KICK_KEY, 1, timeout=10):
             try:
-                search_index.delay()
+                task_send("search_index")
             except Exception:  # the broker is down: the beat's sweep indexes them later
                 cache.delete(KICK_KEY)
 
@@ -110,14 +83,14 @@ def search_index_pending(*, batch: int = INDEX_BATCH, max_batches: int | None = 
         WITH batch AS MATERIALIZED (
             -- Once, as a CTE: as an IN subquery PostgreSQL may rescan it, and a rescan skips
             -- the rows this statement already deleted and takes the next ones.
-            SELECT activity_id FROM {_PENDING} ORDER BY activity_id LIMIT %s FOR UPDATE SKIP LOCKED
+            SELECT activity_id FROM {PENDING_TABLE} ORDER BY activity_id LIMIT %s FOR UPDATE SKIP LOCKED
         ), picked AS (
-            DELETE FROM {_PENDING} q USING batch b WHERE q.activity_id = b.activity_id
+            DELETE FROM {PENDING_TABLE} q USING batch b WHERE q.activity_id = b.activity_id
             RETURNING q.activity_id
         ), written AS (
-            INSERT INTO {_DOC} (activity_id, document)
-            SELECT a.id, {_TSV.format(a="a")} FROM {_ACT} a JOIN picked p ON p.activity_id = a.id
-            WHERE a.erased_at IS NULL
+            INSERT INTO {DOCUMENTS_TABLE} (activity_id, document)
+            SELECT a.id, {DOCUMENT_SQL.format(a="a")} FROM {_ACT} a JOIN picked p ON p.activity_id = a.id
+            WHERE {visible_sql("a")}
             ON CONFLICT (activity_id) DO UPDATE SET document = EXCLUDED.document
             RETURNING 1
         )
@@ -138,158 +111,3 @@ def search_forget(*, activity_ids: list[int]) -> None:
     """Drop the documents of erased activities (their words must not stay searchable)."""
     SearchDocument.objects.filter(activity_id__in=activity_ids).delete()
     SearchPending.objects.filter(activity_id__in=activity_ids).delete()
-
-
-def _queued_capped() -> int:
-    """How many activities are queued, counted up to PENDING_SCAN_MAX + 1 (cheap however long
-    the queue is)."""
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM {_PENDING} LIMIT %s) q", [PENDING_SCAN_MAX + 1])
-        return cur.fetchone()[0]
-
-
-def search_backlog() -> int:
-    """How many queued activities a search skips right now (0 while the queue is small)."""
-    if connection.vendor != "postgresql" or _queued_capped() <= PENDING_SCAN_MAX:
-        return 0
-    return SearchPending.objects.count()
-
-
-# -- queries --------------------------------------------------------------------------------
-
-
-def search_terms(q: str) -> str:
-    """The query as searched: trimmed and bounded; empty means no search."""
-    return " ".join((q or "").split())[:MAX_QUERY]
-
-
-def _words(q: str) -> list[str]:
-    return [w for w in re.findall(r"[\w@.+'-]+", q) if w.lower() not in ("or", "and")][:10]
-
-
-def _match(q: str, column: str):
-    """"``column`` (an activity id) has a document matching ``q``": an EXISTS that PostgreSQL
-    turns into a semi-join, so it can either start from the GIN index (a rare word) or walk
-    the rows newest first and probe each one's document by primary key (a frequent word: it
-    stops after a page of matches)."""
-    if connection.vendor != "postgresql":
-        return None
-    return RawSQL(
-        f"EXISTS (SELECT 1 FROM {_DOC} d WHERE d.activity_id = {column} AND d.document @@ {_TSQ})",
-        [q], output_field=BooleanField(),
-    )
-
-
-def _pending_match(q: str, column: str):
-    """"``column`` is a queued activity whose text matches ``q``" (tested on the fly)."""
-    return RawSQL(
-        f"{column} IN (SELECT p.activity_id FROM {_PENDING} p JOIN {_ACT} pa ON pa.id = p.activity_id"
-        f" WHERE {_TSV.format(a='pa')} @@ {_TSQ})",
-        [q], output_field=BooleanField(),
-    )
-
-
-CANDIDATES_MAX = 5000
-
-
-def _candidates(q: str) -> list[int] | None:
-    """The ids of every document matching ``q`` when there are at most ``CANDIDATES_MAX`` (one
-    GIN lookup, a few ms), else None (a frequent word: PostgreSQL reads documents in table
-    order and stops at the limit, ~3 ms)."""
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT activity_id FROM {_DOC} WHERE document @@ {_TSQ} LIMIT %s", [q, CANDIDATES_MAX + 1])
-        ids = [r[0] for r in cur.fetchall()]
-    return ids if len(ids) <= CANDIDATES_MAX else None
-
-
-def _pending_scannable() -> bool:
-    """Some activities are queued, and few enough to test directly."""
-    return 0 < _queued_capped() <= PENDING_SCAN_MAX
-
-
-def _matching_rows(qs, q: str, column: str, order: tuple[str, str], limit: int) -> list[tuple]:
-    """The newest ``limit`` (occurred_at, id) rows of ``qs`` matching ``q``: from the documents,
-    merged with still-queued matches. Two statements rather than one with OR: an OR keeps
-    PostgreSQL from planning the document match as a semi-join, and a frequent word then
-    took seconds at a million activities."""
-    fields = [o.lstrip("-") for o in order]
-    candidates = _candidates(q)
-    if candidates is not None:
-        # A rarer word: its few documents are the candidates, filtered and ordered directly.
-        # (PostgreSQL's estimate for a word missing from its statistics is ~0.5 % of the
-        # table, so it chose to walk newest first: 1.4 s for a word no document holds.)
-        by_id = RawSQL(f"{column} = ANY(%s::bigint[])", [candidates], output_field=BooleanField())
-        rows = list(qs.filter(by_id).order_by(*order).values_list(*fields)[:limit])
-    else:
-        rows = list(qs.filter(_match(q, column)).order_by(*order).values_list(*fields)[:limit])
-    if _pending_scannable():
-        rows += qs.filter(_pending_match(q, column)).order_by(*order).values_list(*fields)[:limit]
-        rows = sorted(set(rows), reverse=True)[:limit]
-    return rows
-
-
-def _fallback(q: str, prefix: str = "") -> Q:
-    cond = Q()
-    for word in _words(q) or [q]:
-        cond &= Q(**{f"{prefix}subject__icontains": word}) | Q(**{f"{prefix}text__icontains": word})
-    return cond
-
-
-def _page(rows: list[tuple[dt.datetime, int]], limit: int) -> Page:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    ids = [pk for _, pk in rows]
-    by_id = activities_by_ids(ids=ids)
-    return Page([by_id[pk] for pk in ids if pk in by_id], Cursor(*rows[-1]) if more and rows else None)
-
-
-def timeline_search_page(
-    *,
-    kind: str,
-    owner_id: int,
-    q: str,
-    before: Cursor | None = None,
-    limit: int = 50,
-    channel: str | None = None,
-    direction: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-) -> Page:
-    """A timeline's activities matching ``q``, newest first, keyset paged like the timeline."""
-    qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, activity__erased_at=None)
-    qs = timeline_filters(qs, before=before, pk="activity_id", channel=channel, direction=direction,
-                          since=since, until=until)
-    if connection.vendor == "postgresql":
-        rows = _matching_rows(qs, q, f'"{TimelineEntry._meta.db_table}"."activity_id"',
-                              ("-occurred_at", "-activity_id"), limit + 1)
-    else:
-        rows = list(qs.filter(_fallback(q, prefix="activity__")).order_by("-occurred_at", "-activity_id")
-                    .values_list("occurred_at", "activity_id")[: limit + 1])
-    return _page(rows, limit)
-
-
-def workspace_search_page(
-    *,
-    workspace: Workspace,
-    q: str,
-    before: Cursor | None = None,
-    limit: int = 50,
-    channel: str | None = None,
-    direction: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-) -> Page:
-    """Every activity of the workspace matching ``q``, newest first."""
-    qs = Activity.objects.filter(workspace=workspace, erased_at=None)
-    qs = timeline_filters(qs, before=before, pk="id", channel=channel, direction=direction, since=since,
-                          until=until)
-    if connection.vendor == "postgresql":
-        rows = _matching_rows(qs, q, f'"{_ACT}"."id"', ("-occurred_at", "-id"), limit + 1)
-    else:
-        rows = list(qs.filter(_fallback(q)).order_by("-occurred_at", "-id").values_list("occurred_at", "id")[: limit + 1])
-    return _page(rows, limit)
-
-
-def highlight_terms(q: str) -> list[str]:
-    """Words of the query worth marking in results (lower case, no operators)."""
-    return [w.lower().strip("\"'") for w in _words(q) if not w.startswith("-") and len(w) > 1][:10]

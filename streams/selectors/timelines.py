@@ -1,26 +1,90 @@
-"""Selectors: every read of more than one row goes through a function here."""
+"""Timelines read: a contact's or a device's activities newest first, page by page, and the
+one rule of what a reader may see.
+
+Pages, feeds, the live poll, the lifestream, search, the heat strip and exports all read
+through here: ``visible_q`` (ORM) and ``visible_sql`` (raw statements) say "not erased" once,
+``lifestream_activities`` adds "public", and ``activities_for_tier`` reads only the columns a
+feed tier shows. ``timeline_scan_sql`` is the keyset range scan every raw timeline statement
+is built on (the page here, the feed heads and the feed poll).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
+import json
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 
-from .identity import InvalidIdentity, normalize_email, normalize_phone
-from .models import (
+from ..models import (
     Activity,
     Contact,
     Device,
+    FeedToken,
     Identity,
-    InboundItem,
     Participant,
     TimelineEntry,
     Workspace,
 )
+from ..rawdb import prepared_fetch, raw_cursor
+
+# --- what a reader may see -------------------------------------------------------------------
+# An erased activity keeps its row and its timeline rows (feeds show it as a tombstone for a
+# while, so that mirrors delete their copy); nothing shows it. Every read says so through these.
+
+
+def visible_q(prefix: str = "") -> Q:
+    """The activity behind ``prefix`` (``"activity__"`` from a timeline row) is shown."""
+    return Q(**{f"{prefix}erased_at": None})
+
+
+def erased_q(prefix: str = "") -> Q:
+    """The complement of ``visible_q``: what feeds show as tombstones."""
+    return Q(**{f"{prefix}erased_at__isnull": False})
+
+
+def visible_sql(alias: str) -> str:
+    """``visible_q`` for a raw statement, over the activity table aliased ``alias``."""
+    return f"{alias}.erased_at IS NULL"
+
+
+def erased_sql(alias: str) -> str:
+    """``erased_q`` for a raw statement (it matches the partial index on erased activities)."""
+    return f"{alias}.erased_at IS NOT NULL"
+
+
+def timeline_entries(*, kind: str, owner_id: int) -> QuerySet[TimelineEntry]:
+    """The rows of a timeline (``kind`` "c" contact, "d" device) whose activity is shown."""
+    return TimelineEntry.objects.filter(visible_q("activity__"), kind=kind, owner_id=owner_id)
+
+
+def workspace_activities(*, workspace: Workspace | int) -> QuerySet[Activity]:
+    """Every activity of a workspace that is shown (search, export, the HTML body view)."""
+    return Activity.objects.filter(visible_q(), workspace=workspace)
+
+
+def lifestream_activities(*, workspace: Workspace) -> QuerySet[Activity]:
+    """A workspace's public activities: its lifestream page and feeds (on activity_public_idx)."""
+    return Activity.objects.filter(visible_q(), workspace=workspace, visibility="public")
+
+
+def erased_activity_ids() -> QuerySet[Activity]:
+    """The ids of every erased activity (a few rows, on the partial index), for a count that
+    should stay an index-only scan of the timeline: ``NOT IN`` a hashed handful rather than a
+    join to the activity of each of 100,000 rows (the heat strip)."""
+    return Activity.objects.filter(erased_q()).values("pk")
+
+
+def timeline_scan_sql(*, columns: str, kind: str, owner: str, limit: str, where: str = "") -> str:
+    """The newest-first keyset range scan of one timeline over its shown activities, as raw SQL:
+    ``te`` the timeline rows, ``a`` their activities. ``kind``, ``owner`` and ``limit`` are
+    placeholders (``%s``, ``$1``) or outer columns; ``where`` adds ``AND …`` conditions."""
+    te, act = TimelineEntry._meta.db_table, Activity._meta.db_table
+    return f"""SELECT {columns} FROM {te} te JOIN {act} a ON a.id = te.activity_id
+        WHERE te.kind = {kind} AND te.owner_id = {owner} AND {visible_sql("a")} {where}
+        ORDER BY te.occurred_at DESC, te.activity_id DESC LIMIT {limit}"""
 
 
 class BadCursor(ValueError):
@@ -80,22 +144,6 @@ def timeline_filters(
     return qs
 
 
-def contact_subtree_ids(contact: Contact) -> list[int]:
-    """The contact and every contact merged into it, at any depth (the merge tree below it)."""
-    ids = [contact.pk]
-    frontier = [contact.pk]
-    while frontier:
-        frontier = list(Contact.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
-        ids.extend(frontier)
-    return ids
-
-
-def workspaces_for_user(*, user) -> QuerySet[Workspace]:
-    if not user.is_authenticated:
-        return Workspace.objects.none()
-    return Workspace.objects.filter(memberships__user=user).order_by("slug")
-
-
 def timeline_page(
     *,
     kind: str,
@@ -112,9 +160,8 @@ def timeline_page(
     if connection.vendor == "postgresql":
         return _timeline_page_pg(kind=kind, owner_id=owner_id, before=before, limit=limit, channel=channel,
                                  direction=direction, since=since, until=until)
-    # Erased activities keep their timeline rows (feeds show them as tombstones); pages skip them.
-    qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, activity__erased_at=None)
-    qs = timeline_filters(qs, before=before, pk="activity_id", channel=channel, direction=direction,
+    qs = timeline_filters(timeline_entries(kind=kind, owner_id=owner_id), before=before, pk="activity_id",
+                          channel=channel, direction=direction,
                           since=since, until=until)
     # One statement: the keyset range scan on the timeline index joined to the activity rows
     # (then one more for the participants). Written with raw() because the ORM would order by
@@ -140,35 +187,32 @@ _ACTIVITY_JSON = [(i, f) for i, f in enumerate(_ACTIVITY_COLUMNS) if f.get_inter
 
 
 def _page_sql(where: str) -> str:
-    te, a, d = TimelineEntry._meta.db_table, Activity._meta.db_table, Device._meta.db_table
-    p, i = Participant._meta.db_table, Identity._meta.db_table
+    a, d = Activity._meta.db_table, Device._meta.db_table
     acols = ", ".join(f"a.{connection.ops.quote_name(f.column)}" for f in _ACTIVITY_COLUMNS)
     dcols = ", ".join(f"d.{connection.ops.quote_name(f.column)}" for f in _DEVICE_COLUMNS)
+    scan = timeline_scan_sql(columns="te.occurred_at, te.activity_id", kind="%s", owner="%s", limit="%s",
+                             where=where)
     return f"""
-        SELECT {acols}, {dcols},
-            (SELECT json_agg(json_build_array(p.role, i.kind, i.value, i.display, i.contact_id, i.is_self)
-                             ORDER BY p.id)
-             FROM {p} p JOIN {i} i ON i.id = p.identity_id WHERE p.activity_id = a.id)
-        FROM (
-            SELECT te.occurred_at, te.activity_id FROM {te} te
-            JOIN {a} x ON x.id = te.activity_id AND x.erased_at IS NULL
-            WHERE te.kind = %s AND te.owner_id = %s {where}
-            ORDER BY te.occurred_at DESC, te.activity_id DESC LIMIT %s
-        ) AS page
+        SELECT {acols}, {dcols}, ({_persons_sql("a")})
+        FROM ({scan}) AS page
         JOIN {a} a ON a.id = page.activity_id
         LEFT JOIN {d} d ON d.id = a.device_id
         ORDER BY page.occurred_at DESC, page.activity_id DESC
     """
 
 
+def _persons_sql(alias: str) -> str:
+    """The participants of activity ``alias`` as one JSON array of `Person` fields."""
+    p, i = Participant._meta.db_table, Identity._meta.db_table
+    return f"""SELECT coalesce(json_agg(json_build_array(p.role, i.kind, i.value, i.display, i.contact_id,
+                                                          i.is_self) ORDER BY p.id), '[]')
+               FROM {p} p JOIN {i} i ON i.id = p.identity_id WHERE p.activity_id = {alias}.id"""
+
+
 def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, since, until) -> Page:
     """The same page in one statement and no ORM query building: the keyset range scan, the
     activities, their devices and their participants (as JSON arrays). Three ORM queries cost
     ~5 ms of Python for ~1 ms of PostgreSQL."""
-    import json
-
-    from .rawdb import prepared_fetch, raw_cursor
-
     where, params = [], [kind, owner_id]
     if before is not None:
         where.append("AND (te.occurred_at, te.activity_id) < (%s, %s)")
@@ -209,10 +253,7 @@ def _timeline_page_pg(*, kind, owner_id, before, limit, channel, direction, sinc
         a = Activity.from_db(alias, anames, values)
         device_row = row[na : na + nd]
         a.device = Device.from_db(alias, dnames, list(device_row)) if device_row[0] is not None else None
-        persons = row[-1]
-        if isinstance(persons, str):
-            persons = json.loads(persons)
-        a.persons = [Person(*p) for p in persons or ()]
+        a.persons = [Person(*p) for p in _json_value(row[-1]) or ()]
         activities.append(a)
     more = len(activities) > limit
     activities = activities[:limit]
@@ -290,62 +331,72 @@ def timeline_for_device(*, device: Device, before: Cursor | None = None, limit: 
     return timeline_page(kind="d", owner_id=device.pk, before=before, limit=limit, **filters)
 
 
-# A query made only of phone-number characters ("(415) 555-0100", "+1 415-555-0100").
-PHONE_QUERY_RE = re.compile(r"^\+?[\d\s().-]+$")
 
 
-def contact_search_term(*, workspace: Workspace, q: str) -> str:
-    """What a contact search looks for, written as identities are stored: a phone number in
-    E.164 through the workspace's region (else without its formatting), an email address
-    casefolded. Anything else (a name, an ``@handle``) is searched as typed."""
-    q = q.strip()[:200]
-    if PHONE_QUERY_RE.match(q) and sum(ch.isdigit() for ch in q) >= 3:
-        try:
-            return normalize_phone(q, workspace.region)
-        except InvalidIdentity:
-            return re.sub(r"[\s().-]", "", q)
-    if "@" in q[1:]:
-        try:
-            return normalize_email(q)
-        except InvalidIdentity:
-            return q.casefold()
-    return q
+def _json_value(value):
+    """A json/jsonb column read by a raw statement: text or already decoded, as the driver gives it."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def contacts_list(
-    *, workspace: Workspace, search: str = "", channel: str = "", include_self: bool = False
-) -> QuerySet[Contact]:
-    """Top-level contacts, most recently active first; ``search`` as typed by a person (see
-    contact_search_term)."""
-    qs = Contact.objects.filter(workspace=workspace, merged_into=None)
-    if not include_self:
-        qs = qs.filter(is_self=False)
-    search = contact_search_term(workspace=workspace, q=search) if search else ""
-    if search:
-        qs = qs.filter(
-            Q(name__icontains=search)
-            | Q(pk__in=Identity.objects.filter(workspace=workspace).filter(
-                Q(value__icontains=search.strip().lower()) | Q(display__icontains=search)
-            ).values("contact"))
-        )
-    if channel:
-        qs = qs.filter(channel_counts__has_key=channel)
-    return qs.order_by(F("last_activity_at").desc(nulls_last=True), "-pk").prefetch_related("identities")
+# --- activities as a feed tier shows them ------------------------------------------------------
 
 
-def contact_identities(*, contact: Contact) -> list[Identity]:
-    return list(Identity.objects.filter(contact=contact).order_by("kind", "value"))
+@dataclass(slots=True)
+class TierRow:
+    """An activity as ``activities_for_tier`` reads it on PostgreSQL: the fields a feed item
+    reads, with those the tier hides left empty."""
+
+    id: int
+    workspace_id: int
+    dedup_key: str
+    channel: str
+    verb: str
+    direction: str
+    occurred_at: dt.datetime
+    updated_at: dt.datetime
+    subject: str
+    text: str
+    html: str
+    attachments: list
+    persons: list[Person]
+    workspace: Workspace | None = None
+
+    @property
+    def pk(self) -> int:
+        return self.id
 
 
-def inbound_pending(*, workspace: Workspace, scope: str | None = None) -> dict[str, dict]:
-    """Pushed items stored but not yet ingested, per scope (``device:<id>``, ``source:<id>``):
-    ``{"count", "oldest_at"}``. Items wait here for a task; one waiting long lost its task
-    (the workers' sweep re-sends it, see streams.tasks.inbound_sweep_stranded)."""
-    qs = InboundItem.objects.filter(workspace=workspace, state=InboundItem.State.PENDING)
-    if scope is not None:
-        qs = qs.filter(scope=scope)
-    rows = qs.values("scope").annotate(count=Count("pk"), oldest_at=Min("received_at")).order_by()
-    return {r["scope"]: {"count": r["count"], "oldest_at": r["oldest_at"]} for r in rows}
+_TIER_BASE_FIELDS = ["id", "workspace_id", "dedup_key", "channel", "verb", "direction", "occurred_at", "updated_at"]
 
 
-NO_PENDING = {"count": 0, "oldest_at": None}
+def _tier_sql() -> str:
+    # $2: the tier shows a subject or first line; $3: the tier shows the content.
+    return f"""
+        SELECT {", ".join(f"a.{name}" for name in _TIER_BASE_FIELDS)},
+               CASE WHEN $2 THEN a.subject ELSE '' END, CASE WHEN $2 THEN a.text ELSE '' END,
+               CASE WHEN $3 THEN a.html ELSE '' END, CASE WHEN $3 THEN a.attachments ELSE '[]'::jsonb END,
+               ({_persons_sql("a")})
+        FROM {Activity._meta.db_table} a WHERE a.id = ANY($1) AND {visible_sql("a")}
+    """
+
+
+def activities_for_tier(*, ids: list[int], tier: str) -> dict[int, Activity | TierRow]:
+    """The shown activities among ``ids`` with only the columns ``tier`` shows (a metadata feed
+    never reads a body), each with ``persons``: one prepared statement where prepared
+    statements pay (see ``prepared_fetch``), else two ORM queries. An id erased since the
+    caller read it is left out."""
+    shows_subject, shows_content = tier != FeedToken.Tier.METADATA, tier == FeedToken.Tier.FULL
+    rows = prepared_fetch("mesh_feed_activities_v2", _tier_sql(), [ids, shows_subject, shows_content])
+    if rows is not None:
+        return {
+            fields[0]: TierRow(*fields, _json_value(attachments) or [], [Person(*p) for p in _json_value(persons)])
+            for *fields, attachments, persons in rows
+        }
+    fields = list(_TIER_BASE_FIELDS)
+    if shows_subject:
+        fields += ["subject", "text"]
+    if shows_content:
+        fields += ["html", "attachments"]
+    activities = {a.pk: a for a in Activity.objects.filter(visible_q(), pk__in=ids).only(*fields)}
+    _attach(activities, devices=False)
+    return activities
