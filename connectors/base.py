@@ -60,12 +60,14 @@ class ConnectorError(Exception):
         permanent: bool = False,
         status: str | None = None,
         retry_at: dt.datetime | None = None,
+        code: int | str | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.status = status or ("needs_attention" if permanent else "error")
         self.retry_at = retry_at
+        self.code = code  # the source's own error code (Twilio's 21610), when it gave one
 
 
 class BadItem(Exception):
@@ -261,6 +263,17 @@ class Connector:
     importable: ClassVar[bool] = False
     # Whether the connector can be polled (dispatch_due_sources only schedules those).
     pollable: ClassVar[bool] = False
+    # Webhooks: the dotted path of a URLconf module, which the site mounts at ``url_mount``
+    # (default ``hooks/<key>/``). Its views check the request, find their Source with
+    # ``streams.services.webhook_source`` and hand what they receive to
+    # ``streams.services.inbound_store``; ingest runs after commit.
+    urls: ClassVar[str | None] = None
+    url_mount: ClassVar[str] = ""
+    # Sending (see ``send``): the identity kind a message goes to, e.g. "phone".
+    send_to_kind: ClassVar[str] = ""
+    # The InboundItem scope its delivery reports are kept under, per source (default
+    # ``<key>-status``; see ``streams.services.delivery_report_receive``).
+    delivery_scope: ClassVar[str] = ""
 
     def __init__(self, config: dict | None = None, secrets: dict | None = None, *, context: dict | None = None):
         self.raw_config = dict(config or {})
@@ -292,6 +305,37 @@ class Connector:
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
         raise NotImplementedError
+
+    @classmethod
+    def mount(cls) -> str:
+        """Where the site mounts ``urls``."""
+        return cls.url_mount or f"hooks/{cls.key}/"
+
+    @classmethod
+    def can_send(cls) -> bool:
+        return cls.send is not Connector.send
+
+    @classmethod
+    def recipient(cls, values: list[str]) -> str | None:
+        """Which of a contact's identities of ``send_to_kind`` (most recently used first) to
+        send to, or None when none will do."""
+        return values[0] if values else None
+
+    def send(self, *, to: str, body: str, sender: str | None = None) -> RawItem:
+        """Send ``body`` to ``to`` (from ``sender``, one of the source's own addresses, else its
+        first) and return the sent message as the RawItem to store, the same shape ``fetch``
+        yields for it, so that ``normalize`` makes it the outbound activity and a later sync
+        finds it a duplicate. Raises ConnectorError with a plain message; one whose ``status`` is
+        "auth_failed" marks the Source, any other is the failure of this message alone.
+        Optional: connectors that cannot send leave it (``can_send()`` is False)."""
+        raise NotImplementedError
+
+    @classmethod
+    def render_original(cls, payload: Any) -> str:
+        """The original HTML of a stored item (``Activity.raw``), remote images included, for
+        the user who asks to see them; "" when there is none. Mesh sanitizes it before it
+        shows it (``connectors.html``)."""
+        return ""
 
     def self_identities(self) -> list[tuple[str, str, str]]:
         """The owner's own identities this source knows, as (kind, value, display): an account's

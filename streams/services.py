@@ -18,7 +18,16 @@ from connectors.base import Connector, ConnectorError, RawItem, registry
 from connectors.text import clean_text
 
 from .crypto import secrets_decrypt, secrets_encrypt, token_hash
+
+# Re-exported ``as`` themselves: connectors reach ``streams`` only through ``streams.services``
+# (and selectors), so the services kept in modules of their own (``delivery``, ``webhooks``) and
+# the few other names connectors need are named here.
+from .delivery import activity_delivery_update as activity_delivery_update
+from .delivery import delivery_report_receive as delivery_report_receive
+from .delivery import delivery_reports_apply as delivery_reports_apply
+from .identity import InvalidIdentity as InvalidIdentity
 from .identity import identity_mark_self
+from .identity import normalize_phone as normalize_phone
 from .ingest import IngestResult, ingest_batch, scope_for
 from .locks import source_lock
 from .models import (
@@ -32,7 +41,11 @@ from .models import (
     Workspace,
 )
 from .selectors import NO_PENDING, contact_subtree_ids, inbound_pending
+from .throttle import device_api_throttle as device_api_throttle  # for connectors.device.views
 from .timelines import contact_timelines_rebuild
+from .webhooks import source_mark_self as source_mark_self
+from .webhooks import source_secrets as source_secrets
+from .webhooks import webhook_source as webhook_source
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +141,9 @@ def connector_context(*, workspace: Workspace, device: Device | None = None) -> 
 def source_connector(*, source: Source) -> Connector:
     cls = registry.get(source.connector)
     device = _source_device(source)
-    return cls(
-        source.config, secrets_decrypt(source.secrets_encrypted),
-        context=connector_context(workspace=source.workspace, device=device),
-    )
+    # The source's id, for a connector that names its own webhook URLs (Twilio's status callback).
+    context = {**connector_context(workspace=source.workspace, device=device), "source_id": source.pk}
+    return cls(source.config, secrets_decrypt(source.secrets_encrypted), context=context)
 
 
 def source_sync(
@@ -260,6 +272,13 @@ def device_rotate_token(*, device: Device) -> str:
 
 def device_revoke(*, device: Device) -> None:
     Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now())
+
+
+def device_events_store(*, device: Device, items: list[RawItem], at: dt.datetime) -> tuple[list[int], int]:
+    """A device's pushed events, stored raw (``inbound_store``), and the device seen at ``at``."""
+    stored = inbound_store(workspace=device.workspace, connector="device", items=items, device=device)
+    Device.objects.filter(pk=device.pk).update(last_seen_at=at)
+    return stored
 
 
 def device_by_token(token: str) -> Device | None:

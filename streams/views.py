@@ -681,14 +681,14 @@ def contact_unmerge_view(request: HttpRequest, contact_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def contact_sms_view(request: HttpRequest, contact_id: int) -> HttpResponse:
-    """Reply by SMS through the workspace's Twilio source (streams.sms.sms_send)."""
-    from .sms import SmsSendError, sms_send
+    """Reply by SMS through the workspace's source that can send (streams.messaging.message_send)."""
+    from .messaging import MessageSendError, message_send
 
     contact = _member_contact(request, contact_id)
     root = contact.root()
     try:
-        activity = sms_send(workspace=contact.workspace, contact=root, body=request.POST.get("body", ""))
-    except SmsSendError as exc:
+        activity = message_send(workspace=contact.workspace, contact=root, body=request.POST.get("body", ""))
+    except MessageSendError as exc:
         messages.error(request, f"Not sent: {exc}")
         return redirect("contact-detail", root.pk)
     state = ((activity.extra or {}).get("delivery") or {}).get("state", "queued")

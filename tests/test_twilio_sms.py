@@ -187,10 +187,10 @@ def test_get_is_not_allowed_and_a_signed_request_without_message_sid_is_400(clie
 @pytest.fixture
 def sent(twilio_source, fake, workspace):
     """A message sent from Mesh (through the fake), whose callbacks the tests deliver."""
-    from streams.sms import sms_send
+    from streams.messaging import message_send
 
     with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"):
-        return sms_send(workspace=workspace, to="+14155550100", body="Your order has shipped", source=twilio_source)
+        return message_send(workspace=workspace, to="+14155550100", body="Your order has shipped", source=twilio_source)
 
 
 def callback(name: str, sid: str) -> dict:
@@ -233,12 +233,12 @@ def test_status_callback_for_an_unknown_message_is_200_after_the_signature_check
 
 
 def test_a_callback_that_arrives_before_the_send_is_recorded_is_applied_when_it_is(client, twilio_source, fake, workspace):
-    from streams.sms import sms_send
+    from streams.messaging import message_send
 
     early_sid = f"SM{0x1000:032x}"  # the fake's next SID
     assert post_signed(client, status_path(twilio_source), callback("sent", early_sid)).status_code == 200
     with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"):
-        activity = sms_send(workspace=workspace, to="+14155550100", body="hi", source=twilio_source)
+        activity = message_send(workspace=workspace, to="+14155550100", body="hi", source=twilio_source)
     assert activity.external_id == early_sid
     assert activity.extra["delivery"]["state"] == "sent"
 
@@ -248,10 +248,10 @@ def test_a_callback_that_arrives_before_the_send_is_recorded_is_applied_when_it_
 
 def test_send_records_the_outbound_activity_at_once_with_the_status_callback(twilio_source, fake, workspace):
     from streams.models import Activity, Contact, TimelineEntry
-    from streams.sms import sms_send
+    from streams.messaging import message_send
 
     with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"):
-        activity = sms_send(workspace=workspace, to="+1 (415) 555-0100", body="Your order has shipped", source=twilio_source)
+        activity = message_send(workspace=workspace, to="+1 (415) 555-0100", body="Your order has shipped", source=twilio_source)
     form = parse_qs(fake.requests[-1].body)
     assert form["StatusCallback"] == [f"https://mesh.example.com/hooks/twilio/{twilio_source.pk}/status"]
     assert form["From"] == [OURS] and form["To"] == ["+1 (415) 555-0100"]
@@ -269,11 +269,11 @@ def test_send_records_the_outbound_activity_at_once_with_the_status_callback(twi
 )
 def test_send_errors_are_said_plainly_and_nothing_is_recorded(twilio_source, fake, workspace, code, status, words):
     from streams.models import Activity, Source
-    from streams.sms import SmsSendError, sms_send
+    from streams.messaging import MessageSendError, message_send
 
     fake.refuse = {"code": code, "status": status, "message": f"Twilio says {code}"}
-    with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"), pytest.raises(SmsSendError) as exc:
-        sms_send(workspace=workspace, to="+14155550100", body="hi", source=twilio_source)
+    with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"), pytest.raises(MessageSendError) as exc:
+        message_send(workspace=workspace, to="+14155550100", body="hi", source=twilio_source)
     assert words in str(exc.value) and str(code) in str(exc.value) and exc.value.code == code
     assert not Activity.objects.exists()
     if code == 20003:
@@ -297,10 +297,10 @@ def test_mesh_sms_send_texts_a_contact_and_prints_json(twilio_source, fake, work
 
 
 def test_send_without_a_public_url_says_what_to_set(twilio_source, fake, workspace):
-    from streams.sms import SmsSendError, sms_send
+    from streams.messaging import MessageSendError, message_send
 
-    with override_settings(MESH_PUBLIC_URL=""), pytest.raises(SmsSendError, match="MESH_PUBLIC_URL"):
-        sms_send(workspace=workspace, to="+14155550100", body="hi", source=twilio_source)
+    with override_settings(MESH_PUBLIC_URL=""), pytest.raises(MessageSendError, match="MESH_PUBLIC_URL"):
+        message_send(workspace=workspace, to="+14155550100", body="hi", source=twilio_source)
     assert fake.requests == []
 
 

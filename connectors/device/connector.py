@@ -49,6 +49,9 @@ class DeviceConnector(Connector):
     channel = "device"
     Config = DeviceConfig
     importable = True
+    # Devices push their events to POST /api/v1/devices/events (views.py), an API, not a hook.
+    urls = "connectors.device.urls"
+    url_mount = "api/v1/devices/"
 
     def device_id(self) -> int:
         device = self.config.device or self.context.get("device_id")

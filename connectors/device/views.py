@@ -17,9 +17,7 @@ from django.views.decorators.http import require_POST
 
 from connectors.base import RawItem
 from connectors.text import clean_json
-from streams.models import Device
-from streams.services import device_by_token, inbound_store
-from streams.throttle import device_api_throttle
+from streams.services import device_api_throttle, device_by_token, device_events_store
 
 from .schema import parse_json, validate_event
 
@@ -94,8 +92,7 @@ def device_events(request: HttpRequest) -> JsonResponse:
     if errors:
         return _error(400, f"{len(errors)} problem(s) in the batch; nothing was stored", errors=errors)
 
-    stored, already = inbound_store(workspace=device.workspace, connector="device", items=items, device=device)
-    Device.objects.filter(pk=device.pk).update(last_seen_at=now)
+    stored, already = device_events_store(device=device, items=items, at=now)
     return JsonResponse(
         {"accepted": len(stored), "duplicate": already + repeated_in_batch, "received": len(events)},
         status=202,

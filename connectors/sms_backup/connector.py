@@ -45,6 +45,7 @@ from connectors.base import (
     ParticipantDraft,
     RawItem,
 )
+from connectors.phone import e164
 
 SID_RE = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 SMS_BOXES = {"1": "in", "2": "out", "3": "out", "4": "out", "5": "out", "6": "out"}
@@ -211,7 +212,7 @@ class SmsBackupConnector(Connector):
         date = _date(payload.get("date"))
         box = payload.get("type") if payload["kind"] == "sms" else payload.get("msg_box")
         region = self.context.get("region", "US")
-        addresses = sorted(_e164(a, region) for a in _addresses(payload) if a)
+        addresses = sorted(e164(a, region) for a in _addresses(payload) if a)
         text = _text(payload)
         digest = hashlib.sha256(
             "\x1f".join([payload["kind"], str(box), str(int(date.timestamp() * 1000)), *addresses, "", text]).encode()
@@ -223,7 +224,7 @@ class SmsBackupConnector(Connector):
         """The owner's numbers (config and the workspace's self identities), once per import."""
         cached = getattr(self, "_own_cache", None)
         if cached is None or cached[0] != region:
-            own = {_e164(n, region) for n in self.config.numbers.split(",") if n.strip()}
+            own = {e164(n, region) for n in self.config.numbers.split(",") if n.strip()}
             own |= {s.split(":", 1)[1] for s in self.context.get("self_identities") or () if s.startswith("phone:")}
             cached = self._own_cache = (region, frozenset(own))
         return cached[1]
@@ -266,7 +267,7 @@ class SmsBackupConnector(Connector):
                 role = MMS_ROLES.get(str(a.get("type")), "to")
                 if not address or address == "insert-address-token":
                     continue
-                if (role == "from" and direction == "out") or _e164(address, region) in own:
+                if (role == "from" and direction == "out") or e164(address, region) in own:
                     continue  # the owner's own number: the self side, known from the box
                 others.append(address)
                 participants.append(ParticipantDraft(role, "phone", address))
@@ -283,7 +284,7 @@ class SmsBackupConnector(Connector):
                 for part in p.get("parts") or [] if part.get("mediaType") not in ("text/plain", "application/smil")
             ]
         sid = self._sid(p)
-        thread = ",".join(sorted(_e164(a, region) for a in others))
+        thread = ",".join(sorted(e164(a, region) for a in others))
         extra = {"origin": "sms_backup", "delivery": {"state": state, "error_code": None,
                                                      "updated_at": occurred.isoformat()}}
         if kind == "mms" and len(others) > 1:
@@ -354,8 +355,3 @@ def _part(attrib: dict) -> dict:
         part["size"] = len(data) * 3 // 4  # base64; the bytes themselves are not kept
     return part
 
-
-def _e164(value: str, region: str) -> str:
-    from connectors.twilio_sms.connector import e164
-
-    return e164(value, region)

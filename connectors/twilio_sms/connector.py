@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import functools
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from django.conf import settings
+from django.urls import reverse
 
 from connectors.base import (
     ActivityDraft,
@@ -39,20 +41,15 @@ from connectors.base import (
     ParticipantDraft,
     RawItem,
 )
+from connectors.phone import e164
 
 SID_RE = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 ACCOUNT_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
 INBOUND = "inbound"
 OUTBOUND = ("outbound-api", "outbound-call", "outbound-reply")
 
-# Delivery states in order; a state never moves backwards and a terminal state never changes.
-STATE_RANK = {
-    "scheduled": 0, "accepted": 0, "queued": 1, "sending": 2, "sent": 3,
-    "receiving": 1, "received": 3,
-    "delivered": 4, "read": 4, "undelivered": 4, "failed": 4, "canceled": 4,
-}  # fmt: skip
 PENDING_STATES = frozenset({"accepted", "scheduled", "queued", "sending"})
-TERMINAL_STATES = frozenset({"delivered", "read", "undelivered", "failed", "canceled", "received"})
+MAX_BODY = 1600  # Twilio's limit for one message body
 
 # Plain-language meaning of the Twilio error codes people meet most when sending.
 ERRORS = {
@@ -68,17 +65,6 @@ ERRORS = {
     30006: "landline or unreachable carrier",
     30007: "carrier filtered the message as spam",
 }
-
-
-def state_advances(current: str | None, new: str) -> bool:
-    """Whether delivery state ``new`` may replace ``current`` (never backwards, terminal stays)."""
-    if new not in STATE_RANK:
-        return False
-    if not current:
-        return True
-    if current in TERMINAL_STATES:
-        return False
-    return STATE_RANK[new] > STATE_RANK.get(current, -1)
 
 
 def parse_rfc2822(value) -> dt.datetime | None:
@@ -97,17 +83,6 @@ def parse_rfc2822(value) -> dt.datetime | None:
 
 def rfc2822(value: dt.datetime) -> str:
     return email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)
-
-
-@functools.lru_cache(maxsize=65536)
-def e164(value: str, region: str = "US") -> str:
-    """The core identity normalization of a phone number, or the value as given if it is none."""
-    from streams.identity import InvalidIdentity, normalize_phone
-
-    try:
-        return normalize_phone(value, region)
-    except InvalidIdentity:
-        return (value or "").strip()
 
 
 @dataclass(frozen=True)
@@ -142,6 +117,12 @@ class TwilioSmsConnector(Connector):
     Config = TwilioConfig
     required_secrets = ("auth_token",)
     pollable = True
+    # /hooks/twilio/<source>/sms and /status: the URLs people have pasted into Twilio's console,
+    # and the scope status callbacks have been kept under, from before connectors named them.
+    urls = "connectors.twilio_sms.urls"
+    url_mount = "hooks/twilio/"
+    delivery_scope = "twilio-status"
+    send_to_kind = "phone"
 
     # -- the REST client ----------------------------------------------------------------------
     def client(self):
@@ -160,6 +141,59 @@ class TwilioSmsConnector(Connector):
     def own_numbers(self) -> set[str]:
         region = self.context.get("region", "US")
         return {e164(n, region) for n in self.config.number_list}
+
+    def self_identities(self) -> list[tuple[str, str, str]]:
+        return [("phone", number, "") for number in self.config.number_list]
+
+    # -- sending --------------------------------------------------------------------------------
+    @classmethod
+    def recipient(cls, values: list[str]) -> str | None:
+        return next((v for v in values if v.startswith("+")), None)  # Twilio texts E.164 numbers only
+
+    def status_callback_url(self) -> str:
+        base = (settings.MESH_PUBLIC_URL or "").rstrip("/")
+        if not base:
+            raise ConnectorError(
+                "set MESH_PUBLIC_URL (the https:// address Twilio can reach Mesh at) so that Twilio "
+                "can report delivery; without it no delivery state would ever arrive"
+            )
+        return base + reverse("twilio-status", args=[self.context["source_id"]])
+
+    def send(self, *, to: str, body: str, sender: str | None = None) -> RawItem:
+        """Send through the Messages API with the status callback set, and return the message
+        resource as Twilio answered it (state queued, usually)."""
+        from twilio.base.exceptions import TwilioRestException
+
+        if len(body) > MAX_BODY:
+            raise ConnectorError(f"the message is longer than {MAX_BODY} characters")
+        sender = sender or next(iter(self.config.number_list), "")
+        if not sender:
+            raise ConnectorError(f"source {self.context.get('source_id')} has no numbers configured to send from "
+                                 "(config numbers=+1…)")
+        callback = self.status_callback_url()
+        try:
+            message = self.client().messages.create(to=to, from_=sender, body=body, status_callback=callback)
+        except TwilioRestException as exc:
+            text = ERRORS.get(exc.code) or exc.msg or "request refused"
+            status = "auth_failed" if exc.code == 20003 or exc.status == 401 else None
+            raise ConnectorError(f"Twilio refused the message (error {exc.code}): {text}", status=status,
+                                 code=exc.code) from None
+        except OSError as exc:  # requests' ConnectionError and timeouts are OSErrors
+            raise ConnectorError(f"cannot reach Twilio: {exc}") from None
+        now = dt.datetime.now(dt.UTC)
+        resource = {
+            "sid": message.sid, "account_sid": message.account_sid, "from": message.from_ or sender,
+            "to": message.to or to, "body": message.body if message.body is not None else body,
+            "status": message.status or "queued", "direction": message.direction or "outbound-api",
+            "date_created": rfc2822(message.date_created or now), "date_updated": rfc2822(message.date_updated or now),
+            "date_sent": rfc2822(message.date_sent) if message.date_sent else None,
+            "num_media": message.num_media, "num_segments": message.num_segments,
+            "error_code": message.error_code, "error_message": message.error_message,
+            "price": message.price, "price_unit": message.price_unit,
+            "messaging_service_sid": message.messaging_service_sid, "uri": message.uri,
+            "_status_callback": callback,
+        }
+        return RawItem(message.sid, resource, now)
 
     # -- history --------------------------------------------------------------------------------
     def fetch(self, cursor: dict | None, *, since: dt.datetime | None = None) -> Iterator[Batch]:

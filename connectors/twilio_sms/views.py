@@ -17,7 +17,6 @@ Twilio stops retrying.
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -31,23 +30,18 @@ from twilio.request_validator import (
 
 from connectors.base import RawItem
 from connectors.text import clean_json, clean_text
-from streams.crypto import SecretsError, secrets_decrypt
-from streams.models import Source
-from streams.services import inbound_store
-from streams.sms import sms_numbers_mark_self, sms_status_receive
+from streams.services import (
+    delivery_report_receive,
+    inbound_store,
+    source_mark_self,
+    source_secrets,
+    webhook_source,
+)
 
-from .connector import SID_RE
+from .connector import SID_RE, TwilioSmsConnector
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-
-def _validator(source: Source) -> RequestValidator | None:
-    # secrets_decrypt is memoized per ciphertext, so this costs no decryption per request, and
-    # a rotated token (new ciphertext) takes effect at once.
-    try:
-        token = secrets_decrypt(source.secrets_encrypted).get("auth_token", "")
-    except SecretsError:
-        token = ""
-    return RequestValidator(token) if token else None
+KEY = TwilioSmsConnector.key
 
 
 def signed_url(request: HttpRequest) -> str:
@@ -56,40 +50,14 @@ def signed_url(request: HttpRequest) -> str:
     return request.build_absolute_uri()
 
 
-# The source with its workspace, per process, reused while the row's connector, name, config
-# and encrypted secrets are unchanged: checked with one plain statement per request (building
-# the ORM query cost more CPU than the rest of the webhook; measured in bench/sms_bench.py).
-# CAST rather than ``::text``: the same statement runs on PostgreSQL and SQLite.
-_sources: dict[int, tuple[tuple, Source]] = {}
-_SOURCE_ROW = (
-    "SELECT connector, name, CAST(config AS TEXT), secrets_encrypted, workspace_id "
-    f"FROM {Source._meta.db_table} WHERE id = %s"
-)
-
-
-def _source(source_id: int) -> Source | None:
-    with connection.cursor() as cur:
-        cur.execute(_SOURCE_ROW, [source_id])
-        row = cur.fetchone()
-    if row is None or row[0] != "twilio_sms":
-        return None
-    cached = _sources.get(source_id)
-    if cached is not None and cached[0] == row:
-        return cached[1]
-    source = Source.objects.select_related("workspace").filter(pk=source_id, connector="twilio_sms").first()
-    if source is not None:
-        if len(_sources) > 1000:
-            _sources.clear()
-        _sources[source_id] = (row, source)
-    return source
-
-
-def _check(request: HttpRequest, source_id: int) -> tuple[Source | None, HttpResponse | None]:
-    source = _source(source_id)
+def _check(request: HttpRequest, source_id: int) -> tuple:
+    """(the Source, None) when the request is signed for it, else (None, the refusal)."""
+    source = webhook_source(source_id=source_id, connector=KEY)
     if source is None:
         return None, HttpResponse("no such Twilio source\n", status=404, content_type="text/plain")
     signature = request.headers.get(SIGNATURE_HEADER, "")
-    validator = _validator(source)
+    token = source_secrets(source=source).get("auth_token", "")
+    validator = RequestValidator(token) if token else None
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
     if not signature or validator is None or not validator.validate(signed_url(request), request.POST, signature, algorithm):
         return None, HttpResponse("invalid Twilio signature\n", status=403, content_type="text/plain")
@@ -124,8 +92,9 @@ def sms_inbound(request: HttpRequest, source_id: int) -> HttpResponse:
     now = timezone.now()
     payload = _payload(request)
     payload["_received_at"] = now.isoformat()
-    sms_numbers_mark_self(source=source)
-    inbound_store(workspace=source.workspace, connector="twilio_sms", source=source,
+    numbers = TwilioSmsConnector.parse_config(source.config).number_list
+    source_mark_self(source=source, identities=[("phone", number, "") for number in numbers])
+    inbound_store(workspace=source.workspace, connector=KEY, source=source,
                   items=[RawItem(external_id=sid, payload=payload, received_at=now)])
     return _twiml()
 
@@ -136,5 +105,9 @@ def sms_status(request: HttpRequest, source_id: int) -> HttpResponse:
     source, refused = _check(request, source_id)
     if refused:
         return refused
-    sms_status_receive(source=source, payload=_payload(request))
+    payload = _payload(request)
+    sid = clean_text(request.POST.get("MessageSid") or request.POST.get("SmsSid") or "")
+    state = str(payload.get("MessageStatus") or payload.get("SmsStatus") or "").lower()
+    delivery_report_receive(source=source, message_id=sid, dedup_key=f"sms:{sid}", state=state,
+                            error_code=payload.get("ErrorCode"), payload=payload)
     return _twiml()

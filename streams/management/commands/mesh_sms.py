@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 
 from streams.cli import MeshCommand
-from streams.sms import SmsSendError, sms_send, sms_source_for
+from streams.messaging import MessageSendError, message_send, message_source_for
 
 
 class Command(MeshCommand):
@@ -31,10 +31,10 @@ class Command(MeshCommand):
         workspace = self.workspace(options)
         contact = self.contact(workspace, options["contact"])
         try:
-            source = sms_source_for(workspace=workspace, source_id=options.get("source"))
-            activity = sms_send(workspace=workspace, contact=contact, body=options["body"], source=source,
-                                to=options.get("to"), from_number=options.get("from_number"))
-        except SmsSendError as exc:
+            source = message_source_for(workspace=workspace, source_id=options.get("source"))
+            activity = message_send(workspace=workspace, contact=contact, body=options["body"], source=source,
+                                    to=options.get("to"), sender=options.get("from_number"))
+        except MessageSendError as exc:
             raise CommandError(str(exc)) from None
         delivery = (activity.extra or {}).get("delivery") or {}
         to = next((p.identity.value for p in activity.participants.select_related("identity") if p.role == "to"), options.get("to"))
