@@ -12,7 +12,8 @@ import hashlib
 import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings
+
+from .conf import conf
 
 
 class SecretsError(Exception):
@@ -28,7 +29,7 @@ def _fernet_for(key: str) -> Fernet:
 
 
 def _multi() -> MultiFernet:
-    return MultiFernet([_fernet_for(k) for k in settings.MESH_ENCRYPTION_KEYS])
+    return MultiFernet([_fernet_for(k) for k in conf.ENCRYPTION_KEYS])
 
 
 def secrets_encrypt(secrets: dict[str, str]) -> str:
@@ -48,7 +49,7 @@ def secrets_decrypt(token: str) -> dict[str, str]:
     if not token:
         return {}
     try:
-        return json.loads(_plaintext(token, tuple(settings.MESH_ENCRYPTION_KEYS)))
+        return json.loads(_plaintext(token, tuple(conf.ENCRYPTION_KEYS)))
     except InvalidToken:
         raise SecretsError(
             "cannot decrypt this source's secrets: MESH_ENCRYPTION_KEYS does not hold the key they were saved with"

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.db import connection
+
+from .conf import conf
+from .models import Activity, Contact, Identity, Participant, TimelineEntry
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,6 @@ _calls = 0
 
 
 def _tables() -> list[str]:
-    from .models import Activity, Contact, Identity, Participant, TimelineEntry
-
     return [m._meta.db_table for m in (Activity, Participant, TimelineEntry, Identity, Contact)]
 
 
@@ -37,7 +37,7 @@ def statistics_refresh(*, force: bool = False) -> list[str]:
     """Analyze the hot tables that changed enough since their last analyze; returns their
     names. Call outside a transaction (ingest does, before each batch's)."""
     global _calls
-    if connection.vendor != "postgresql" or not getattr(settings, "MESH_INGEST_ANALYZE", True):
+    if connection.vendor != "postgresql" or not conf.INGEST_ANALYZE:
         return []
     _calls += 1
     # Every batch at first (a workspace's first thousands of rows are when estimates are most

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .conf import conf
+
 
 class Workspace(models.Model):
     """A team (CRM) or a person (lifestream). Users belong to workspaces through Membership."""
@@ -32,7 +34,7 @@ class Workspace(models.Model):
 
     @property
     def region(self) -> str:
-        return (self.default_region or settings.MESH_DEFAULT_REGION).upper()
+        return (self.default_region or conf.DEFAULT_REGION).upper()
 
 
 class Membership(models.Model):
@@ -184,7 +186,7 @@ class Source(models.Model):
         return f"{self.name} ({self.connector})"
 
     def stale_after(self) -> dt.timedelta:
-        return dt.timedelta(seconds=max(settings.MESH_STALE_AFTER_SECONDS, 3 * self.interval_seconds))
+        return dt.timedelta(seconds=max(conf.STALE_AFTER_SECONDS, 3 * self.interval_seconds))
 
 
 class SyncRun(models.Model):

@@ -18,6 +18,7 @@ from connectors.base import ActivityDraft, BadItem, RawItem
 from .ingest import activity_row, ingest_batch, participants_resolve
 from .models import Activity, Identity, ImportFailure, Participant, Source, TimelineEntry
 from .search import search_queue
+from .services import _source_device, source_connector
 from .timelines import contact_summaries_refresh, contact_timelines_rebuild
 
 COMPARED = [
@@ -38,8 +39,6 @@ class ReprocessResult:
 
 
 def source_reprocess(*, source: Source, progress=None) -> ReprocessResult:
-    from .services import source_connector
-
     connector = source_connector(source=source)
     workspace = source.workspace
     result = ReprocessResult()
@@ -61,17 +60,11 @@ def source_reprocess(*, source: Source, progress=None) -> ReprocessResult:
         part = failures[i : i + CHUNK]
         items = [RawItem(f.external_id, f.payload) for f in part]
         stored = ingest_batch(workspace=workspace, connector=connector, items=items, source=source,
-                              device=_device(source))
+                              device=_source_device(source))
         result.reprocessed += len(part)
         result.changed += stored.new
         result.failed += stored.failed
     return result
-
-
-def _device(source):
-    from .services import _source_device
-
-    return _source_device(source)
 
 
 def _reprocess_chunk(workspace, source, connector, chunk: list[Activity], result: ReprocessResult) -> None:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 
 from celery import shared_task
-from django.conf import settings
+from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Min, Q
 from django.utils import timezone
 
 from connectors.base import ConnectorError, registry
 
-from .locks import SourceBusy
+from .conf import conf
+from .locks import SourceBusy, redis_client
 from .models import InboundItem, Source
+from .search import KICK_KEY, search_index_pending
+from .services import inbound_process, source_sync
+from .timelines import activities_fan_out
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +56,6 @@ def dispatch_due_sources() -> list[int]:
 
 @shared_task(bind=True, acks_late=True, max_retries=8)
 def sync_source(self, source_id: int, since: str | None = None, trigger: str = "task") -> dict:
-    from .services import source_sync
-
     source = Source.objects.select_related("workspace").filter(pk=source_id).first()
     if source is None or not source.enabled:
         return {"skipped": "source gone or disabled"}
@@ -81,8 +84,6 @@ def sync_source(self, source_id: int, since: str | None = None, trigger: str = "
 
 @shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def ingest_inbound(item_ids: list[int]) -> dict:
-    from .services import inbound_process
-
     return inbound_process(item_ids=item_ids).counts()
 
 
@@ -90,8 +91,6 @@ def ingest_inbound(item_ids: list[int]) -> dict:
 def merge_activities(activity_ids: list[int]) -> int:
     """Fan activities out to their timelines (ingest does this in its own transaction; this task
     is the repair path, e.g. after restoring activities from a backup)."""
-    from .timelines import activities_fan_out
-
     return activities_fan_out(activity_ids=activity_ids)
 
 
@@ -100,12 +99,6 @@ def search_index(budget_s: float = 20.0) -> int:
     """Build search documents for queued activities (kicked after ingest commits, and every
     minute by the beat). Works for at most ``budget_s`` and then re-queues itself if more is
     waiting, so one long backlog never holds a worker process for minutes."""
-    import time
-
-    from django.core.cache import cache
-
-    from .search import KICK_KEY, search_index_pending
-
     cache.delete(KICK_KEY)  # ingests from now on may kick again
     start, done = time.monotonic(), 0
     while time.monotonic() - start < budget_s:
@@ -126,7 +119,7 @@ def inbound_sweep_stranded(received_before: str | None = None) -> int:
     Returns the number of scopes re-sent."""
     before = (
         dt.datetime.fromisoformat(received_before) if received_before
-        else timezone.now() - dt.timedelta(seconds=settings.MESH_INBOUND_SWEEP_SECONDS)
+        else timezone.now() - dt.timedelta(seconds=conf.INBOUND_SWEEP_SECONDS)
     )
     firsts = list(
         InboundItem.objects.filter(state=InboundItem.State.PENDING, received_at__lt=before)
@@ -144,9 +137,7 @@ def inbound_sweeper(*, started: dt.datetime, stop: threading.Event) -> None:
     ready): sweep once for what was pending when the worker started, then every
     ``MESH_INBOUND_SWEEP_SECONDS``. A Redis key claimed for one period makes one worker of
     many sweep each period. Never touches the database here: the sweep itself is a task."""
-    from .locks import redis_client
-
-    period = settings.MESH_INBOUND_SWEEP_SECONDS
+    period = conf.INBOUND_SWEEP_SECONDS
     key = f"mesh:inbound-sweep:{connection.settings_dict.get('NAME', '')}"
     start_sweep_due = True
     while True:

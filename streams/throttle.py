@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 
-from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
@@ -30,6 +29,8 @@ from django.core.cache.backends.redis import RedisCacheClient
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .conf import conf
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _fail_open(default):
 @dataclass(frozen=True, slots=True)
 class Limit:
     """At most ``count`` events per ``seconds``-long window for one subject (``count`` <= 0: no
-    limit). ``setting`` names the count's setting and ``per`` the window's (or is the window in
+    limit). ``setting`` names the count's setting in ``streams.conf`` and ``per`` the window's (or is the window in
     seconds): read on each use, so that a changed setting applies at once."""
 
     scope: str
@@ -64,11 +65,11 @@ class Limit:
 
     @property
     def count(self) -> int:
-        return getattr(settings, self.setting)
+        return getattr(conf, self.setting)
 
     @property
     def seconds(self) -> int:
-        return max(1, getattr(settings, self.per) if isinstance(self.per, str) else self.per)
+        return max(1, getattr(conf, self.per) if isinstance(self.per, str) else self.per)
 
     def key(self, subject: str, window: int) -> str:
         """The cache key of a window's counter (window -1: the lock of a log-in limit)."""
@@ -138,7 +139,7 @@ def client_ip(request: HttpRequest | None) -> str:
     are the client's to write, so they prove nothing)."""
     if request is None:
         return ""
-    proxies = settings.MESH_TRUSTED_PROXIES
+    proxies = conf.TRUSTED_PROXIES
     if proxies > 0:
         hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
         if len(hops) >= proxies:
@@ -160,8 +161,8 @@ def too_many_requests(retry_after: int, message: str, *, as_json: bool) -> HttpR
 # N failures in a window lock the username (or the address) for MESH_LOGIN_LOCKOUT_SECONDS from
 # then: the right password is refused too while locked, which is what stops guessing.
 
-LOGIN_FAILURES_PER_USER = Limit("login-user", "MESH_LOGIN_FAILURES_PER_USER", "MESH_LOGIN_LOCKOUT_SECONDS")
-LOGIN_FAILURES_PER_IP = Limit("login-ip", "MESH_LOGIN_FAILURES_PER_IP", "MESH_LOGIN_LOCKOUT_SECONDS")
+LOGIN_FAILURES_PER_USER = Limit("login-user", "LOGIN_FAILURES_PER_USER", "LOGIN_LOCKOUT_SECONDS")
+LOGIN_FAILURES_PER_IP = Limit("login-ip", "LOGIN_FAILURES_PER_IP", "LOGIN_LOCKOUT_SECONDS")
 
 
 def _login_subjects(request: HttpRequest | None, username: str | None) -> list[tuple[Limit, str]]:
@@ -190,7 +191,7 @@ def _count_failed_login(sender, credentials, request=None, **kwargs) -> None:
     username = credentials.get("username")
     if login_locked_for(request, username):
         return  # refused while locked: the lock runs from its start, not from the last try
-    lockout = settings.MESH_LOGIN_LOCKOUT_SECONDS
+    lockout = conf.LOGIN_LOCKOUT_SECONDS
     for limit, subject in _login_subjects(request, username):
         if limit.reached(subject):
             cache.add(_lock_key(limit, subject), time.time() + lockout, timeout=lockout)
@@ -236,9 +237,9 @@ def login_throttle(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 
 # --- the device API and feeds -------------------------------------------------------------------
 
-DEVICE_API_REQUESTS = Limit("device-token", "MESH_DEVICE_API_RATE_PER_MINUTE", 60)
-DEVICE_API_BAD_TOKENS = Limit("device-bad-token-ip", "MESH_DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE", 60)
-FEED_REQUESTS = Limit("feed-token", "MESH_FEED_RATE_PER_MINUTE", 60)
+DEVICE_API_REQUESTS = Limit("device-token", "DEVICE_API_RATE_PER_MINUTE", 60)
+DEVICE_API_BAD_TOKENS = Limit("device-bad-token-ip", "DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE", 60)
+FEED_REQUESTS = Limit("feed-token", "FEED_RATE_PER_MINUTE", 60)
 
 
 def device_api_throttle(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
