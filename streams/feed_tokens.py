@@ -22,8 +22,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .crypto import token_hash
+from .heatmap import heat_forget
 from .ingest import scope_for
-from .models import Activity, Contact, Device, FeedToken, InboundItem, Workspace
+from .models import Activity, Contact, Device, FeedToken, InboundItem, TimelineEntry, Workspace
 from .rawdb import prepared_fetch
 from .search import search_forget
 from .selectors import contact_subtree_ids
@@ -246,6 +247,7 @@ def activity_erase(*, activity: Activity, now: dt.datetime | None = None) -> Act
         erased_at=now, updated_at=now,
     )
     search_forget(activity_ids=[activity.pk])
+    heat_forget(owners=list(TimelineEntry.objects.filter(activity_id=activity.pk).values_list("kind", "owner_id")))
     if activity.external_id:
         # The pushed raw body (device API, webhooks) holds the same content.
         InboundItem.objects.filter(

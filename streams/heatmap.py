@@ -2,10 +2,12 @@
 server as inline SVG (no script, no chart library).
 
 The counts are one ``GROUP BY week`` over the timeline's keyset index (an index-only range
-scan), and they are cached under a key made of the owner's summary (activity count and last
-activity time): any new item, merge or rebuild changes the summary, so the key moves on and a
-cached strip is never stale and needs no invalidation. A contact with 100,000 items costs
-about 30 ms once, then a cache read.
+scan) of the shown items (``timeline_entries_to_count``: erased ones are not counted). They are
+cached per owner together with the owner's summary (activity count and last activity time)
+they were counted at: any new item, merge or rebuild changes the summary, so a cached strip
+is never stale; erasing an item changes no summary, so ``activity_erase`` drops the strips of
+its timelines (``heat_forget``). A contact with 100,000 items costs about 30 ms once, then a
+cache read.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from django.db.models.functions import TruncWeek
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from .models import TimelineEntry
+from .selectors.timelines import timeline_entries_to_count
 
 WEEKS = 52
 CELL = 12
@@ -49,7 +51,8 @@ def weekly_counts(*, kind: str, owner_id: int, first: dt.date, last: dt.date) ->
     start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=7), dt.time(), tzinfo=dt.UTC)
     rows = (
-        TimelineEntry.objects.filter(kind=kind, owner_id=owner_id, occurred_at__gte=start, occurred_at__lt=end)
+        timeline_entries_to_count(kind=kind, owner_id=owner_id)
+        .filter(occurred_at__gte=start, occurred_at__lt=end)
         .annotate(week=TruncWeek("occurred_at", tzinfo=dt.UTC))
         .values("week")
         .annotate(n=Count("*"))
@@ -71,6 +74,10 @@ def _levels(counts: list[int]) -> list[int]:
     return [0 if n <= 0 else max(1, min(LEVELS, round(LEVELS * (n / top) ** 0.5))) for n in counts]
 
 
+def _cache_key(kind: str, owner_id: int) -> str:
+    return f"mesh:heat:{kind}{owner_id}"
+
+
 def heat_weeks(
     *, kind: str, owner_id: int, summary: tuple = (), now: dt.datetime | None = None, weeks: int = WEEKS
 ) -> list[Week]:
@@ -80,17 +87,25 @@ def heat_weeks(
     today = (now or timezone.now()).astimezone(dt.UTC).date()
     last = week_start(today)
     first = last - dt.timedelta(weeks=weeks - 1)
-    key = f"mesh:heat:{kind}{owner_id}:{first}:{weeks}:" + ":".join(str(s) for s in summary)
-    counts = cache.get(key) if summary else None
+    state = f"{first}:{weeks}:" + ":".join(str(s) for s in summary)
+    cached = cache.get(_cache_key(kind, owner_id)) if summary else None
+    counts = cached[1] if cached is not None and cached[0] == state else None
     if counts is None:
         by_week = weekly_counts(kind=kind, owner_id=owner_id, first=first, last=last)
         counts = [by_week.get(first + dt.timedelta(weeks=i), 0) for i in range(weeks)]
         if summary:
-            cache.set(key, counts, CACHE_SECONDS)
+            cache.set(_cache_key(kind, owner_id), (state, counts), CACHE_SECONDS)
     return [
         Week(first + dt.timedelta(weeks=i), n, level)
         for i, (n, level) in enumerate(zip(counts, _levels(counts), strict=True))
     ]
+
+
+def heat_forget(*, owners: list[tuple[str, int]]) -> None:
+    """Drop the cached strips of these timelines ((kind, owner id) pairs): for a change that
+    moves no summary (an erase)."""
+    if owners:
+        cache.delete_many([_cache_key(kind, owner_id) for kind, owner_id in owners])
 
 
 def heat_svg(weeks: list[Week], *, link: str | None = None) -> str:

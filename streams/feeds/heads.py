@@ -27,6 +27,8 @@ from ..selectors.timelines import (
     erased_q,
     erased_sql,
     keyset_before,
+    lifestream_activities,
+    timeline_entries,
     timeline_scan_sql,
     visible_q,
 )
@@ -154,7 +156,7 @@ def timeline_feed_head(
         rows = None
     if rows is not None:
         return _head_from_rows(rows, limit=limit)
-    base = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id)
+    base = timeline_entries(kind=kind, owner_id=owner_id, erased=True)
     return _orm_head(base, before=before, now=now, limit=limit, pk="activity_id", activity="activity__")
 
 
@@ -162,7 +164,7 @@ def lifestream_feed_head(
     *, workspace: Workspace, before: Cursor | None, limit: int = PAGE_SIZE, now: dt.datetime | None = None
 ) -> Head:
     """The public items of a workspace, newest first (on the activity_public_idx index)."""
-    base = Activity.objects.filter(workspace=workspace, visibility="public")
+    base = lifestream_activities(workspace=workspace, erased=True)
     return _orm_head(base, before=before, now=now, limit=limit, pk="id", activity="")
 
 

@@ -35,6 +35,7 @@ from .timelines import (
     keyset_before,
     lifestream_activities,
     timeline_entries,
+    timeline_entries_to_count,
     timeline_filters,
     timeline_for_contact,
     timeline_for_device,
@@ -48,7 +49,7 @@ __all__ = [
     "NO_PENDING", "PHONE_QUERY_RE", "BadCursor", "Cursor", "Page", "Person", "activities_by_ids",
     "contact_identities", "contact_search_term", "contact_subtree_ids", "contacts_list", "highlight_terms",
     "inbound_pending", "keyset_before", "lifestream_activities", "search_backlog", "search_terms",
-    "timeline_entries", "timeline_filters", "timeline_for_contact", "timeline_for_device", "timeline_page",
+    "timeline_entries", "timeline_entries_to_count", "timeline_filters", "timeline_for_contact", "timeline_for_device", "timeline_page",
     "timeline_search_page", "visible_q", "visible_sql", "workspace_activities", "workspace_search_page",
     "workspaces_for_user",
 ]

@@ -55,9 +55,20 @@ def erased_sql(alias: str) -> str:
     return f"{alias}.erased_at IS NOT NULL"
 
 
-def timeline_entries(*, kind: str, owner_id: int) -> QuerySet[TimelineEntry]:
-    """The rows of a timeline (``kind`` "c" contact, "d" device) whose activity is shown."""
-    return TimelineEntry.objects.filter(visible_q("activity__"), kind=kind, owner_id=owner_id)
+def timeline_entries(*, kind: str, owner_id: int, erased: bool = False) -> QuerySet[TimelineEntry]:
+    """The rows of a timeline (``kind`` "c" contact, "d" device) whose activity is shown; with
+    ``erased``, also those of erased activities (the feeds' tombstones)."""
+    qs = TimelineEntry.objects.filter(kind=kind, owner_id=owner_id)
+    return qs if erased else qs.filter(visible_q("activity__"))
+
+
+def timeline_entries_to_count(*, kind: str, owner_id: int) -> QuerySet[TimelineEntry]:
+    """``timeline_entries`` for counting a whole timeline: the same rows, the erased ones left
+    out by id (a hashed handful from the partial index on erased activities) rather than by
+    joining each row to its activity, so that a count stays an index-only scan (the heat strip
+    of a contact with 100,000 items)."""
+    erased_ids = Activity.objects.filter(erased_q()).values("pk")
+    return TimelineEntry.objects.filter(kind=kind, owner_id=owner_id).exclude(activity_id__in=erased_ids)
 
 
 def workspace_activities(*, workspace: Workspace | int) -> QuerySet[Activity]:
@@ -65,16 +76,11 @@ def workspace_activities(*, workspace: Workspace | int) -> QuerySet[Activity]:
     return Activity.objects.filter(visible_q(), workspace=workspace)
 
 
-def lifestream_activities(*, workspace: Workspace) -> QuerySet[Activity]:
-    """A workspace's public activities: its lifestream page and feeds (on activity_public_idx)."""
-    return Activity.objects.filter(visible_q(), workspace=workspace, visibility="public")
-
-
-def erased_activity_ids() -> QuerySet[Activity]:
-    """The ids of every erased activity (a few rows, on the partial index), for a count that
-    should stay an index-only scan of the timeline: ``NOT IN`` a hashed handful rather than a
-    join to the activity of each of 100,000 rows (the heat strip)."""
-    return Activity.objects.filter(erased_q()).values("pk")
+def lifestream_activities(*, workspace: Workspace, erased: bool = False) -> QuerySet[Activity]:
+    """A workspace's public activities: its lifestream page and feeds (on activity_public_idx);
+    with ``erased``, also the erased ones (the feeds' tombstones)."""
+    qs = Activity.objects.filter(workspace=workspace, visibility="public")
+    return qs if erased else qs.filter(visible_q())
 
 
 def timeline_scan_sql(*, columns: str, kind: str, owner: str, limit: str, where: str = "") -> str:

@@ -17,7 +17,8 @@ from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 
 from streams.cli import MeshCommand
 from streams.export import activity_as2
-from streams.models import Activity, Contact, Device, Participant, Source, TimelineEntry
+from streams.models import Contact, Device, Participant, Source, TimelineEntry
+from streams.selectors import workspace_activities
 
 CHUNK = 1000
 
@@ -32,7 +33,7 @@ class Command(MeshCommand):
 
     def handle(self, *args, **options):
         workspace = self.workspace(options)
-        qs = Activity.objects.filter(workspace=workspace, erased_at=None)  # erased: feeds' tombstones only
+        qs = workspace_activities(workspace=workspace)  # erased: feeds' tombstones only
         for flag, model in (("contact", Contact), ("device", Device), ("source", Source)):
             if options[flag] is not None and not model.objects.filter(workspace=workspace, pk=options[flag]).exists():
                 raise CommandError(f"no {flag} {options[flag]} in workspace {workspace.slug}")
