@@ -40,9 +40,7 @@ def demo(settings, monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.MESH_LIVE_POLL_MS = 500
     # Pages of 20, so that the demo's contacts (about 50 items each) have older pages.
-    from streams import views
-
-    monkeypatch.setattr(views, "PAGE_SIZE", 20)
+    settings.MESH_PAGE_SIZE = 20
     call_command("mesh_demo", "--no-serve", "--workspace", "demo", "--username", "e2e", "--password", PASSWORD,
                  stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
     from streams.models import Identity

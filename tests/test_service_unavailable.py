@@ -16,7 +16,7 @@ def test_database_or_redis_unavailable_answers_503_with_retry_after(member_clien
     def unavailable(**kwargs):
         raise error
 
-    monkeypatch.setattr("streams.views.inbound_pending", unavailable)
+    monkeypatch.setattr("streams.selectors.inbound_pending", unavailable)
     response = member_client.get("/devices/")
     assert (response.status_code, response["Retry-After"]) == (503, "30")
 
@@ -26,6 +26,6 @@ def test_other_errors_are_not_hidden_as_503(member_client, device, monkeypatch):
     def broken(**kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr("streams.views.inbound_pending", broken)
+    monkeypatch.setattr("streams.selectors.inbound_pending", broken)
     with pytest.raises(ValueError, match="a bug"):
         member_client.get("/devices/")

@@ -409,8 +409,8 @@ def lifestream_history(workspace, device):
     ingest_events(workspace, device, events)
     ingest(workspace, [
         ("priv-mail", from_ana(channel="email", at="2026-05-01T13:00:00+00:00", subject="PRIVATE mail subject")),
-        ("pub-post", from_ana(channel="twitter", verb="post", at="2026-05-01T14:00:00+00:00",
-                              text="A public post", visibility="public")),
+        ("pub-post", {"channel": "twitter", "verb": "post", "direction": "out", "at": "2026-05-01T14:00:00+00:00",
+                      "text": "A public post", "visibility": "public"}),
     ])
 
 
@@ -444,6 +444,25 @@ def test_lifestream_never_shows_a_private_item(client, workspace, device):
     assert set(shown) == set(Activity.objects.filter(workspace=workspace, visibility="public").values_list("pk", flat=True))
 
 
+def test_lifestream_page_shows_neither_text_nor_counterpart_of_a_received_sms(client, workspace):
+    """The page follows the feeds' rule (docs/feeds.md, "the lifestream names no one"): a public
+    text someone sent is their words, so it shows as a received SMS and its time, nothing of it
+    or of them; the owner's own text is shown, still without whom it went to."""
+    ana = {"kind": "phone", "value": ANA_PHONE, "display": "Ana Lopez"}
+    ingest(workspace, [
+        ("sms-in", {"channel": "sms", "direction": "in", "at": "2026-05-01T11:00:00+00:00", "visibility": "public",
+                    "text": "Hi, it is me, call me back", "participants": [{**ana, "role": "from"}]}),
+        ("sms-out", {"channel": "sms", "direction": "out", "at": "2026-05-01T11:05:00+00:00", "visibility": "public",
+                     "text": "On my way to the concert", "participants": [{**ana, "role": "to"}]}),
+    ])
+    received = Activity.objects.get(dedup_key="sms:sms-in")
+    body = text_of(client.get(f"/@{workspace.slug}/"))
+    assert f'id="a{received.pk}"' in body
+    assert "On my way to the concert" in body
+    for trace in ("call me back", "Ana", "Lopez", ANA_PHONE, "4155550100"):
+        assert trace not in body
+
+
 def test_lifestream_of_an_unknown_workspace_is_404_and_empty_one_says_so(client, workspace, other_workspace):
     assert client.get("/@nope/").status_code == 404
     assert "Nothing public yet." in text_of(client.get(f"/@{other_workspace.slug}/"))
@@ -451,15 +470,15 @@ def test_lifestream_of_an_unknown_workspace_is_404_and_empty_one_says_so(client,
 
 
 def test_lifestream_run_aggregation_needs_three_similar_items(workspace, device):
-    from streams.views import lifestream_entries
+    from streams.presenters import lifestream_entries
 
     lifestream_history(workspace, device)
     acts = list(Activity.objects.filter(visibility="public").order_by("-occurred_at", "-id"))
-    from streams.views import _decorate
+    from streams.presenters import decorate_activities
 
     for a in acts:
         a.persons = []
-    entries = lifestream_entries(_decorate(acts))
+    entries = lifestream_entries(decorate_activities(acts))
     assert [len(e.items) for e in entries] == [1, 1, 14, 1]
 
 
@@ -649,9 +668,10 @@ def test_hostile_content_is_inert_on_every_page(member_client, workspace, device
                 "html": f"<p>{payload}</p>", "url": payload, "direction": "in", "visibility": "public",
                 "attachments": [{"name": payload, "content_type": payload, "size": 1}],
                 "participants": [{"role": "from", "kind": "email", "value": "evil@example.com", "display": payload}]}),
-        ("h2", {"channel": "sms", "at": "2026-05-01T09:01:00+00:00", "text": payload, "direction": "in",
+        # Sent by the owner, so the lifestream shows its text (a received one shows no text there).
+        ("h2", {"channel": "sms", "at": "2026-05-01T09:01:00+00:00", "text": payload, "direction": "out",
                 "visibility": "public", "extra": {"delivery": {"state": payload, "error_code": payload}},
-                "participants": [{"role": "from", "kind": "email", "value": "evil@example.com"}]}),
+                "participants": [{"role": "to", "kind": "email", "value": "evil@example.com"}]}),
     ])
     evil = contact_for(workspace, "email", "evil@example.com")
     activity = Activity.objects.get(dedup_key="email:h1")

@@ -1,0 +1,324 @@
+"""The contact pages: the list, a contact's timeline (with its live poll and an email's body),
+and what a person does to a contact: rename, merge, split off, reply by SMS."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import F, Q
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
+
+from .. import selectors
+from ..conf import conf
+from ..contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
+from ..forms import CHANNELS, DIRECTIONS, TimelineFilterForm
+from ..heatmap import heat_svg, heat_weeks
+from ..message_frame import message_csp, message_document
+from ..messaging import MessageSendError, message_send, sending_connectors
+from ..models import Activity, Contact, Source, Workspace
+from ..presenters import decorate_activities, render_activities, timeline_blocks
+from ..selectors import BadCursor, Cursor
+from ..services import ServiceError, contact_merge, contact_unmerge
+from .common import (
+    MORE_HEADER,
+    member_workspace,
+    older_url,
+    page_cursor,
+    query_string,
+    timeline,
+    timeline_more,
+    wants_more,
+)
+
+LIVE_MAX = 50  # more new items than this in one poll: the page says "reload" instead
+EPOCH_CURSOR = Cursor(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), 0)
+
+
+def _member_contact(request: HttpRequest, contact_id: int) -> Contact:
+    return get_object_or_404(
+        Contact.objects.select_related("workspace", "merged_into"),
+        pk=contact_id, workspace__memberships__user=request.user,
+    )
+
+
+# --- contact list ------------------------------------------------------------------------------
+
+def _contact_cursor_encode(contact: Contact) -> str:
+    when = contact.last_activity_at
+    stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ") if when else "none"
+    return f"{stamp}_{contact.pk}"
+
+
+def _contact_cursor_decode(text: str) -> tuple[dt.datetime | None, int]:
+    """(last_activity_at, id) of the last contact shown; raises BadCursor."""
+    stamp, _, pk = text.partition("_")
+    try:
+        pk_value = int(pk)
+        if stamp == "none":
+            return None, pk_value
+        return dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC), pk_value
+    except (ValueError, TypeError):
+        raise BadCursor(f"bad cursor {text[:40]!r}") from None
+
+
+def _contacts_after(qs, before: tuple[dt.datetime | None, int]):
+    """Keyset filter for the order (last_activity_at DESC NULLS LAST, id DESC)."""
+    when, pk = before
+    if when is None:
+        return qs.filter(last_activity_at=None, pk__lt=pk)
+    return qs.filter(
+        Q(last_activity_at__lt=when) | Q(last_activity_at=when, pk__lt=pk) | Q(last_activity_at=None)
+    )
+
+
+@login_required
+def contact_list(request: HttpRequest) -> HttpResponse:
+    workspace = member_workspace(request)
+    q = request.GET.get("q", "").strip()
+    channel = request.GET.get("channel", "")
+    if channel not in CHANNELS:
+        channel = ""
+    before_text = request.GET.get("before", "")
+    try:
+        before = _contact_cursor_decode(before_text) if before_text else None
+    except BadCursor as exc:
+        return HttpResponseBadRequest(str(exc))
+    contacts: list[Contact] = []
+    next_url = ""
+    if workspace is not None:
+        qs = selectors.contacts_list(workspace=workspace, search=q, channel=channel)
+        if before is not None:
+            qs = _contacts_after(qs, before)
+        size = conf.PAGE_SIZE
+        rows = list(qs[: size + 1])
+        contacts = rows[:size]
+        if len(rows) > size:
+            next_url = query_string({"q": q, "channel": channel, "before": _contact_cursor_encode(contacts[-1])})
+        for c in contacts:
+            c.identity_list = sorted(c.identities.all(), key=lambda i: (i.kind, i.value))
+            c.channel_list = sorted((c.channel_counts or {}).items())
+    return render(request, "streams/contact_list.html", {
+        "workspace": workspace, "contacts": contacts, "q": q, "channel": channel, "channels": CHANNELS,
+        "next_url": next_url, "first_url": reverse("contact-list") + query_string({"q": q, "channel": channel}),
+        "paged": bool(before_text),
+    })
+
+
+# --- a contact's timeline ------------------------------------------------------------------------
+
+
+def _head_cursor(activities: list[Activity]) -> str:
+    if not activities:
+        return EPOCH_CURSOR.encode()
+    newest = max(activities, key=lambda a: (a.occurred_at, a.pk))
+    return Cursor(newest.occurred_at, newest.pk).encode()
+
+
+def _sms_state(workspace: Workspace, identities) -> dict:
+    phones = [i for i in identities if i.kind == "phone" and i.value.startswith("+") and not i.is_self]
+    if not phones:
+        return {"possible": False}
+    has_source = Source.objects.filter(workspace=workspace, connector__in=sending_connectors()).exists()
+    return {"possible": True, "to": phones[0].value, "source": has_source}
+
+
+@login_required
+@require_safe
+@vary_on_headers(MORE_HEADER)
+def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = _member_contact(request, contact_id)
+    try:
+        before = page_cursor(request)
+    except BadCursor as exc:
+        return HttpResponseBadRequest(str(exc))
+    filters = TimelineFilterForm.from_query(request.GET)
+    highlight = selectors.highlight_terms(filters.q)
+    survivor = contact.root() if contact.merged_into_id else None
+    if wants_more(request, before) and not survivor:
+        page = timeline("c", contact.pk, filters, before)
+        activities = decorate_activities(page.activities)
+        render_activities(activities, contact=contact, highlight=highlight)
+        return timeline_more(request, blocks=timeline_blocks(activities), filters=filters,
+                             older=older_url(filters, page))
+    page = None if survivor else timeline("c", contact.pk, filters, before)
+    activities = decorate_activities(page.activities) if page else []
+    render_activities(activities, contact=contact, highlight=highlight)
+    identities = selectors.contact_identities(contact=contact)
+    heat = ""
+    if not survivor:
+        weeks = heat_weeks(kind="c", owner_id=contact.pk, summary=(
+            contact.activity_count, contact.last_activity_at.isoformat() if contact.last_activity_at else ""))
+        heat = heat_svg(weeks, link="?")
+    channels = sorted((contact.channel_counts or {}).items())
+    return render(request, "streams/contact_detail.html", {
+        "workspace": contact.workspace, "contact": contact, "identities": identities,
+        "channel_counts": channels, "filter_channels": sorted({c for c, _ in channels} | {filters.channel} - {""}),
+        "directions": DIRECTIONS,
+        "merged_children": list(contact.merged_children.order_by("pk")),
+        "survivor": survivor, "heat": heat, "filters": filters,
+        "page": page, "activities": activities, "blocks": timeline_blocks(activities),
+        "highlight": highlight,
+        "older_url": older_url(filters, page),
+        "newest_url": query_string(filters.params()) or "?",
+        "paged": before is not None,
+        # Live updates only where new items would appear: the unfiltered first page.
+        "live_url": reverse("contact-since", args=[contact.pk]) if page and before is None and not filters.active else "",
+        "live_after": _head_cursor(activities),
+        "live_poll_ms": conf.LIVE_POLL_MS,
+        "sms": _sms_state(contact.workspace, identities) if not survivor else {"possible": False},
+    })
+
+
+@login_required
+@require_safe
+def contact_since(request: HttpRequest, contact_id: int) -> HttpResponse:
+    """New items at the top of a contact's timeline since ``after`` (the newest item the page
+    shows), as rendered HTML for mesh.js to insert. One range scan on the timeline index."""
+    contact = _member_contact(request, contact_id)
+    try:
+        after = Cursor.decode(request.GET.get("after")) or EPOCH_CURSOR
+    except BadCursor as exc:
+        return HttpResponseBadRequest(str(exc))
+    if contact.merged_into_id:
+        return JsonResponse({"count": 0, "after": after.encode(), "html": "", "reload": True})
+    rows = list(
+        selectors.timeline_entries(kind="c", owner_id=contact.pk)
+        .filter(TupleGreaterThan(Tuple(F("occurred_at"), F("activity_id")), (after.occurred_at, after.activity_id)))
+        .order_by("occurred_at", "activity_id")
+        .values_list("occurred_at", "activity_id")[: LIVE_MAX + 1]
+    )
+    if len(rows) > LIVE_MAX:
+        return JsonResponse({"count": len(rows), "after": after.encode(), "html": "", "reload": True})
+    by_id = selectors.activities_by_ids(ids=[pk for _, pk in rows])
+    activities = decorate_activities([by_id[pk] for _, pk in reversed(rows) if pk in by_id])
+    render_activities(activities, contact=contact, live=True)
+    html = "".join(a.fragment for a in activities)
+    new_after = Cursor(*rows[-1]).encode() if rows else after.encode()
+    response = JsonResponse({"count": len(activities), "after": new_after, "html": html, "reload": False})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_safe
+@xframe_options_sameorigin
+def activity_body(request: HttpRequest, activity_id: int) -> HttpResponse:
+    """An email's HTML as its own document, for a sandboxed iframe on the contact page. Remote
+    images only with ``?images=1`` (the user asked)."""
+    activity = get_object_or_404(
+        Activity.objects.filter(selectors.visible_q(), workspace__memberships__user=request.user),
+        pk=activity_id,
+    )
+    remote = request.GET.get("images") == "1"
+    doc = message_document(subject=activity.subject, html=activity.html, text=activity.text,
+                           connector=activity.connector, raw=activity.raw if remote else None, remote_images=remote)
+    response = HttpResponse(doc, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = message_csp(remote_images=remote)
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "private, max-age=300"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# --- contact actions ---------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def contact_rename_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = _member_contact(request, contact_id)
+    try:
+        contact_rename(workspace=contact.workspace, contact=contact, name=request.POST.get("name", ""))
+        messages.success(request, "Name saved.")
+    except ServiceError as exc:
+        messages.error(request, f"Not renamed: {exc}.")
+    return redirect("contact-detail", contact.pk)
+
+
+@login_required
+def contact_merge_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    """Pick another contact, see what would move, then merge it into this one."""
+    contact = _member_contact(request, contact_id)
+    workspace = contact.workspace
+    other_id = request.POST.get("other") or request.GET.get("other")
+    other = None
+    if other_id:
+        try:
+            other = Contact.objects.get(pk=int(other_id), workspace=workspace)
+        except (ValueError, Contact.DoesNotExist):
+            raise Http404("no such contact") from None
+    if request.method == "POST":
+        if other is None:
+            return HttpResponseBadRequest("choose a contact to merge")
+        try:
+            contact_merge(workspace=workspace, target=contact, other=other)
+        except ServiceError as exc:
+            messages.error(request, f"Not merged: {exc}.")
+            return redirect("contact-detail", contact.pk)
+        messages.success(request, f"Merged “{other}” into “{contact}”. Undo it with “Split off”.")
+        return redirect("contact-detail", contact.pk)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse(status=405)
+    preview = error = None
+    if other is not None:
+        try:
+            preview = contact_merge_preview(workspace=workspace, target=contact, other=other)
+        except ServiceError as exc:
+            error = str(exc)
+    q = request.GET.get("q", "").strip()[:200]
+    candidates = []
+    if q and preview is None:
+        candidates = [c for c in selectors.contacts_list(workspace=workspace, search=q)[:20] if c.pk != contact.pk]
+    return render(request, "streams/contact_merge.html", {
+        "workspace": workspace, "contact": contact, "other": other, "preview": preview, "error": error,
+        "q": q, "candidates": candidates,
+    })
+
+
+@login_required
+def contact_unmerge_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = _member_contact(request, contact_id)
+    workspace = contact.workspace
+    try:
+        root, parts = contact_unmerge_preview(workspace=workspace, contact=contact)
+    except ServiceError as exc:
+        messages.error(request, f"Nothing to split: {exc}.")
+        return redirect("contact-detail", contact.pk)
+    if request.method == "POST":
+        try:
+            result = contact_unmerge(workspace=workspace, contact=contact)
+        except ServiceError as exc:
+            messages.error(request, f"Not split: {exc}.")
+            return redirect("contact-detail", contact.pk)
+        names = ", ".join(f"“{c}”" for c in result[1:])
+        messages.success(request, f"Split {names} off “{result[0]}”.")
+        return redirect("contact-detail", result[0].pk if contact.pk == result[0].pk else contact.pk)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse(status=405)
+    return render(request, "streams/contact_unmerge.html", {
+        "workspace": workspace, "contact": contact, "root": root, "parts": parts,
+    })
+
+
+@login_required
+@require_POST
+def contact_sms_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    """Reply by SMS through the workspace's source that can send (streams.messaging.message_send)."""
+    contact = _member_contact(request, contact_id)
+    root = contact.root()
+    try:
+        activity = message_send(workspace=contact.workspace, contact=root, body=request.POST.get("body", ""))
+    except MessageSendError as exc:
+        messages.error(request, f"Not sent: {exc}")
+        return redirect("contact-detail", root.pk)
+    state = ((activity.extra or {}).get("delivery") or {}).get("state", "queued")
+    messages.success(request, f"Text sent ({state}).")
+    return redirect(reverse("contact-detail", args=[root.pk]) + f"#a{activity.pk}")

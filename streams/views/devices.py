@@ -1,0 +1,82 @@
+"""The device pages: every device with its presence, battery and place, and one device's
+timeline of events."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_safe
+from django.views.decorators.vary import vary_on_headers
+
+from .. import selectors
+from ..forms import TimelineFilterForm
+from ..heatmap import heat_svg, heat_weeks
+from ..models import Device
+from ..presenters import (
+    Block,
+    decorate_activities,
+    device_state_items,
+    device_status,
+    render_activities,
+)
+from ..selectors import NO_PENDING, BadCursor
+from .common import (
+    MORE_HEADER,
+    member_workspace,
+    older_url,
+    page_cursor,
+    query_string,
+    timeline,
+    timeline_more,
+    wants_more,
+)
+
+
+@login_required
+def device_list(request: HttpRequest) -> HttpResponse:
+    workspace = member_workspace(request)
+    devices: list[Device] = []
+    if workspace is not None:
+        devices = list(Device.objects.filter(workspace=workspace).order_by("name", "pk"))
+        pending = selectors.inbound_pending(workspace=workspace)
+        for d in devices:
+            d.pending = pending.get(f"device:{d.pk}", NO_PENDING)
+            d.state_items = device_state_items(d.state)
+            d.status = device_status(d)
+    return render(request, "streams/device_list.html", {"workspace": workspace, "devices": devices})
+
+
+@login_required
+@require_safe
+@vary_on_headers(MORE_HEADER)
+def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
+    device = get_object_or_404(
+        Device.objects.select_related("workspace"), pk=device_id, workspace__memberships__user=request.user
+    )
+    try:
+        before = page_cursor(request)
+    except BadCursor as exc:
+        return HttpResponseBadRequest(str(exc))
+    filters = TimelineFilterForm.from_query(request.GET)
+    highlight = selectors.highlight_terms(filters.q)
+    page = timeline("d", device.pk, filters, before)
+    activities = decorate_activities(page.activities)
+    render_activities(activities, hide_device=True, highlight=highlight)
+    # A device's events are not threads or conversations: each is its own block.
+    blocks = [Block("single", [a]) for a in activities]
+    if wants_more(request, before):
+        return timeline_more(request, blocks=blocks, filters=filters, older=older_url(filters, page))
+    weeks = heat_weeks(kind="d", owner_id=device.pk, summary=(
+        device.activity_count, device.last_event_at.isoformat() if device.last_event_at else ""))
+    scope = f"device:{device.pk}"
+    return render(request, "streams/device_detail.html", {
+        "workspace": device.workspace, "device": device, "page": page, "filters": filters,
+        "activities": activities, "blocks": blocks,
+        "state_items": device_state_items(device.state), "status": device_status(device),
+        "pending": selectors.inbound_pending(workspace=device.workspace, scope=scope).get(scope, NO_PENDING),
+        "heat": heat_svg(weeks, link="?"), "highlight": highlight,
+        "older_url": older_url(filters, page),
+        "newest_url": query_string(filters.params()) or "?",
+        "paged": before is not None,
+    })
