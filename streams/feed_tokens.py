@@ -15,12 +15,12 @@ import re
 import secrets as pysecrets
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from .conf import conf
 from .crypto import token_hash
 from .heatmap import heat_forget
 from .ingest import scope_for
@@ -61,7 +61,7 @@ class FeedOwner:
 
 def public_base_url() -> str:
     """Absolute URLs printed by commands: MESH_PUBLIC_URL, else the development server's."""
-    return (getattr(settings, "MESH_PUBLIC_URL", "") or DEFAULT_PUBLIC_URL).rstrip("/")
+    return (conf.PUBLIC_URL or DEFAULT_PUBLIC_URL).rstrip("/")
 
 
 def feed_urls(token: str, *, base: str | None = None) -> dict[str, str]:

@@ -40,6 +40,7 @@ from django.utils import feedgenerator
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 from django.views.decorators.http import require_safe
 
+from ..conf import conf
 from ..crypto import token_hash
 from ..feed_tokens import (
     FeedOwner,
@@ -126,7 +127,7 @@ class FeedState:
 
 
 def _base_url(request: HttpRequest) -> str:
-    return (getattr(settings, "MESH_PUBLIC_URL", "") or request.build_absolute_uri("/")).rstrip("/")
+    return (conf.PUBLIC_URL or request.build_absolute_uri("/")).rstrip("/")
 
 
 def _before(request: HttpRequest) -> Cursor | None:
@@ -163,7 +164,7 @@ class _Cache:
     @classmethod
     def client(cls):
         url = getattr(settings, "REDIS_URL", "") or ""
-        if not url or not getattr(settings, "MESH_FEED_CACHE", True):
+        if not url or not conf.FEED_CACHE:
             return None
         if cls._client is None or cls._url != url:
             import redis
