@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from .config import config_values
 from .text import MAX_JSON_DEPTH, clean_json, clean_text, json_deeper_than, needs_cleaning
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ class Connector:
         if unknown:
             raise ConfigError(f"unknown config key(s) for {cls.key}: {', '.join(sorted(unknown))}")
         try:
-            return cls.Config(**raw)
+            return cls.Config(**config_values(cls.Config, raw))
         except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from exc
 

@@ -36,9 +36,6 @@ class DeviceConfig:
     batch_size: int = 500
 
     def __post_init__(self):
-        if self.device is not None:
-            object.__setattr__(self, "device", int(self.device))
-        object.__setattr__(self, "batch_size", int(self.batch_size))
         if self.batch_size < 1:
             raise ValueError("batch_size must be positive")
 

@@ -35,7 +35,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from connectors.base import Batch, ConfigError, Connector, ConnectorError, RawItem
-from connectors.email_common import EmailNormalizer, pack, split_list
+from connectors.email_common import EmailNormalizer, pack
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,7 @@ class ImapConfig:
         if security == "none" and not _is_loopback(self.host):
             raise ValueError("security=none sends the password in clear: allowed only for a loopback host")
         object.__setattr__(self, "security", security)
-        object.__setattr__(self, "port", int(self.port or DEFAULT_PORTS[security]))
-        object.__setattr__(self, "folders", split_list(self.folders))
-        object.__setattr__(self, "aliases", split_list(self.aliases))
-        for name in ("batch_size", "max_batch_bytes", "timeout", "retries"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("reconcile", "prefetch"):
-            if isinstance(getattr(self, name), str):
-                object.__setattr__(self, name, getattr(self, name).lower() not in ("0", "false", "no", "off"))
+        object.__setattr__(self, "port", self.port or DEFAULT_PORTS[security])
         if self.batch_size < 1 or self.max_batch_bytes < 1:
             raise ValueError("batch_size and max_batch_bytes must be positive")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from connectors.base import Batch, ConfigError, Connector, ConnectorError, RawItem
-from connectors.email_common import EmailNormalizer, pack, split_list
+from connectors.email_common import EmailNormalizer, pack
 from connectors.email_common.headers import parse_date
 from connectors.email_common.normalize import holds_text
 
@@ -62,9 +62,6 @@ class MboxConfig:
     max_batch_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self):
-        object.__setattr__(self, "aliases", split_list(self.aliases))
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-        object.__setattr__(self, "max_batch_bytes", int(self.max_batch_bytes))
         if self.batch_size < 1 or self.max_batch_bytes < 1:
             raise ValueError("batch_size and max_batch_bytes must be positive")
 

@@ -62,7 +62,6 @@ class SmsBackupConfig:
     batch_size: int = 1000  # fewer, bigger transactions: imports run at thousands of messages/s
 
     def __post_init__(self):
-        object.__setattr__(self, "batch_size", int(self.batch_size))
         if self.batch_size < 1:
             raise ValueError("batch_size must be positive")
 

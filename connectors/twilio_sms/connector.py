@@ -95,8 +95,6 @@ class TwilioConfig:
     def __post_init__(self):
         if not ACCOUNT_RE.match(self.account_sid or ""):
             raise ValueError("account_sid must look like AC followed by 32 hex digits")
-        object.__setattr__(self, "page_size", int(self.page_size))
-        object.__setattr__(self, "overlap_seconds", int(self.overlap_seconds))
         if not 1 <= self.page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000")
         if self.overlap_seconds < 1:

@@ -71,15 +71,12 @@ class TwitterConfig:
     timeout: float = 30.0
 
     def __post_init__(self):
-        if self.user_id and not ID_RE.match(str(self.user_id)):
+        if self.user_id and not ID_RE.match(self.user_id):
             raise ValueError("user_id must be the numeric X user id (not the @handle)")
-        object.__setattr__(self, "user_id", str(self.user_id))
         if not str(self.api_base_url).startswith(("http://", "https://")):
             raise ValueError("api_base_url must be an http(s) URL")
-        object.__setattr__(self, "page_size", int(self.page_size))
         if not 5 <= self.page_size <= 100:
             raise ValueError("page_size must be between 5 and 100 (X's limits)")
-        object.__setattr__(self, "timeout", float(self.timeout))
         unknown = {s.strip() for s in self.streams.split(",") if s.strip()} - set(STREAMS)
         if unknown:
             raise ValueError(f"unknown stream(s) {', '.join(sorted(unknown))}: use {', '.join(STREAMS)}")

@@ -63,13 +63,10 @@ class ArchiveConfig:
     thread_roots: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "batch_size", int(self.batch_size))
         if self.batch_size < 1:
             raise ValueError("batch_size must be positive")
         if self.user_id and not ID_RE.match(str(self.user_id)):
             raise ValueError("user_id must be the numeric X user id")
-        if isinstance(self.thread_roots, str):
-            object.__setattr__(self, "thread_roots", self.thread_roots.lower() not in ("0", "false", "no", "off"))
 
 
 @dataclass(frozen=True, slots=True)
