@@ -256,10 +256,18 @@ def raw_message(html: str) -> str:
     return base64.b64encode(zlib.compress(msg.encode())).decode()
 
 
+class StoredByMbox(DraftConnector):
+    """Stores the draft as given (HTML a connector should not have stored) under the mbox
+    connector's key, so the page asks the real mbox connector, through the registry, to render
+    the original."""
+
+    key = "mbox"
+
+
 def test_email_snippet_attachments_and_sandboxed_message(member_client, workspace):
     stored_html = '<p onclick="alert(1)">Hello <b>Ana</b></p><a href="javascript:alert(3)">click</a>'
-    ingest(workspace, [
-        ("e1", {**from_ana(channel="email", at="2026-05-02T09:00:00+00:00", subject="Hello",
+    ingest_batch(workspace=workspace, connector=StoredByMbox({}, {}, context={"region": workspace.region}), items=[
+        RawItem("e1", {**from_ana(channel="email", at="2026-05-02T09:00:00+00:00", subject="Hello",
                            text="Hello Ana\n\nOn Monday, Ben wrote:\n> old stuff", html=stored_html,
                            attachments=[{"name": "plan.pdf", "content_type": "application/pdf", "size": 2048},
                                         {"name": "logo.png", "content_type": "image/png", "size": 10, "content_id": "logo@x"}],
@@ -268,6 +276,7 @@ def test_email_snippet_attachments_and_sandboxed_message(member_client, workspac
     ])
     ana = contact_for(workspace, "phone", ANA_PHONE)
     activity = Activity.objects.get(dedup_key="email:e1")
+    assert activity.connector == "mbox"
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     assert '<p class="snippet" dir="auto">Hello Ana</p>' in body
     assert "plan.pdf" in body and "application/pdf" in body and "2.0 KB" in body and "(inline)" in body

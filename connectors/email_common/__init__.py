@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 from connectors.base import ActivityDraft, RawItem
 
 from .normalize import email_draft, thread_subject
@@ -44,6 +47,17 @@ class EmailNormalizer:
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
         return payload_draft(raw.payload, self_addresses=self.self_addresses())
+
+    @classmethod
+    def render_original(cls, payload) -> str:
+        """The HTML part of the stored message as it came, remote images and all (Mesh
+        sanitizes it before showing it)."""
+        try:
+            message = email.message_from_bytes(unpack(payload), policy=email.policy.default)
+            part = message.get_body(preferencelist=("html",))
+            return "" if part is None else str(part.get_content())
+        except Exception:  # a message that cannot be read back has no original: the stored HTML is shown
+            return ""
 
 
 def payload_draft(payload, *, self_addresses: frozenset[str] = frozenset()) -> ActivityDraft:

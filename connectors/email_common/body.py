@@ -1,7 +1,8 @@
 """Message bodies: the text to show, HTML made safe, the new part of a reply, attachments.
 
 - text/plain is preferred; an HTML-only message is converted to text here.
-- HTML is sanitized with nh3: no scripts, styles sheets or event handlers, no remote images
+- HTML is sanitized through ``connectors.html`` (the one allow-list): no scripts, style
+  sheets or event handlers, no remote images
   (they are tracking pixels: blocked and counted), ``cid:`` images kept only when they point at
   an attachment of the same message (the attachment metadata carries the content id).
 - The snippet is the new part of a reply: quoted text ("On … wrote:", ">" lines, Outlook's
@@ -16,8 +17,7 @@ from email.message import EmailMessage, Message
 from html import unescape
 from html.parser import HTMLParser
 
-import nh3
-
+from connectors.html import sanitize_import
 from connectors.text import clean_text
 
 from .headers import decode_bytes, decode_header, one_line
@@ -26,34 +26,6 @@ MAX_TEXT = 200_000
 MAX_HTML_IN = 1_000_000
 SNIPPET = 500
 
-ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "caption", "center", "cite", "code", "col", "colgroup", "dd",
-    "div", "dl", "dt", "em", "font", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "li", "ol",
-    "p", "pre", "q", "s", "small", "span", "strike", "strong", "sub", "sup", "table", "tbody", "td",
-    "tfoot", "th", "thead", "tr", "u", "ul",
-}  # fmt: skip
-ALLOWED_ATTRIBUTES = {
-    "*": {"title", "align", "dir", "lang", "style"},
-    "a": {"href"},
-    "img": {"src", "alt", "width", "height"},
-    "td": {"colspan", "rowspan", "valign", "width"},
-    "th": {"colspan", "rowspan", "valign", "width"},
-    "table": {"width", "cellpadding", "cellspacing", "border"},
-    "font": {"color", "face", "size"},
-    "col": {"span", "width"},
-    "ol": {"start", "type"},
-}
-# Inline CSS properties kept (nothing that can load a URL or move content over the page).
-STYLE_PROPERTIES = {
-    "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
-    "text-align", "text-decoration", "text-transform", "line-height", "letter-spacing", "white-space",
-    "vertical-align", "width", "max-width", "min-width", "height", "max-height", "margin", "margin-top",
-    "margin-bottom", "margin-left", "margin-right", "padding", "padding-top", "padding-bottom",
-    "padding-left", "padding-right", "border", "border-top", "border-bottom", "border-left",
-    "border-right", "border-collapse", "border-color", "border-radius", "border-spacing",
-    "border-style", "border-width", "display", "direction",
-}  # fmt: skip
-URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
 IMG_TAG = re.compile(r"<img\b[^>]*>", re.I | re.S)
 ATTR = re.compile(r"""([a-zA-Z-]+)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""")
 
@@ -165,24 +137,12 @@ def sanitize_html(html: str, content_ids: set[str]) -> tuple[str, dict]:
         elif src.lower().startswith("cid:") and _cid(src) in content_ids:
             inline += 1
 
-    def keep(tag: str, attr: str, value: str):
-        if attr == "src" and tag == "img":
-            if value.lower().startswith("cid:") and _cid(value) in content_ids:
-                return value
-            return None  # remote (tracking), data: and unknown cid: images are not loaded
-        if attr == "style":
-            low = value.lower()
-            if any(bad in low for bad in ("url(", "expression", "javascript", "@import", "behavior")):
-                return None
-        return value
+    def attached(src: str) -> bool:
+        # Remote (tracking), data: and unknown cid: images are not loaded.
+        return src.lower().startswith("cid:") and _cid(src) in content_ids
 
     try:
-        safe = nh3.clean(
-            html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, attribute_filter=keep,
-            clean_content_tags={"script", "style", "head", "title", "noscript", "template"},
-            url_schemes=URL_SCHEMES, filter_style_properties=STYLE_PROPERTIES,
-            link_rel="noopener noreferrer nofollow",
-        )
+        safe = sanitize_import(html, image_src=attached)
     except Exception:  # pragma: no cover - nh3 does not raise on input, only on bad options
         safe = ""
     counts = {"remote_images_blocked": blocked, "tracking_pixels": tracking, "inline_images": inline}

@@ -1,7 +1,7 @@
 """Feed entries: one activity as a feed item, showing no more than the tier allows.
 
 - Privacy tiers: ``metadata`` shows who/when/channel, ``subject`` adds the subject or first
-  line, ``full`` adds the content, sanitized with nh3 (no scripts, no remote images).
+  line, ``full`` adds the content, sanitized by ``connectors.html.sanitize_feed`` (no scripts, no images).
 - The public lifestream names no one: no counterpart in titles, authors or GUIDs, and an
   item's text only where the owner wrote it (``feed_entry(public=True)``).
 - Plain-text fields (titles, names, descriptions, ``content_text``) hold no markup in any
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import nh3
 from django.utils.html import escape
 
+from connectors.html import sanitize_feed
+
 from ..export import VERB_TYPES, tag_uri
 from ..models import Activity, FeedToken
 
@@ -27,8 +29,6 @@ PUBLIC_DIRECTIONS = {"in": "received", "out": "sent"}
 PUBLIC_CALL_DIRECTIONS = {"in": "received", "out": "made"}
 PUBLIC_MESSAGE_LABELS = {"Email", "SMS", "MMS", "Direct message"}
 X_VERB_LABELS = {"post": "Post", "mention": "Mention", "message": "Direct message", "reply": "Reply"}
-# No <img>: remote images in mail are tracking pixels.
-SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"img", "map", "area"}
 
 
 @dataclass(slots=True)
@@ -103,13 +103,6 @@ def _first_line(a: Activity) -> str:
 def _http_url(url) -> str:
     url = str(url or "").strip()
     return url if url.lower().startswith(("http://", "https://")) else ""
-
-
-def sanitize_html(html: str) -> str:
-    return nh3.clean(
-        html, tags=SAFE_TAGS, clean_content_tags={"script", "style"}, url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
-    )
 
 
 def _text_html(text: str) -> str:
@@ -190,7 +183,7 @@ def feed_entry(a: Activity, *, tier: str, link: str, public: bool = False) -> Fe
             summary = line
     if tier == FeedToken.Tier.FULL:
         attachments = _attachments(a)
-        body = sanitize_html(a.html) if a.html.strip() else _text_html(a.text or "")
+        body = sanitize_feed(a.html) if a.html.strip() else _text_html(a.text or "")
         if attachments:
             body += "<ul>" + "".join(
                 f"<li>{escape(x['name'])} ({escape(x['type'])}{f', {x['size']} bytes' if x['size'] is not None else ''})</li>"
