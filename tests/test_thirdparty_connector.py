@@ -1,6 +1,8 @@
 """A third-party connector, installed as its own distribution, is found through the
 ``mesh.connectors`` entry points and synced with no change to Mesh; it passes the same
-conformance kit as the built-in ones."""
+conformance kit as the built-in ones. It also takes a webhook (its URLconf mounted by the site
+from the registry at ``/hooks/notes/``) and sends (``Connector.send``, called by
+``message_send``), again with no change to Mesh."""
 
 from __future__ import annotations
 
@@ -10,18 +12,27 @@ import sys
 import textwrap
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.urls import clear_url_caches, reverse
 
 from connectors.base import registry
 from connectors.testing import ConnectorConformance, draft_dict
 
 PACKAGE = '''
-"""mesh-notes: a toy third-party connector that reads notes from a JSON file."""
+"""mesh-notes: a toy third-party connector that reads notes from a JSON file, takes new ones
+by webhook (POST /hooks/notes/<source>/note, this module is its URLconf) and "sends" a note to
+someone."""
 import datetime as dt
 import json
 from dataclasses import dataclass
 
+from django.http import HttpResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
 from connectors.base import ActivityDraft, Batch, BadItem, Connector, ParticipantDraft, RawItem
+from streams.services import inbound_store, webhook_source
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,15 @@ class NotesConnector(Connector):
     channel = "note"
     Config = NotesConfig
     pollable = True
+    urls = "mesh_notes"
+    send_to_kind = "email"
+    sent = []  # what the outside world received
+
+    def send(self, *, to, body, sender=None):
+        note = {"id": f"sent-{len(self.sent) + 1}", "at": dt.datetime.now(dt.UTC).isoformat(), "text": body,
+                "about": [to], "role": "to"}
+        self.sent.append(note)
+        return RawItem(note["id"], note)
 
     def fetch(self, cursor, *, since=None):
         notes = json.load(open(self.config.path))
@@ -56,8 +76,21 @@ class NotesConnector(Connector):
             channel="note", verb="post", direction="out",
             occurred_at=dt.datetime.fromisoformat(note["at"]),
             dedup_key=f"notes:{note['id']}", text=note.get("text", ""),
-            participants=[ParticipantDraft("mention", "email", a) for a in note.get("about", [])],
+            participants=[ParticipantDraft(note.get("role", "mention"), "email", a) for a in note.get("about", [])],
         )
+
+
+@csrf_exempt
+def note_hook(request, source_id):
+    source = webhook_source(source_id=source_id, connector="notes")
+    if source is None:
+        return HttpResponse(status=404)
+    note = json.loads(request.body)
+    inbound_store(workspace=source.workspace, connector="notes", source=source, items=[RawItem(note["id"], note)])
+    return HttpResponse(status=202)
+
+
+urlpatterns = [path("<int:source_id>/note", note_hook, name="notes-hook")]
 '''
 
 NOTES = [
@@ -88,9 +121,17 @@ def notes_package(tmp_path_factory, monkeypatch):
     (info / "entry_points.txt").write_text("[mesh.connectors]\nnotes = mesh_notes:NotesConnector\n")
     monkeypatch.syspath_prepend(str(root))
     registry.refresh()
+    _restart_urls()
     yield root
     monkeypatch.delitem(sys.modules, "mesh_notes", raising=False)
     registry.refresh()
+    _restart_urls()
+
+
+def _restart_urls():
+    """The site's URLconf as a fresh start builds it: from the connectors installed now."""
+    sys.modules.pop(settings.ROOT_URLCONF, None)
+    clear_url_caches()
 
 
 def test_third_party_connector_is_found_and_synced_from_the_cli(notes_package, workspace, tmp_path):
@@ -108,6 +149,33 @@ def test_third_party_connector_is_found_and_synced_from_the_cli(notes_package, w
     call_command("mesh_contacts", "list", "--workspace", "acme", "--json", stdout=out)
     contacts = {tuple(c["identities"]): c["counts"] for c in json.loads(out.getvalue())}
     assert contacts == {("email:ana@example.com",): {"note": 2}, ("email:ben@example.org",): {"note": 2}}
+
+
+def test_third_party_webhook_is_mounted_from_the_registry_and_its_send_is_recorded(
+    notes_package, workspace, tmp_path, client, django_capture_on_commit_callbacks
+):
+    from streams.messaging import message_send
+    from streams.models import Activity, Contact
+    from streams.services import source_create
+
+    source = source_create(workspace=workspace, connector="notes", name="notes",
+                           config={"path": str(tmp_path / "none.json")})
+    url = reverse("notes-hook", args=[source.pk])
+    assert url == f"/hooks/notes/{source.pk}/note"
+    note = {"id": "w1", "at": "2026-03-06T09:00:00+00:00", "text": "Ana called", "about": ["ana@example.com"]}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(url, note, content_type="application/json").status_code == 202
+    assert client.post(f"/hooks/notes/{source.pk + 1}/note", note, content_type="application/json").status_code == 404
+    received = Activity.objects.get(dedup_key="notes:w1")
+    assert (received.connector, received.source_id, received.text) == ("notes", source.pk, "Ana called")
+
+    ana = Contact.objects.get(identities__value="ana@example.com")
+    sent = message_send(workspace=workspace, contact=ana, body="Thanks for calling")
+    outside = registry.get("notes").sent
+    assert [(n["about"], n["text"]) for n in outside] == [(["ana@example.com"], "Thanks for calling")]
+    assert (sent.connector, sent.source_id, sent.direction, sent.text) == ("notes", source.pk, "out", "Thanks for calling")
+    assert sent.dedup_key == f"notes:{outside[0]['id']}"
+    assert [(p.role, p.identity.value) for p in sent.participants.select_related("identity")] == [("to", "ana@example.com")]
 
 
 class TestNotesConformance(ConnectorConformance):
