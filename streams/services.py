@@ -41,7 +41,7 @@ from .models import (
     Workspace,
 )
 from .selectors import NO_PENDING, contact_subtree_ids, inbound_pending
-from .throttle import device_api_throttle as device_api_throttle  # for connectors.device.views
+from .throttle import device_api_throttle as device_api_throttle  # for the device API view
 from .timelines import contact_timelines_rebuild
 from .webhooks import source_mark_self as source_mark_self
 from .webhooks import source_secrets as source_secrets
