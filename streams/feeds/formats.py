@@ -32,45 +32,40 @@ def _json(doc: dict) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _write_tombstones(handler, tombstones) -> None:
-    for ref, when in tombstones:
-        handler.addQuickElement("at:deleted-entry", None, {"ref": ref, "when": rfc3339(when)})
+class _PagedWithTombstones:
+    """What RSS and Atom add to their root element: RFC 5005 ``first``/``next`` links, RFC 6721
+    tombstones, and the page's own last-modified time as the feed's date."""
 
-
-class RssFeedGenerator(feedgenerator.Rss201rev2Feed):
-    def rss_attributes(self):
-        return {**super().rss_attributes(), "xmlns:at": TOMBSTONE_NS}
+    paging_element = "link"
 
     def add_root_elements(self, handler):
         super().add_root_elements(handler)
         for rel in ("first", "next"):
             if self.feed.get(f"{rel}_url"):
-                handler.addQuickElement("atom:link", None, {"rel": rel, "href": self.feed[f"{rel}_url"]})
-        _write_tombstones(handler, self.feed["tombstones"])
+                handler.addQuickElement(self.paging_element, None, {"rel": rel, "href": self.feed[f"{rel}_url"]})
+        for ref, when in self.feed["tombstones"]:
+            handler.addQuickElement("at:deleted-entry", None, {"ref": ref, "when": rfc3339(when)})
 
     def latest_post_date(self):
         return self.feed["updated"]
 
 
-class AtomFeedGenerator(feedgenerator.Atom1Feed):
+class RssFeedGenerator(_PagedWithTombstones, feedgenerator.Rss201rev2Feed):
+    paging_element = "atom:link"
+
+    def rss_attributes(self):
+        return {**super().rss_attributes(), "xmlns:at": TOMBSTONE_NS}
+
+
+class AtomFeedGenerator(_PagedWithTombstones, feedgenerator.Atom1Feed):
     def root_attributes(self):
         return {**super().root_attributes(), "xmlns:at": TOMBSTONE_NS}
-
-    def add_root_elements(self, handler):
-        super().add_root_elements(handler)
-        for rel in ("first", "next"):
-            if self.feed.get(f"{rel}_url"):
-                handler.addQuickElement("link", "", {"rel": rel, "href": self.feed[f"{rel}_url"]})
-        _write_tombstones(handler, self.feed["tombstones"])
 
     def add_item_elements(self, handler, item):
         super().add_item_elements(handler, item)
         entry: FeedEntry = item["entry"]
         if entry.content_html is not None:
             handler.addQuickElement("content", entry.content_html, {"type": "html"})
-
-    def latest_post_date(self):
-        return self.feed["updated"]
 
 
 class JsonFeedGenerator(feedgenerator.SyndicationFeed):

@@ -12,6 +12,7 @@ The names below are the import path code outside ``streams`` uses (``streams.sel
 from .contacts import (
     NO_PENDING,
     PHONE_QUERY_RE,
+    ContactCursor,
     contact_identities,
     contact_search_term,
     contact_subtree_ids,
@@ -46,7 +47,7 @@ from .timelines import (
 )
 
 __all__ = [
-    "NO_PENDING", "PHONE_QUERY_RE", "BadCursor", "Cursor", "Page", "Person", "activities_by_ids",
+    "NO_PENDING", "PHONE_QUERY_RE", "BadCursor", "ContactCursor", "Cursor", "Page", "Person", "activities_by_ids",
     "contact_identities", "contact_search_term", "contact_subtree_ids", "contacts_list", "highlight_terms",
     "inbound_pending", "keyset_before", "lifestream_activities", "search_backlog", "search_terms",
     "timeline_entries", "timeline_entries_to_count", "timeline_filters", "timeline_for_contact", "timeline_for_device", "timeline_page",

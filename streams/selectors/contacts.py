@@ -3,12 +3,15 @@ workspaces a user belongs to, and what pushed items are waiting."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from dataclasses import dataclass
 
 from django.db.models import Count, F, Min, Q, QuerySet
 
 from ..identity import InvalidIdentity, normalize_email, normalize_phone
 from ..models import Contact, Identity, InboundItem, Workspace
+from .timelines import BadCursor
 
 
 def contact_subtree_ids(contact: Contact) -> list[int]:
@@ -49,11 +52,48 @@ def contact_search_term(*, workspace: Workspace, q: str) -> str:
     return q
 
 
+@dataclass(frozen=True, slots=True)
+class ContactCursor:
+    """Keyset position in the contact list: the (last_activity_at, id) of the last contact
+    shown (``None``: a contact with no activity, listed last)."""
+
+    last_activity_at: dt.datetime | None
+    contact_id: int
+
+    @classmethod
+    def after(cls, contact: Contact) -> ContactCursor:
+        return cls(contact.last_activity_at, contact.pk)
+
+    def encode(self) -> str:
+        when = self.last_activity_at
+        stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ") if when else "none"
+        return f"{stamp}_{self.contact_id}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> ContactCursor | None:
+        if not text:
+            return None
+        stamp, _, pk = text.partition("_")
+        try:
+            when = None if stamp == "none" else dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
+            return cls(when, int(pk))
+        except (ValueError, TypeError):
+            raise BadCursor(f"bad cursor {text[:40]!r}") from None
+
+    def q(self) -> Q:
+        """The contacts after this one in the order (last_activity_at DESC NULLS LAST, id DESC)."""
+        when, pk = self.last_activity_at, self.contact_id
+        if when is None:
+            return Q(last_activity_at=None, pk__lt=pk)
+        return Q(last_activity_at__lt=when) | Q(last_activity_at=when, pk__lt=pk) | Q(last_activity_at=None)
+
+
 def contacts_list(
-    *, workspace: Workspace, search: str = "", channel: str = "", include_self: bool = False
+    *, workspace: Workspace, search: str = "", channel: str = "", include_self: bool = False,
+    before: ContactCursor | None = None,
 ) -> QuerySet[Contact]:
-    """Top-level contacts, most recently active first; ``search`` as typed by a person (see
-    contact_search_term)."""
+    """Top-level contacts, most recently active first (after ``before`` when given); ``search``
+    as typed by a person (see contact_search_term)."""
     qs = Contact.objects.filter(workspace=workspace, merged_into=None)
     if not include_self:
         qs = qs.filter(is_self=False)
@@ -67,6 +107,8 @@ def contacts_list(
         )
     if channel:
         qs = qs.filter(channel_counts__has_key=channel)
+    if before is not None:
+        qs = qs.filter(before.q())
     return qs.order_by(F("last_activity_at").desc(nulls_last=True), "-pk").prefetch_related("identities")
 
 

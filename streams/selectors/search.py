@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Unpack
 
 from django.db import connection
 from django.db.models import BooleanField, Q
@@ -30,6 +31,7 @@ from ..models import Activity, SearchDocument, SearchPending, TimelineEntry, Wor
 from .timelines import (
     Cursor,
     Page,
+    PageFilters,
     activities_by_ids,
     timeline_entries,
     timeline_filters,
@@ -149,20 +151,11 @@ def _page(rows: list[tuple[dt.datetime, int]], limit: int) -> Page:
 
 
 def timeline_search_page(
-    *,
-    kind: str,
-    owner_id: int,
-    q: str,
-    before: Cursor | None = None,
-    limit: int = 50,
-    channel: str | None = None,
-    direction: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    *, kind: str, owner_id: int, q: str, before: Cursor | None = None, limit: int = 50,
+    **filters: Unpack[PageFilters],
 ) -> Page:
     """A timeline's activities matching ``q``, newest first, keyset paged like the timeline."""
-    qs = timeline_filters(timeline_entries(kind=kind, owner_id=owner_id), before=before, pk="activity_id", channel=channel, direction=direction,
-                          since=since, until=until)
+    qs = timeline_filters(timeline_entries(kind=kind, owner_id=owner_id), before=before, pk="activity_id", **filters)
     if connection.vendor == "postgresql":
         rows = _matching_rows(qs, q, f'"{TimelineEntry._meta.db_table}"."activity_id"',
                               ("-occurred_at", "-activity_id"), limit + 1)
@@ -173,19 +166,10 @@ def timeline_search_page(
 
 
 def workspace_search_page(
-    *,
-    workspace: Workspace,
-    q: str,
-    before: Cursor | None = None,
-    limit: int = 50,
-    channel: str | None = None,
-    direction: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    *, workspace: Workspace, q: str, before: Cursor | None = None, limit: int = 50, **filters: Unpack[PageFilters]
 ) -> Page:
     """Every activity of the workspace matching ``q``, newest first."""
-    qs = timeline_filters(workspace_activities(workspace=workspace), before=before, pk="id", channel=channel, direction=direction, since=since,
-                          until=until)
+    qs = timeline_filters(workspace_activities(workspace=workspace), before=before, pk="id", **filters)
     if connection.vendor == "postgresql":
         rows = _matching_rows(qs, q, f'"{_ACT}"."id"', ("-occurred_at", "-id"), limit + 1)
     else:
