@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from connectors import times
 from connectors.base import MAX_CLOCK_SKEW
 from connectors.text import MAX_JSON_DEPTH, json_depth
 
@@ -43,32 +44,11 @@ def parse_json(data: str | bytes) -> Any:
 
 
 def parse_time(value: Any, *, now: dt.datetime | None = None) -> dt.datetime:
-    """RFC 3339 with an offset, or epoch seconds (OwnTracks' ``tst``). Raises ValueError."""
-    if isinstance(value, bool):
+    """RFC 3339 with an offset, or epoch seconds (OwnTracks' ``tst``), within the years a
+    device event may carry. Raises ValueError."""
+    if isinstance(value, dt.datetime):  # only text and numbers come over the wire
         raise ValueError("must be an RFC 3339 string with a UTC offset, or epoch seconds")
-    if isinstance(value, int | float):
-        try:
-            if value > 1e11:  # milliseconds
-                value = value / 1000
-            when = dt.datetime.fromtimestamp(value, dt.UTC)
-        except (OverflowError, OSError, ValueError):
-            raise ValueError("epoch seconds out of range") from None
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            when = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an RFC 3339 timestamp: {value[:40]!r}") from None
-        if when.tzinfo is None:
-            raise ValueError("timestamp needs a UTC offset (e.g. 2026-05-01T12:00:00Z)")
-    else:
-        raise ValueError("must be an RFC 3339 string with a UTC offset, or epoch seconds")
-    try:
-        when = when.astimezone(dt.UTC)
-    except OverflowError:
-        raise ValueError("timestamp out of range") from None
+    when = times.parse_time(value)
     now = now or dt.datetime.now(dt.UTC)
     if when.year < MIN_YEAR:
         raise ValueError(f"timestamp before {MIN_YEAR}")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.urls import reverse
 
+from connectors import http
 from connectors.base import (
     ActivityDraft,
     BadItem,
@@ -42,6 +43,7 @@ from connectors.base import (
     RawItem,
 )
 from connectors.phone import e164
+from connectors.times import parse_time
 
 SID_RE = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 ACCOUNT_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
@@ -128,8 +130,6 @@ class TwilioSmsConnector(Connector):
         (``connectors.http.session``), where tests put their fake Twilio."""
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
-
-        from connectors import http
 
         http_client = TwilioHttpClient(timeout=60)
         http_client.session = http.session()
@@ -392,13 +392,10 @@ def _int(value) -> int | None:
 def _iso(value) -> dt.datetime | None:
     if not value:
         return None
-    if isinstance(value, dt.datetime):
-        return value
     try:
-        parsed = dt.datetime.fromisoformat(str(value))
+        return parse_time(value, epoch=False, assume_utc=True)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _str(value: dt.datetime | None) -> str | None:
@@ -411,16 +408,19 @@ def _final_cursor(head_after, head_seen) -> dict:
     return {"after": head_after.isoformat(), "seen": sorted(head_seen)}
 
 
+HTTP_ERRORS = http.HttpErrors()
+
+
 def _connector_error(exc) -> ConnectorError:
     code = getattr(exc, "code", None)
     status = getattr(exc, "status", None)
     text = ERRORS.get(code) or getattr(exc, "msg", "") or str(exc)
     message = f"Twilio error {code}: {text}" if code else f"Twilio HTTP {status}: {text}"
-    if code == 20003 or status in (401, 403):
-        return ConnectorError(message, permanent=True, status="auth_failed")
-    if status == 429:
-        return ConnectorError(message, retry_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60))
-    return ConnectorError(message, permanent=bool(status and 400 <= status < 500 and status not in (408, 409)))
+    if code == 20003:  # "authenticate": whatever status the client reports with it
+        status = 401
+    if not status or status < 400:
+        return ConnectorError(message)
+    return HTTP_ERRORS.error(status, message=message)
 
 
 def _page_error(exc) -> ConnectorError:

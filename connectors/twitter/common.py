@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from connectors.base import ActivityDraft, BadItem, ParticipantDraft
+from connectors.times import NoOffset, parse_time
 
 ID_RE = re.compile(r"^\d{1,20}$")
 MONTHS = {m: i for i, m in enumerate(("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec").split(), 1)}
@@ -57,16 +58,12 @@ def parse_iso_time(value) -> dt.datetime:
     """``2019-03-04T12:34:56.789Z`` (API v2, the archive's DMs) → aware UTC."""
     if not isinstance(value, str):
         raise BadItem(f"created_at must be an ISO 8601 string, got {value!r}"[:200])
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        when = dt.datetime.fromisoformat(text)
+        return parse_time(value, epoch=False)
+    except NoOffset:
+        raise BadItem(f"created_at has no UTC offset: {value[:60]!r}") from None
     except ValueError:
         raise BadItem(f"created_at is not ISO 8601: {value[:60]!r}") from None
-    if when.tzinfo is None:
-        raise BadItem(f"created_at has no UTC offset: {value[:60]!r}")
-    return when.astimezone(dt.UTC)
 
 
 def media_attachment(*, media_id: str, url: str, kind: str = "", variants=None) -> dict:

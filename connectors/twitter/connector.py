@@ -102,7 +102,7 @@ class _Client(tweepy.Client):
             raise ConnectorError(f"X API timed out ({route}): {exc}") from None
         except requests.RequestException as exc:
             raise ConnectorError(f"X API unreachable ({route}): {exc}") from None
-        _raise_for(response, route)
+        ERRORS.raise_for(response, where=route)
         return response
 
     def call(self, method, *args, **kwargs) -> dict:
@@ -115,37 +115,33 @@ class _Client(tweepy.Client):
         return body
 
 
-def _raise_for(response: requests.Response, route: str) -> None:
-    code = response.status_code
-    if 200 <= code < 300:
-        return
-    detail = _detail(response)
-    if code in (401, 403):
-        raise ConnectorError(
-            f"X refused the token (HTTP {code} on {route}: {detail}): needs re-authorization — add a new "
-            f"bearer_token or access_token (DMs need an OAuth 2 user-context access_token)",
-            permanent=True, status="auth_failed",
-        )
-    if code == 429:
-        reset = response.headers.get("x-rate-limit-reset", "")
-        retry_at = None
-        if reset.strip().isdigit():
-            retry_at = dt.datetime.fromtimestamp(int(reset), dt.UTC)
-        retry_at = retry_at or dt.datetime.now(dt.UTC) + DEFAULT_RESET
-        raise ConnectorError(f"X rate limit reached on {route}", retry_at=retry_at)
-    if code >= 500 or code in (408, 409):
-        raise ConnectorError(f"X API error HTTP {code} on {route}: {detail}")
-    raise ConnectorError(f"X API refused the request: HTTP {code} on {route}: {detail}", permanent=True)
+class XErrors(http.HttpErrors):
+    """X's words for the shared mapping; X names its reset time in ``x-rate-limit-reset``."""
+
+    default_retry = DEFAULT_RESET
+    reset_headers = ("x-rate-limit-reset",)
+
+    def message(self, status: int, detail: str, where: str) -> str:
+        if status in (401, 403):
+            return (f"X refused the token (HTTP {status} on {where}: {detail}): needs re-authorization — add a new "
+                    f"bearer_token or access_token (DMs need an OAuth 2 user-context access_token)")
+        if status == 429:
+            return f"X rate limit reached on {where}"
+        if status >= 500 or status in (408, 409):
+            return f"X API error HTTP {status} on {where}: {detail}"
+        return f"X API refused the request: HTTP {status} on {where}: {detail}"
+
+    def detail(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+            if isinstance(body, dict):
+                return str(body.get("detail") or body.get("title") or body.get("errors") or body)[:300]
+        except ValueError:
+            pass
+        return response.text[:300]
 
 
-def _detail(response: requests.Response) -> str:
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            return str(body.get("detail") or body.get("title") or body.get("errors") or body)[:300]
-    except ValueError:
-        pass
-    return response.text[:300]
+ERRORS = XErrors()
 
 
 @dataclass(frozen=True, slots=True)
