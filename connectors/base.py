@@ -130,6 +130,16 @@ class ActivityDraft:
     visibility: str = "private"
     attachments: list[dict] = field(default_factory=list)
     automated: bool = False
+    # Anything else the source says, as JSON (stored and shown as it is). Keys Mesh itself reads:
+    #   all:    "thread" (groups the item into a thread when thread_key is empty);
+    #   device: "type" (the event type shown as its title), "lat"/"lon" (a map link), and the
+    #           device's state kept from its newest events: "battery", "charging", "accuracy",
+    #           "place", "presence", "network" (streams.ingest.STATE_KEYS);
+    #   email:  "snippet" (the line under the subject), "remote_images_blocked",
+    #           "tracking_pixels" (counts shown as a warning);
+    #   sms:    "delivery" ({"state", "error_code", "updated_at"}: written by delivery updates
+    #           (streams.delivery), kept on reprocess).
+    # Mesh adds "invalid_participants" (participants it could not normalize).
     extra: dict = field(default_factory=dict)
 
     def validate(self, *, now: dt.datetime | None = None) -> None:
