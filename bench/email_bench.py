@@ -89,7 +89,7 @@ def run(*, messages: int = 10_000, batch_size: int = 200, prefetch: bool = True,
     from streams.identity import identity_mark_self
     from streams.models import Activity, TimelineEntry
     from streams.services import source_create, source_sync, workspace_get_or_create
-    from tests.dovecot import Dovecot
+    from tests.fakes.dovecot import Dovecot
 
     server = Dovecot.start()
     try:

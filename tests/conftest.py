@@ -1,5 +1,7 @@
 """Shared test fixtures: a workspace with a member, a teammate and an outsider in another
-workspace (built in code, like healthchecks' hc/test.py), and a device with its token.
+workspace (built in code, like healthchecks' hc/test.py), a device with its token, the
+``ticker`` connector, and the feeds' read paths. Each is a line or two over tests/factories.py
+and tests/fakes/, which test modules import directly (they never import one another).
 
 Tests that touch data run on PostgreSQL (``make test`` points DATABASE_URL at it). Running
 the suite on SQLite is refused unless MESH_TEST_ALLOW_SQLITE=1, so CI cannot go green on the
@@ -13,8 +15,15 @@ import os
 import pytest
 from django.conf import settings
 
+from tests import factories
+
+# The database named by the settings, before pytest-django swaps in its test database.
+_configured_database_name = None
+
 
 def pytest_configure(config):
+    global _configured_database_name
+    _configured_database_name = settings.DATABASES["default"]["NAME"]
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine and os.environ.get("MESH_TEST_ALLOW_SQLITE") != "1":
         raise pytest.UsageError(
@@ -35,43 +44,27 @@ def pytest_configure(config):
 
 @pytest.fixture
 def workspace(db):
-    from streams.services import workspace_get_or_create
-
-    return workspace_get_or_create(slug="acme", name="Acme")
+    return factories.make_workspace("acme", "Acme")
 
 
 @pytest.fixture
 def other_workspace(db):
-    from streams.services import workspace_get_or_create
-
-    return workspace_get_or_create(slug="globex", name="Globex")
+    return factories.make_workspace("globex", "Globex")
 
 
 @pytest.fixture
-def member(workspace, django_user_model):
-    from streams.services import workspace_add_member
-
-    user = django_user_model.objects.create_user("alice", password="correct horse battery")
-    workspace_add_member(workspace=workspace, user=user, role="owner")
-    return user
+def member(workspace):
+    return factories.make_member(workspace, "alice", role="owner")
 
 
 @pytest.fixture
-def teammate(workspace, django_user_model):
-    from streams.services import workspace_add_member
-
-    user = django_user_model.objects.create_user("bob", password="correct horse battery")
-    workspace_add_member(workspace=workspace, user=user)
-    return user
+def teammate(workspace):
+    return factories.make_member(workspace, "bob")
 
 
 @pytest.fixture
-def outsider(other_workspace, django_user_model):
-    from streams.services import workspace_add_member
-
-    user = django_user_model.objects.create_user("mallory", password="correct horse battery")
-    workspace_add_member(workspace=other_workspace, user=user, role="owner")
-    return user
+def outsider(other_workspace):
+    return factories.make_member(other_workspace, "mallory", role="owner")
 
 
 @pytest.fixture
@@ -82,9 +75,7 @@ def member_client(client, member):
 
 @pytest.fixture
 def device_and_token(workspace):
-    from streams.services import device_create
-
-    return device_create(workspace=workspace, name="Phone", kind="phone")
+    return factories.make_device(workspace, "Phone", "phone")
 
 
 @pytest.fixture
@@ -97,13 +88,34 @@ def device_token(device_and_token):
     return device_and_token[1]
 
 
-def make_event(event_id, *, type="call.incoming", occurred_at="2026-05-01T10:00:00Z", data=None, participants=None, **extra):
-    """A device event as a client sends it."""
-    event = {"id": event_id, "type": type, "occurred_at": occurred_at, "data": data or {}}
-    if participants is not None:
-        event["participants"] = participants
-    event.update(extra)
-    return event
+@pytest.fixture
+def ticker(monkeypatch):
+    """The ``ticker`` connector (tests/fakes/ticker.py) registered for the test."""
+    from tests.fakes.ticker import install_ticker
+
+    return install_ticker(monkeypatch)
+
+
+@pytest.fixture(params=["orm", "prepared"])
+def query_path(request, settings):
+    """Both read paths of the feeds: the ORM one and the prepared statements that persistent
+    connections use (streams.rawdb.prepared_fetch). Feed test modules use it for every test."""
+    settings.MESH_FEED_PREPARED = request.param == "prepared"
+    return request.param
+
+
+@pytest.fixture
+def ana_feed(workspace):
+    """(Ana's contact, the token of her full feed), with two mails from her."""
+    from streams.feed_tokens import feed_token_create
+
+    factories.ingest_mail(workspace, [
+        factories.mail(1, day=1),
+        factories.mail(2, day=2, subject="Contract signed", text="Signed copy attached."),
+    ])
+    contact = factories.ana(workspace)
+    _row, token = feed_token_create(workspace=workspace, contact=contact, tier="full")
+    return contact, token
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,6 +125,11 @@ def _close_stray_connections(django_db_setup, django_db_blocker):
     yield
     from django.db import connection
 
+    if connection.settings_dict["NAME"] == _configured_database_name:
+        # No selected test uses the database, so pytest-django created no test database: there
+        # is nothing to end, and the configured database must not be touched (it may not even
+        # exist).
+        return
     with django_db_blocker.unblock(), connection.cursor() as cur:
         if connection.vendor == "postgresql":
             cur.execute(

@@ -28,6 +28,12 @@ disk), stopped at exit.
 If a service can be found none of these ways, the script says which Debian packages to install
 (``apt-get install postgresql redis-server``) and exits 2.
 
+The PostgreSQL pass also needs two programs its tests start themselves: Dovecot
+(``/usr/sbin/dovecot``, or ``MESH_DOVECOT``) for the IMAP tests and Chromium (``/usr/bin/chromium``,
+or ``MESH_CHROMIUM``) for the browser tests. Either missing is the same exit 2 naming its package
+(``apt-get install dovecot-imapd chromium``): those tests do not skip, so a machine without them
+cannot report a green run that never read a mailbox or opened a page.
+
 pytest then runs as ``python -m pytest ARGS`` with ``DATABASE_URL`` and ``REDIS_URL`` set, and
 ``MESH_TEST_REDIS_URL`` = the Redis URL with database index 9 (tests that start a real Celery
 worker use it). One line on stderr says what is used.
@@ -46,7 +52,7 @@ Environment:
 
 Exit status: the first failing pass's pytest status (0 when both pass), except that pytest's 5
 ("no tests collected") becomes 1 with a message, since a run that runs nothing has not passed;
-2 if PostgreSQL or Redis cannot be provided.
+2 if PostgreSQL, Redis, Dovecot or Chromium cannot be provided.
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ PG_DEFAULT_HOST, PG_DEFAULT_PORT = "127.0.0.1", 5432
 REDIS_DEFAULT_HOST, REDIS_DEFAULT_PORT = "127.0.0.1", 6379
 WORKER_REDIS_DB = 9
 APT_HINT = "apt-get install {}"
+# Programs the PostgreSQL pass's tests start themselves (tests/fakes/dovecot.py and
+# tests/fakes/browser.py read the same variables), with the Debian package that installs each.
+DOVECOT = os.environ.get("MESH_DOVECOT", "/usr/sbin/dovecot")
+CHROMIUM = os.environ.get("MESH_CHROMIUM", "/usr/bin/chromium")
+PROGRAMS = ((DOVECOT, "dovecot-imapd", "the IMAP tests"), (CHROMIUM, "chromium", "the browser tests"))
 
 _cleanups: list = []
 _child: subprocess.Popen | None = None
@@ -591,6 +602,15 @@ def plan_redis() -> tuple[str, object, str]:
     )
 
 
+def missing_programs() -> list[tuple[str, str]]:
+    """(why, package) for each program of PROGRAMS that is not installed."""
+    return [
+        (f"{path} is not installed (needed by {needed_by})", package)
+        for path, package, needed_by in PROGRAMS
+        if not os.access(path, os.X_OK)
+    ]
+
+
 def main(argv: list[str]) -> int:
     atexit.register(_run_cleanups)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -607,13 +627,16 @@ def main(argv: list[str]) -> int:
             )
             if kind == "missing"
         ]
+        if split_passes(argv)[0] is not None:
+            missing += missing_programs()
         if missing:
             for why, _pkg in missing:
                 log(why + ".")
             packages = " ".join(pkg for _why, pkg in missing)
             log(
                 f"Install the Debian packages: {APT_HINT.format(packages)}"
-                "   (or set DATABASE_URL / REDIS_URL to servers that answer)"
+                "   (or set DATABASE_URL / REDIS_URL to servers that answer, MESH_DOVECOT /"
+                " MESH_CHROMIUM to the programs)"
             )
             return 2
         database_url = ThrowawayPostgres(pg_value).start() if pg_kind == "throwaway" else pg_value

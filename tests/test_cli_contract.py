@@ -4,91 +4,21 @@ format, and output for people without --json."""
 
 from __future__ import annotations
 
-import datetime as dt
-import io
 import json
 import os
-import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
-from connectors.base import ActivityDraft, Batch, Connector, ParticipantDraft, RawItem, registry
 from streams.models import Activity, ImportFailure, Source, SyncRun
-
-from .conftest import make_event
+from tests.factories import make_event
+from tests.fakes.cli import run, run_json
+from tests.fakes.ticker import ticker_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cli"
 ROOT = Path(__file__).resolve().parent.parent
-RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-TIME_LIKE = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
-
-
-def run(*args, stdin_tty: bool = False) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of a command called in-process."""
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(*args, stdout=out, stderr=err)
-    except SystemExit as exc:
-        return int(exc.code), out.getvalue(), err.getvalue()
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), err.getvalue() + str(exc)
-    return 0, out.getvalue(), err.getvalue()
-
-
-def run_json(*args):
-    status, out, _ = run(*args, "--json")
-    assert status == 0, out
-    assert out.count("\n") <= 1
-    return json.loads(out)
-
-
-@dataclass(frozen=True)
-class TickerConfig:
-    count: int = 3
-
-    def __post_init__(self):
-        object.__setattr__(self, "count", int(self.count))
-        if self.count < 0:
-            raise ValueError("count must be 0 or more")
-
-
-class TickerConnector(Connector):
-    """A polled service that is always up: it has ``count`` posts."""
-
-    key = "ticker"
-    channel = "note"
-    Config = TickerConfig
-    pollable = True
-    required_secrets = ("api_key",)
-
-    def fetch(self, cursor, *, since=None):
-        yield Batch([RawItem(f"t{i}", {"i": i}) for i in range(self.config.count)], {"done": True})
-
-    def normalize(self, raw):
-        return ActivityDraft(
-            channel="note", verb="post", occurred_at=dt.datetime(2026, 5, 1, 10, raw.payload["i"], tzinfo=dt.UTC),
-            dedup_key=f"ticker:{raw.external_id}", text=f"post {raw.payload['i']}",
-            participants=[ParticipantDraft("from", "email", "ana@example.com", "Ana")],
-        )
-
-
-@pytest.fixture
-def ticker(monkeypatch):
-    monkeypatch.setitem(registry.connectors, "ticker", TickerConnector)
-    return TickerConnector
-
-
-def ticker_source(workspace, name="Ticker", **config):
-    from streams.services import source_create
-
-    return source_create(workspace=workspace, connector="ticker", name=name, config=config,
-                         secrets={"api_key": "k-123"})
 
 
 # --- 13.5: one misconfigured source does not stop `mesh_sync --all` --------------------------

@@ -9,9 +9,9 @@ import pytest
 
 from streams.crypto import secrets_decrypt
 from streams.models import Activity, ImportFailure, Source, SyncRun, Workspace
-
-from .conftest import make_event
-from .test_cli_contract import RFC3339_Z, TIME_LIKE, run, run_json, ticker, ticker_source  # noqa: F401
+from tests.factories import make_event
+from tests.fakes.cli import RFC3339_Z, TIME_LIKE, run, run_json
+from tests.fakes.ticker import ticker_source
 
 
 def imported_device_source(workspace, device, tmp_path, lines):

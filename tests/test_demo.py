@@ -8,13 +8,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
+
+from tests.run_suite import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,12 +24,6 @@ def embedded_env(tmp_path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
     env["MESH_VAR_DIR"] = str(tmp_path / "var")
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_demo_sets_up_on_sqlite_and_is_idempotent(tmp_path):

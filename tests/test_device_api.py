@@ -23,7 +23,7 @@ from streams.models import (
     InboundItem,
     TimelineEntry,
 )
-from tests.conftest import make_event
+from tests.factories import make_event
 
 URL = "/api/v1/devices/events"
 FIXTURES = Path(__file__).parent / "fixtures" / "device"
@@ -845,7 +845,7 @@ def _deep(levels: int):
 
 
 def test_an_item_stored_with_deep_data_before_the_door_refused_it_still_renders(client, member_client, workspace, device):
-    from tests.test_web import ingest_events
+    from tests.factories import ingest_events
 
     ingest_events(workspace, device, [make_event("old", type="note", visibility="public",
                                                  data={"title": "Stored long ago", "place": "Home"})])

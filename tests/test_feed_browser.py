@@ -4,13 +4,9 @@ field — every element's text, every attribute, every JSON string — into ``in
 payload may run (a flag the payloads set stays unset, no dialog opens) and the text shown is
 the intended one. The page has no CSP, so that it shows what a careless reader would run.
 
-Chromium from Debian's package, driven by Playwright (see tests/test_e2e_browser.py)."""
+Chromium from Debian's package, driven by Playwright (tests/fakes/browser.py)."""
 
 from __future__ import annotations
-
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -19,17 +15,11 @@ from connectors.device.connector import DeviceConnector
 from streams.feed_tokens import feed_token_create
 from streams.identity import identity_mark_self
 from streams.ingest import ingest_batch
-from tests.conftest import make_event
-from tests.test_feeds import ANA_EMAIL, FORMATS, ME_EMAIL, ana, feed_url, ingest, mail
+from tests.factories import ANA_EMAIL, ME_EMAIL, ana, ingest_mail, mail, make_event
+from tests.fakes.browser import headless_chromium
+from tests.fakes.readers import FORMATS, feed_url
 
-CHROMIUM = os.environ.get("MESH_CHROMIUM", "/usr/bin/chromium")
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists(),
-                       reason=f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)"),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 # Each payload sets window.__pwned (or opens a dialog) if it ever runs as markup.
 NAME = "O'Brien & \"Sons\" <img src=x onerror=alert(1)> Zoë 東京"
@@ -84,7 +74,7 @@ def hostile_feeds(workspace, device):
     workspace.name = WORKSPACE_NAME
     workspace.save(update_fields=["name"])
     identity_mark_self(workspace=workspace, kind="email", value=ME_EMAIL["value"])
-    ingest(workspace, [
+    ingest_mail(workspace, [
         mail(1, subject=SUBJECT, text=TEXT, participants=[{**ANA_EMAIL, "display": NAME}, ME_EMAIL]),
         mail(2, subject=SUBJECT, text="", html=HTML, attachments=[ATTACHMENT], visibility="public", day=2,
              direction="out", participants=[{**ME_EMAIL, "role": "from"}, {**ANA_EMAIL, "display": NAME, "role": "to"}]),
@@ -110,26 +100,19 @@ def test_a_reader_that_renders_every_field_as_html_runs_nothing_and_shows_the_te
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in this thread
     harness_url = live_server.url + "/__naive_reader__"
     dialogs: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run",
-        ])
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            # The page is served at the live server's origin, so that it may fetch the feeds.
-            page.route(harness_url, lambda route: route.fulfill(status=200, content_type="text/html", body=HARNESS))
-            page.goto(harness_url)
-            page.evaluate("urls => window.read(urls)", hostile_feeds)
-            page.wait_for_function("window.__control === 1")  # a payload that runs is seen
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(500)
-            pwned = page.evaluate("window.__pwned")
-            fields = page.evaluate("window.fields")
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        # The page is served at the live server's origin, so that it may fetch the feeds.
+        page.route(harness_url, lambda route: route.fulfill(status=200, content_type="text/html", body=HARNESS))
+        page.goto(harness_url)
+        page.evaluate("urls => window.read(urls)", hostile_feeds)
+        page.wait_for_function("window.__control === 1")  # a payload that runs is seen
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(500)
+        pwned = page.evaluate("window.__pwned")
+        fields = page.evaluate("window.fields")
     assert pwned is None and dialogs == []
     texts: dict[str, list[str]] = {}
     for path, text in fields:

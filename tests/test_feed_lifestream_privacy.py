@@ -13,13 +13,11 @@ from connectors.base import RawItem
 from connectors.device.connector import DeviceConnector
 from streams.identity import identity_mark_self
 from streams.ingest import ingest_batch
-from tests import test_feeds
-from tests.conftest import make_event
-from tests.test_feeds import FORMATS, get, ingest
+from tests.factories import ingest_mail, make_event
+from tests.fakes.readers import FORMATS, get
 
-query_path = test_feeds.query_path  # autouse: every test on both read paths
-
-pytestmark = pytest.mark.django_db
+# Every test runs on both read paths of the feeds (the ``query_path`` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("query_path")]
 
 OWNER_PHONE = "+14155550100"
 ZELDA = {"kind": "phone", "value": "+14155550123", "name": "Zelda Quint"}
@@ -64,7 +62,7 @@ def public_items(workspace, device):
     ingest_batch(workspace=workspace, connector=connector, device=device,
                  items=[RawItem(f"{device.pk}/{e['id']}", e) for e in events])
     owner = {"kind": "phone", "value": OWNER_PHONE}
-    ingest(workspace, [
+    ingest_mail(workspace, [
         ("sms-in-+14155550177", {"channel": "sms", "direction": "in", "visibility": "public",
                                  "occurred_at": "2026-05-01T11:00:00+00:00", "text": "Hi, Wanda Oduya here, call me",
                                  "participants": [{**WANDA, "role": "from"}, {**owner, "role": "to"}]}),

@@ -17,13 +17,11 @@ from connectors.base import RawItem
 from connectors.device.connector import DeviceConnector
 from streams.feed_tokens import feed_token_create
 from streams.ingest import ingest_batch
-from tests import test_feeds
-from tests.conftest import make_event
-from tests.test_feeds import FORMATS, ana, feed_url, get, ingest, mail
+from tests.factories import ana, ingest_mail, mail, make_event
+from tests.fakes.readers import FORMATS, feed_url, get
 
-query_path = test_feeds.query_path  # autouse: every test on both read paths
-
-pytestmark = pytest.mark.django_db
+# Every test runs on both read paths of the feeds (the ``query_path`` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("query_path")]
 
 NAME = "O'Brien & \"Sons\" <img src=x onerror=alert(1)> Zoë 東京"
 SUBJECT = "Who's \"there\" & <b>why</b> — café ✓"
@@ -47,7 +45,7 @@ def feed(client, url, fmt):
 @pytest.fixture
 def named_feed(workspace):
     """A subject-tier feed of a contact whose name and subject hold every awkward character."""
-    ingest(workspace, [mail(1, subject=SUBJECT, participants=[
+    ingest_mail(workspace, [mail(1, subject=SUBJECT, participants=[
         {"kind": "email", "value": "ana@example.com", "role": "from", "display": NAME},
         {"kind": "email", "value": "me@mesh.example", "role": "to", "display": "Me"},
     ])])
@@ -116,6 +114,6 @@ def test_a_guid_holds_no_markup_even_when_the_source_id_does(client, workspace, 
 
 def test_an_apostrophe_in_an_rss_item_title_reads_as_an_apostrophe(client, workspace):
     """Escaped twice, feedparser showed ``Who&#x27;s``."""
-    ingest(workspace, [mail(1, subject="Who's there? Tom & Jerry")])
+    ingest_mail(workspace, [mail(1, subject="Who's there? Tom & Jerry")])
     _row, token = feed_token_create(workspace=workspace, contact=ana(workspace), tier="subject")
     assert feed(client, feed_url(token, "rss"), "rss").entries[0].title == "Email from Ana: Who's there? Tom & Jerry"

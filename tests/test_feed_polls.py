@@ -1,7 +1,7 @@
 """What a feed poll costs: a conditional GET answered 304, and a body served from the cache,
 read no activity and run the same queries for every format (issue #6: under 2 ms at p95).
 
-Runs on both read paths (the ``query_path`` fixture of test_feeds: the ORM, and the prepared
+Runs on both read paths (the ``query_path`` fixture of tests/conftest.py: the ORM, and the prepared
 statements of persistent connections), through the test client, so that the middleware is
 counted too (no session or user is looked up for a feed)."""
 
@@ -13,15 +13,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from streams import feeds
+from streams.feeds import views as feeds
 from streams.models import Activity
-from tests import test_feeds
-from tests.test_feeds import FORMATS, feed_url, get
+from tests.fakes.readers import FORMATS, feed_url, get
 
-ana_feed = test_feeds.ana_feed  # fixtures
-query_path = test_feeds.query_path  # autouse: every test on both read paths
-
-pytestmark = pytest.mark.django_db
+# Every test runs on both read paths of the feeds (the ``query_path`` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("query_path")]
 
 # Prepared: the token and the head in one statement. ORM: the token, then the head.
 POLL_QUERIES = {"prepared": 1, "orm": 2}

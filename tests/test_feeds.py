@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from connectors.base import ActivityDraft, Connector, ParticipantDraft, RawItem
+from connectors.base import RawItem
 from connectors.device.connector import DeviceConnector
 from streams.crypto import token_hash
 from streams.feed_tokens import (
@@ -29,89 +29,26 @@ from streams.feed_tokens import (
     feed_token_revoke,
     feed_token_rotate,
 )
-from streams.feeds import feed_guid
+from streams.feeds.entries import feed_guid
 from streams.identity import identity_mark_self
 from streams.ingest import ingest_batch
 from streams.models import Activity, FeedToken, Identity
 from streams.selectors import timeline_for_contact
 from streams.services import contact_merge, contact_unmerge
-from tests.conftest import make_event
+from tests.factories import ANA_EMAIL, ME_EMAIL, ana, ingest_mail, mail, make_event
+from tests.fakes.readers import FORMATS, feed_url, get
 
-pytestmark = pytest.mark.django_db
+# Every test runs on both read paths of the feeds (the ``query_path`` fixture).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("query_path")]
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 AT = "{http://purl.org/atompub/tombstones/1.0}"
-ANA_EMAIL = {"kind": "email", "value": "ana@example.com", "role": "from", "display": "Ana"}
-ME_EMAIL = {"kind": "email", "value": "me@mesh.example", "role": "to", "display": "Me"}
 # Mail the owner sent to Ana: the lifestream shows the text of what the owner wrote.
 OWNER_WROTE = {"direction": "out", "participants": [{**ME_EMAIL, "role": "from"}, {**ANA_EMAIL, "role": "to"}]}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
-FORMATS = ("rss", "atom", "json", "as2")
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True, params=["orm", "prepared"])
-def query_path(request, settings):
-    """Every test runs on both read paths: the ORM one and the prepared statements that
-    persistent connections use (streams.rawdb.prepared_fetch)."""
-    settings.MESH_FEED_PREPARED = request.param == "prepared"
-    return request.param
-
-
-class ChannelConnector(Connector):
-    """A stand-in for the email/SMS connectors: the payload is the draft, as plain data."""
-
-    key = "feedtest"
-    label = "Feed test"
-
-    def normalize(self, raw: RawItem) -> ActivityDraft:
-        p = dict(raw.payload)
-        return ActivityDraft(
-            channel=p.get("channel", "email"),
-            verb=p.get("verb", "receive"),
-            direction=p.get("direction", "in"),
-            occurred_at=dt.datetime.fromisoformat(p["occurred_at"]),
-            dedup_key=f"{p.get('channel', 'email')}:{raw.external_id}",
-            subject=p.get("subject", ""),
-            text=p.get("text", ""),
-            html=p.get("html", ""),
-            participants=[ParticipantDraft(**x) for x in p.get("participants", [ANA_EMAIL, ME_EMAIL])],
-            attachments=p.get("attachments", []),
-            visibility=p.get("visibility", "private"),
-        )
-
-
-def ingest(workspace, items):
-    connector = ChannelConnector({}, {}, context={"region": workspace.region})
-    return ingest_batch(workspace=workspace, connector=connector, items=[RawItem(k, v) for k, v in items])
-
-
-def mail(n, *, subject="Renewal quote", text="Hello, here is the quote.", day=1, **extra):
-    return (f"m{n}", {"occurred_at": f"2026-05-{day:02d}T10:{n % 60:02d}:00+00:00", "subject": subject, "text": text,
-                      **extra})
-
-
-def ana(workspace):
-    return Identity.objects.get(workspace=workspace, kind="email", value="ana@example.com").contact
-
-
-def get(client, url, **headers):
-    return client.get(url, headers=headers)
-
-
-def feed_url(token, fmt, before=None):
-    url = reverse("feed-token", kwargs={"token": token, "fmt": fmt})
-    return url + (f"?before={before}" if before else "")
-
-
-@pytest.fixture
-def ana_feed(workspace):
-    ingest(workspace, [mail(1, day=1), mail(2, day=2, subject="Contract signed", text="Signed copy attached.")])
-    contact = ana(workspace)
-    _row, token = feed_token_create(workspace=workspace, contact=contact, tier="full")
-    return contact, token
 
 
 def parse(response):
@@ -297,7 +234,7 @@ def _year(workspace):
 
 @pytest.mark.parametrize("tier", ["metadata", "subject", "full"])
 def test_a_token_shows_no_more_than_its_tier(client, workspace, tier):
-    ingest(workspace, [mail(1, subject="Secret merger", text="Body with the numbers 4711",
+    ingest_mail(workspace, [mail(1, subject="Secret merger", text="Body with the numbers 4711",
                            attachments=[{"name": "deal.pdf", "type": "application/pdf", "size": 1200,
                                          "url": "https://files.example.com/deal.pdf"}])])
     _row, token = feed_token_create(workspace=workspace, contact=ana(workspace), tier=tier)
@@ -310,7 +247,7 @@ def test_a_token_shows_no_more_than_its_tier(client, workspace, tier):
 
 
 def test_full_tier_has_enclosures_for_attachments_with_urls(client, workspace):
-    ingest(workspace, [mail(1, attachments=[{"name": "deal.pdf", "type": "application/pdf", "size": 1200,
+    ingest_mail(workspace, [mail(1, attachments=[{"name": "deal.pdf", "type": "application/pdf", "size": 1200,
                                              "url": "https://files.example.com/deal.pdf"}, {"name": "local.txt"}])])
     _row, token = feed_token_create(workspace=workspace, contact=ana(workspace), tier="full")
     rss = parse(get(client, feed_url(token, "rss")))
@@ -328,7 +265,7 @@ def test_full_tier_has_enclosures_for_attachments_with_urls(client, workspace):
 
 
 def test_newest_50_then_rfc5005_next_pages(client, workspace):
-    ingest(workspace, [mail(n, day=1 + n // 60) for n in range(120)])
+    ingest_mail(workspace, [mail(n, day=1 + n // 60) for n in range(120)])
     _row, token = feed_token_create(workspace=workspace, contact=ana(workspace))
     seen = []
     url = feed_url(token, "atom")
@@ -406,7 +343,7 @@ def test_etag_changes_with_new_updated_erased_items_and_tier(client, workspace, 
     contact, token = ana_feed
     url = feed_url(token, "atom")
     tags = [get(client, url)["ETag"]]
-    ingest(workspace, [mail(3, day=3)])  # a new item
+    ingest_mail(workspace, [mail(3, day=3)])  # a new item
     tags.append(get(client, url)["ETag"])
     m1 = Activity.objects.get(dedup_key="email:m1")
     Activity.objects.filter(pk=m1.pk).update(updated_at=m1.updated_at + dt.timedelta(minutes=5))  # as reprocess does
@@ -435,7 +372,7 @@ def test_item_updated_after_publication_carries_a_bumped_updated_date(client, wo
 
 
 def test_cached_body_is_served_until_the_head_changes(client, workspace, ana_feed, monkeypatch):
-    from streams import feeds
+    from streams.feeds import views as feeds
 
     _contact, token = ana_feed
     store: dict[str, bytes] = {}
@@ -446,12 +383,12 @@ def test_cached_body_is_served_until_the_head_changes(client, workspace, ana_fee
     original = feeds.TimelineFeed.get_feed
     monkeypatch.setattr(feeds.TimelineFeed, "get_feed", lambda self, obj, req: renders.append(1) or original(self, obj, req))
     assert get(client, feed_url(token, "rss")).content == first and renders == []
-    ingest(workspace, [mail(3, day=3)])
+    ingest_mail(workspace, [mail(3, day=3)])
     assert get(client, feed_url(token, "rss")).content != first and renders == [1]
 
 
 def test_redis_cache_round_trip(settings):
-    from streams import feeds
+    from streams.feeds import views as feeds
 
     if not settings.REDIS_URL:
         pytest.skip("no REDIS_URL")
@@ -464,8 +401,8 @@ def test_redis_cache_round_trip(settings):
 
 
 def test_after_a_merge_the_old_token_shows_the_survivors_whole_history(client, workspace):
-    ingest(workspace, [mail(1, day=1)])
-    ingest(workspace, [("s1", {"channel": "sms", "verb": "message", "occurred_at": "2026-05-03T09:00:00+00:00",
+    ingest_mail(workspace, [mail(1, day=1)])
+    ingest_mail(workspace, [("s1", {"channel": "sms", "verb": "message", "occurred_at": "2026-05-03T09:00:00+00:00",
                                "text": "On my way", "participants": [
                                    {"kind": "phone", "value": "+14155550100", "role": "from", "display": "Ana"}]})])
     email_contact = ana(workspace)
@@ -484,8 +421,8 @@ def test_after_a_merge_the_old_token_shows_the_survivors_whole_history(client, w
 
 
 def test_after_an_unmerge_the_old_token_shows_its_own_contact_again(client, workspace):
-    ingest(workspace, [mail(1, day=1)])
-    ingest(workspace, [("s1", {"channel": "sms", "verb": "message", "occurred_at": "2026-05-03T09:00:00+00:00",
+    ingest_mail(workspace, [mail(1, day=1)])
+    ingest_mail(workspace, [("s1", {"channel": "sms", "verb": "message", "occurred_at": "2026-05-03T09:00:00+00:00",
                                "participants": [{"kind": "phone", "value": "+14155550100", "role": "from"}]})])
     email_contact = ana(workspace)
     phone_contact = Identity.objects.get(workspace=workspace, kind="phone").contact
@@ -536,7 +473,7 @@ def test_erased_item_is_a_tombstone_for_30_days(client, workspace, ana_feed):
 
 def test_erased_item_is_not_brought_back_by_a_reimport(workspace, ana_feed):
     activity_erase(activity=Activity.objects.get(dedup_key="email:m1"))
-    result = ingest(workspace, [mail(1, day=1)])
+    result = ingest_mail(workspace, [mail(1, day=1)])
     assert result.new == 0
     assert Activity.objects.get(dedup_key="email:m1").text == ""
 
@@ -546,7 +483,7 @@ def test_erased_item_is_not_brought_back_by_a_reimport(workspace, ana_feed):
 
 def test_lifestream_feed_has_public_items_only(client, workspace):
     identity_mark_self(workspace=workspace, kind="email", value=ME_EMAIL["value"])
-    ingest(workspace, [
+    ingest_mail(workspace, [
         mail(1, subject="Public talk", visibility="public", **OWNER_WROTE),
         mail(2, subject="Private matter", text="secret", **OWNER_WROTE),
         mail(3, subject="Another public", visibility="public", day=3, **OWNER_WROTE),
@@ -593,7 +530,7 @@ def _assert_safe_html(html):
 
 def test_xss_in_subjects_and_bodies_is_escaped_or_sanitized_in_every_format(client, workspace):
     identity_mark_self(workspace=workspace, kind="email", value=ME_EMAIL["value"])
-    ingest(workspace, [mail(1, subject=XSS_SUBJECT, text="<b onmouseover=alert(3)>t</b>", html=XSS_HTML,
+    ingest_mail(workspace, [mail(1, subject=XSS_SUBJECT, text="<b onmouseover=alert(3)>t</b>", html=XSS_HTML,
                            visibility="public", **OWNER_WROTE),
                        mail(0, subject="plain", text="<b onmouseover=alert(3)>t</b>", visibility="public",
                             **OWNER_WROTE)])
@@ -637,7 +574,7 @@ def test_xss_in_subjects_and_bodies_is_escaped_or_sanitized_in_every_format(clie
 
 
 def test_contact_page_creates_rotates_and_revokes_tokens(member_client, workspace, outsider, client):
-    ingest(workspace, [mail(1)])
+    ingest_mail(workspace, [mail(1)])
     contact = ana(workspace)
     url = reverse("contact-feed-tokens", args=[contact.pk])
     response = member_client.post(url, {"action": "create", "tier": "subject"})
@@ -671,8 +608,8 @@ def test_a_304_costs_one_or_two_indexed_queries(client, workspace, ana_feed, dja
 
 
 def test_a_merged_contacts_token_is_polled_on_the_survivors_timeline(client, workspace):
-    ingest(workspace, [mail(1, day=1)])
-    ingest(workspace, [("s1", {"channel": "sms", "verb": "message", "occurred_at": "2026-05-03T09:00:00+00:00",
+    ingest_mail(workspace, [mail(1, day=1)])
+    ingest_mail(workspace, [("s1", {"channel": "sms", "verb": "message", "occurred_at": "2026-05-03T09:00:00+00:00",
                                "participants": [{"kind": "phone", "value": "+14155550100", "role": "from"}]})])
     phone_contact = Identity.objects.get(workspace=workspace, kind="phone").contact
     _row, token = feed_token_create(workspace=workspace, contact=phone_contact)
@@ -684,7 +621,7 @@ def test_a_merged_contacts_token_is_polled_on_the_survivors_timeline(client, wor
 
 def test_rendering_a_full_page_costs_a_fixed_number_of_queries(client, workspace, settings, django_assert_max_num_queries):
     settings.MESH_FEED_CACHE = False
-    ingest(workspace, [mail(n, day=1 + n // 60) for n in range(60)])
+    ingest_mail(workspace, [mail(n, day=1 + n // 60) for n in range(60)])
     _row, token = feed_token_create(workspace=workspace, contact=ana(workspace), tier="full")
     get(client, feed_url(token, "json"))  # records last use
     with django_assert_max_num_queries(4):  # token, head, activities, participants

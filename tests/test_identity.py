@@ -21,7 +21,7 @@ from streams.identity import (
 )
 from streams.ingest import ingest_batch
 from streams.models import Activity, Contact, Identity, Participant, TimelineEntry, Workspace
-from tests.conftest import make_event
+from tests.factories import make_event
 
 # --- phone --------------------------------------------------------------------------------------
 

@@ -20,11 +20,9 @@ from connectors.testing import ConnectorConformance, draft_dict
 from streams.models import Activity, ImportFailure, Source
 from streams.reprocess import source_reprocess
 from streams.services import source_create, source_health, source_sync
-from tests import dovecot as dv
+from tests.fakes import dovecot as dv
 
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
-
-pytestmark = pytest.mark.skipif(not dv.available(), reason="dovecot not installed (apt-get install dovecot-imapd)")
 
 
 @pytest.fixture(scope="session")

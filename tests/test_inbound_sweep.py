@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from streams.models import InboundItem, Source
 from streams.tasks import inbound_sweep_stranded
-from tests.conftest import make_event
-from tests.test_worker import ROOT, _database_url, wait_for
+from tests.factories import make_event
+from tests.fakes.subprocesses import ROOT, subprocess_database_url, wait_for
 
 
 def push(device, n: int, *, age_s: float, prefix: str = "p") -> list[int]:
@@ -92,7 +92,7 @@ def test_worker_alone_recovers_stranded_items_at_start_and_periodically(device, 
     """No beat runs: the worker sweeps what was pending when it started, then every period."""
     at_start = push(device, 3, age_s=3600, prefix="before")
     queue = f"mesh-sweep-{os.getpid()}"
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL,
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL,
            "MESH_CELERY_QUEUE": queue, "MESH_INBOUND_SWEEP_SECONDS": "2", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "mesh_site", "worker", "--pool=solo", "--loglevel=INFO", "-Q", queue,

@@ -15,8 +15,7 @@ from streams.feed_tokens import activity_erase
 from streams.models import Activity, Device, Identity, Participant, Source, TimelineEntry
 from streams.reprocess import source_reprocess
 from streams.services import contact_merge, contact_unmerge, source_create, source_sync
-from tests.conftest import make_event
-from tests.test_merge import ANA_MAIL, ANA_PHONE, ANA_WORK, BEN, ingest
+from tests.factories import ANA_MAIL, ANA_PHONE, ANA_WORK, BEN_PHONE, ingest_events, make_event
 
 pytestmark = pytest.mark.django_db
 
@@ -38,13 +37,13 @@ NONE = {"participant→activity": 0, "participant→identity": 0, "timeline→ac
 
 
 def test_no_flow_leaves_orphans(workspace, device, tmp_path):
-    ingest(workspace, device, [
+    ingest_events(workspace, device, [
         make_event("1", occurred_at="2026-05-01T10:00:00Z", participants=[ANA_PHONE]),
-        make_event("2", type="meeting.attended", occurred_at="2026-05-02T10:00:00Z", participants=[ANA_MAIL, BEN]),
+        make_event("2", type="meeting.attended", occurred_at="2026-05-02T10:00:00Z", participants=[ANA_MAIL, BEN_PHONE]),
         make_event("3", type="meeting.attended", occurred_at="2026-05-03T10:00:00Z", participants=[ANA_MAIL, ANA_WORK]),
     ])
     path = tmp_path / "events.jsonl"
-    path.write_text("\n".join(json.dumps(make_event(f"f{i}", participants=[ANA_PHONE, BEN])) for i in range(5)))
+    path.write_text("\n".join(json.dumps(make_event(f"f{i}", participants=[ANA_PHONE, BEN_PHONE])) for i in range(5)))
     source = source_create(workspace=workspace, connector="device", name="file", config={"path": str(path), "device": device.pk})
     source_sync(source=source)
     assert Participant.objects.count() >= 8 and TimelineEntry.objects.count() >= 8

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import RawItem
-from connectors.device.connector import DeviceConnector
-from streams.ingest import ingest_batch
 from streams.models import Contact, Identity, TimelineEntry
 from streams.services import ServiceError, contact_merge, contact_unmerge
 from streams.timelines import workspace_timelines_rebuild
-from tests.conftest import make_event
-
-ANA_PHONE = {"kind": "phone", "value": "+14155550100", "role": "from", "name": "Ana"}
-ANA_MAIL = {"kind": "email", "value": "ana@example.com", "role": "to", "name": "Ana S."}
-ANA_WORK = {"kind": "email", "value": "ana@work.example", "role": "cc", "name": "Ana (work)"}
-BEN = {"kind": "phone", "value": "+14155550101", "role": "to", "name": "Ben"}
-
-
-def ingest(workspace, device, events):
-    connector = DeviceConnector({}, {}, context={"device_id": device.pk})
-    return ingest_batch(
-        workspace=workspace, connector=connector, device=device,
-        items=[RawItem(f"{device.pk}/{e['id']}", e) for e in events],
-    )
+from tests.factories import ANA_MAIL, ANA_PHONE, ANA_WORK, BEN_PHONE, ingest_events, make_event
 
 
 def state(workspace):
@@ -48,13 +32,13 @@ def rebuilt(workspace):
 def people(workspace, device):
     events = [
         make_event("1", occurred_at="2026-05-01T10:00:00Z", participants=[ANA_PHONE]),
-        make_event("2", type="meeting.attended", occurred_at="2026-05-02T10:00:00Z", participants=[ANA_MAIL, BEN]),
+        make_event("2", type="meeting.attended", occurred_at="2026-05-02T10:00:00Z", participants=[ANA_MAIL, BEN_PHONE]),
         make_event("3", type="meeting.attended", occurred_at="2026-05-03T10:00:00Z", participants=[ANA_MAIL, ANA_WORK]),
-        make_event("4", occurred_at="2026-05-04T10:00:00Z", participants=[BEN]),
+        make_event("4", occurred_at="2026-05-04T10:00:00Z", participants=[BEN_PHONE]),
         make_event("5", type="meeting.attended", occurred_at="2026-05-05T10:00:00Z", participants=[ANA_PHONE, ANA_MAIL]),
         make_event("6", type="note", occurred_at="2026-05-06T10:00:00Z", participants=[ANA_WORK]),
     ]
-    ingest(workspace, device, events)
+    ingest_events(workspace, device, events)
 
     def contact_of(kind, value):
         return Identity.objects.get(workspace=workspace, kind=kind, value=value).contact
@@ -113,7 +97,7 @@ def test_unmerge_of_a_merged_contact_takes_its_own_merges_along(workspace, peopl
 
 def test_new_activity_after_merge_lands_on_the_survivor(workspace, device, people):
     survivor = contact_merge(workspace=workspace, target=people["phone"], other=people["mail"])
-    ingest(workspace, device, [make_event("7", occurred_at="2026-06-01T10:00:00Z", participants=[ANA_MAIL])])
+    ingest_events(workspace, device, [make_event("7", occurred_at="2026-06-01T10:00:00Z", participants=[ANA_MAIL])])
     assert state(workspace) == rebuilt(workspace)
     assert TimelineEntry.objects.filter(kind="c", owner_id=survivor.pk).count() == 5
     survivor.refresh_from_db()

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from connectors.base import ConnectorError
 from streams.models import Activity, ImportFailure, Participant, Source, SyncRun, TimelineEntry
-from tests.conftest import make_event
+from tests.factories import make_event
 
 
 def run_json(*args) -> dict | list:

@@ -21,23 +21,16 @@ import pytest
 import requests
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
-from playwright.sync_api import sync_playwright
 
-from tests.test_demo import free_port
+from tests.fakes.browser import headless_chromium
+from tests.fakes.subprocesses import subprocess_database_url
+from tests.run_suite import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("MESH_CHROMIUM", "/usr/bin/chromium")
 PROXY = {"X-Forwarded-Proto": "https"}
 SECRET_KEY = "production-test-secret-key-" + "x" * 40
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -47,7 +40,7 @@ def production_env(tmp_path):
         pytest.fail("REDIS_URL is not set: run the suite with `make test`, which provides Redis")
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DJANGO_SETTINGS_MODULE")}
     env.update({
-        "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL,
+        "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL,
         "SECRET_KEY": SECRET_KEY, "MESH_ENCRYPTION_KEYS": settings.MESH_ENCRYPTION_KEYS[0],
         "ALLOWED_HOSTS": "127.0.0.1", "CSRF_TRUSTED_ORIGINS": "https://127.0.0.1", "DEBUG": "0",
         "DB_CONN_MAX_AGE": "60", "STATIC_ROOT": str(tmp_path / "static"), "MESH_CACHE_PREFIX": "mesh-production-test",
@@ -146,28 +139,21 @@ def test_an_html_email_opens_in_its_iframe_under_gunicorn(gunicorn, demo_session
 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     failures: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run",
-        ])
-        try:
-            context = browser.new_context(extra_http_headers=PROXY)
-            context.add_cookies([{"name": "sessionid", "value": demo_session, "url": gunicorn}])
-            page = context.new_page()
-            page.set_default_timeout(15_000)
-            page.on("console", lambda m: failures.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: failures.append(str(e)))
-            page.on("response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-            page.goto(f"{gunicorn}/search/?q=weekly&channel=email")
-            # The stylesheet applied: mesh.css lays the page out, the browser default would not.
-            assert page.evaluate("[...document.styleSheets].some(s => s.href && s.href.includes('/static/streams/mesh.')"
-                                 " && s.cssRules.length > 10)")
-            article = page.locator(f"#a{email.pk}")
-            article.locator("summary", has_text="Show message").click()
-            frame = page.frame_locator(f"#a{email.pk} iframe.mail")
-            frame.locator("body *").first.wait_for()  # about:blank has an empty body; the message does not
-            assert len(frame.locator("body").inner_text().strip()) > 0
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        context = browser.new_context(extra_http_headers=PROXY)
+        context.add_cookies([{"name": "sessionid", "value": demo_session, "url": gunicorn}])
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.on("console", lambda m: failures.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: failures.append(str(e)))
+        page.on("response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.goto(f"{gunicorn}/search/?q=weekly&channel=email")
+        # The stylesheet applied: mesh.css lays the page out, the browser default would not.
+        assert page.evaluate("[...document.styleSheets].some(s => s.href && s.href.includes('/static/streams/mesh.')"
+                             " && s.cssRules.length > 10)")
+        article = page.locator(f"#a{email.pk}")
+        article.locator("summary", has_text="Show message").click()
+        frame = page.frame_locator(f"#a{email.pk} iframe.mail")
+        frame.locator("body *").first.wait_for()  # about:blank has an empty body; the message does not
+        assert len(frame.locator("body").inner_text().strip()) > 0
     assert not failures, failures

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from streams.rawdb import IntArray, TextArray, json_dumps, raw_cursor
-from tests.conftest import make_event
+from tests.factories import make_event
 
 pytestmark = pytest.mark.django_db
 
@@ -64,12 +64,12 @@ def test_ingest_analyzes_hot_tables_that_changed_past_autovacuums_rule(workspace
 
     from streams import dbstats
     from streams.models import Activity
-    from tests.test_merge import ingest
+    from tests.factories import ingest_events
 
     table = Activity._meta.db_table
     with connection.cursor() as cur:
         cur.execute(f"ANALYZE {table}")
-    ingest(workspace, device, [make_event(f"s{i}") for i in range(1200)])
+    ingest_events(workspace, device, [make_event(f"s{i}") for i in range(1200)])
     with connection.cursor() as cur:
         cur.execute("SELECT pg_stat_force_next_flush()")  # this backend's counters, now
     assert table in dbstats.statistics_refresh(force=True)

@@ -11,7 +11,7 @@ from connectors.device.connector import DeviceConnector
 from streams.models import Activity, Contact, ImportFailure, TimelineEntry
 from streams.services import source_create, source_sync
 from streams.timelines import workspace_timelines_rebuild
-from tests.conftest import make_event
+from tests.factories import make_event
 
 
 def reprocess(source) -> dict:

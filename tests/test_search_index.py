@@ -8,13 +8,10 @@ from django.core.cache import cache
 
 from streams import search
 from streams.models import Activity, SearchDocument, SearchPending
-from streams.search import (
-    search_backlog,
-    search_index_pending,
-    timeline_search_page,
-    workspace_search_page,
-)
-from tests.test_web_pages import ingest, mixed_history
+from streams.search import search_index_pending
+from streams.selectors import search as search_read
+from streams.selectors.search import search_backlog, timeline_search_page, workspace_search_page
+from tests.factories import ingest_drafts, mixed_history
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +61,7 @@ def test_an_erased_item_leaves_no_searchable_words(workspace):
 
 
 def test_a_big_backlog_is_reported_instead_of_scanned(workspace, monkeypatch):
-    monkeypatch.setattr(search, "PENDING_SCAN_MAX", 2)
+    monkeypatch.setattr(search_read, "PENDING_SCAN_MAX", 2)
     mixed_history(workspace)
     assert search_backlog() == 5
     assert subjects(workspace_search_page(workspace=workspace, q="lunch")) == []  # not searchable yet
@@ -76,7 +73,7 @@ def test_a_big_backlog_is_reported_instead_of_scanned(workspace, monkeypatch):
 
 
 def test_search_page_says_how_many_items_are_not_searchable_yet(member_client, workspace, monkeypatch):
-    monkeypatch.setattr(search, "PENDING_SCAN_MAX", 2)
+    monkeypatch.setattr(search_read, "PENDING_SCAN_MAX", 2)
     mixed_history(workspace)
     body = member_client.get("/search/", {"q": "lunch"}).content.decode()
     assert "5 recent items are not searchable yet" in body
@@ -88,8 +85,8 @@ def test_search_page_says_how_many_items_are_not_searchable_yet(member_client, w
 def test_a_commit_kicks_the_indexer(workspace, django_capture_on_commit_callbacks):
     cache.delete(search.KICK_KEY)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        ingest(workspace, [("k1", {"participants": [{"role": "from", "kind": "phone", "value": "+14155550100"}],
-                                    "direction": "in", "channel": "sms", "at": "2026-04-11T12:00:00+00:00",
+        ingest_drafts(workspace, [("k1", {"participants": [{"role": "from", "kind": "phone", "value": "+14155550100"}],
+                                    "direction": "in", "channel": "sms", "occurred_at": "2026-04-11T12:00:00+00:00",
                                     "text": "kicked off"})])
     assert len(callbacks) == 1
     assert not SearchPending.objects.exists()
@@ -111,7 +108,7 @@ def test_frequent_and_rare_words_give_the_same_pages(workspace, monkeypatch):
     search_index_pending()
     rare = [subjects(workspace_search_page(workspace=workspace, q=q)) for q in ("quote", "lunch", "zebra")]
     rare_tl = subjects(timeline_search_page(kind="c", owner_id=ana.pk, q="quote", limit=1))
-    monkeypatch.setattr(search, "CANDIDATES_MAX", 0)
+    monkeypatch.setattr(search_read, "CANDIDATES_MAX", 0)
     assert [subjects(workspace_search_page(workspace=workspace, q=q)) for q in ("quote", "lunch", "zebra")] == rare
     page = timeline_search_page(kind="c", owner_id=ana.pk, q="quote", limit=1)
     assert subjects(page) == rare_tl and page.next_cursor is not None

@@ -119,8 +119,7 @@ def test_a_truncated_file_imports_what_came_before_the_break_and_records_the_bre
 def test_one_person_by_twilio_and_by_backup_is_one_contact(workspace, client, django_capture_on_commit_callbacks):
     from streams.models import Contact
     from streams.services import source_create, source_sync
-    from tests.test_twilio_fake import ACCOUNT, TOKEN, fixture
-    from tests.test_twilio_sms import post_signed
+    from tests.fakes.twilio import ACCOUNT, TOKEN, fixture, post_signed
 
     twilio = source_create(workspace=workspace, connector="twilio_sms", name="Support",
                            config={"account_sid": ACCOUNT, "numbers": "+14155550199"}, secrets={"auth_token": TOKEN})
@@ -137,8 +136,7 @@ def test_one_person_by_twilio_and_by_backup_is_one_contact(workspace, client, dj
 def test_a_backup_message_carrying_the_twilio_sid_is_the_same_activity(workspace, client, django_capture_on_commit_callbacks):
     from streams.models import Activity
     from streams.services import source_create, source_sync
-    from tests.test_twilio_fake import ACCOUNT, TOKEN, fixture
-    from tests.test_twilio_sms import post_signed
+    from tests.fakes.twilio import ACCOUNT, TOKEN, fixture, post_signed
 
     twilio = source_create(workspace=workspace, connector="twilio_sms", name="Support",
                            config={"account_sid": ACCOUNT, "numbers": "+14155550199"}, secrets={"auth_token": TOKEN})

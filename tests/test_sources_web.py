@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from streams.crypto import secrets_decrypt
 from streams.models import Activity, ImportFailure, Source, SyncRun
-
-from .conftest import make_event
-from .test_cli_contract import run, run_json, ticker, ticker_source  # noqa: F401
+from tests.factories import make_event
+from tests.fakes.cli import run, run_json
+from tests.fakes.ticker import ticker_source
 
 pytestmark = pytest.mark.usefixtures("ticker")
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from streams import throttle
-from tests.conftest import make_event
+from tests.factories import make_event
 
 LOGIN = "/accounts/login/"
 DEVICE_API = "/api/v1/devices/events"

@@ -1,7 +1,7 @@
 """Twilio SMS: signed webhooks, status callbacks, history with the same-second cursor, sending.
 
 Signatures are computed by twilio's own RequestValidator; the REST API is the FakeTwilio
-adapter at the HTTP boundary (tests/test_twilio_fake.py); nothing inside Mesh is mocked."""
+adapter at the HTTP boundary (tests/fakes/twilio.py); nothing inside Mesh is mocked."""
 
 from __future__ import annotations
 
@@ -16,20 +16,20 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from twilio.request_validator import RequestValidator
 
 from connectors.testing import ConnectorConformance, draft_dict
-from tests.test_twilio_fake import (
+from tests.fakes.twilio import (
     ACCOUNT,
+    OURS,
     TOKEN,
+    TWILIO_CONFIG,
     FakeTwilio,
     fixture,
     history_fake,
     install_fake_twilio,
+    post_signed,
+    sign,
 )
-
-OURS = "+14155550199"
-TWILIO_CONFIG = {"account_sid": ACCOUNT, "numbers": f"{OURS},+14155550198"}
 
 
 @pytest.fixture
@@ -43,19 +43,6 @@ def twilio_source(workspace):
 @pytest.fixture
 def fake(monkeypatch):
     return install_fake_twilio(monkeypatch, FakeTwilio())
-
-
-def sign(url: str, params: dict, token: str = TOKEN) -> str:
-    return RequestValidator(token).compute_signature(url, params)
-
-
-def post_signed(client, path: str, params: dict, *, token: str = TOKEN, host: str = "testserver", signature=None, **headers):
-    url = f"http://{host}{path}"
-    if signature is None:
-        signature = sign(url, params, token)
-    if signature:
-        headers["HTTP_X_TWILIO_SIGNATURE"] = signature
-    return client.post(path, params, HTTP_HOST=host, **headers)
 
 
 def sms_path(source) -> str:
@@ -247,8 +234,8 @@ def test_a_callback_that_arrives_before_the_send_is_recorded_is_applied_when_it_
 
 
 def test_send_records_the_outbound_activity_at_once_with_the_status_callback(twilio_source, fake, workspace):
-    from streams.models import Activity, Contact, TimelineEntry
     from streams.messaging import message_send
+    from streams.models import Activity, Contact, TimelineEntry
 
     with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"):
         activity = message_send(workspace=workspace, to="+1 (415) 555-0100", body="Your order has shipped", source=twilio_source)
@@ -268,8 +255,8 @@ def test_send_records_the_outbound_activity_at_once_with_the_status_callback(twi
     [(21211, 400, "not a valid phone number"), (21610, 400, "unsubscribed"), (20003, 401, "authentication failed")],
 )
 def test_send_errors_are_said_plainly_and_nothing_is_recorded(twilio_source, fake, workspace, code, status, words):
-    from streams.models import Activity, Source
     from streams.messaging import MessageSendError, message_send
+    from streams.models import Activity, Source
 
     fake.refuse = {"code": code, "status": status, "message": f"Twilio says {code}"}
     with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"), pytest.raises(MessageSendError) as exc:

@@ -14,67 +14,15 @@ import re
 import pytest
 from django.urls import reverse
 
-from connectors.base import ActivityDraft, Connector, ParticipantDraft, RawItem
-from connectors.device.connector import DeviceConnector
-from streams.ingest import ingest_batch
-from streams.models import Contact, Identity
-from tests.conftest import make_event
+from tests.factories import ANA_PHONE, contact_for, ingest_drafts, ingest_events, make_event
+from tests.fakes.readers import page_activity_ids, text_of
 
 pytestmark = pytest.mark.django_db
 
-ANA = {"kind": "phone", "value": "+14155550100", "role": "from", "name": "Ana"}
 BEN = {"kind": "email", "value": "ben@example.com", "role": "to", "name": "Ben Ortiz"}
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def ingest_events(workspace, device, events):
-    connector = DeviceConnector({}, {}, context={"device_id": device.pk, "region": workspace.region})
-    items = [RawItem(f"{device.pk}/{e['id']}", e) for e in events]
-    return ingest_batch(workspace=workspace, connector=connector, device=device, items=items)
-
-
-class ChannelConnector(Connector):
-    """A stand-in for the email/SMS/X connectors: the payload is the draft, as plain data."""
-
-    key = "webtest"
-    label = "Web test"
-
-    def normalize(self, raw: RawItem) -> ActivityDraft:
-        p = dict(raw.payload)
-        return ActivityDraft(
-            channel=p["channel"],
-            verb=p.get("verb", "send"),
-            direction=p.get("direction"),
-            occurred_at=dt.datetime.fromisoformat(p["occurred_at"]),
-            dedup_key=f"{p['channel']}:{raw.external_id}",
-            subject=p.get("subject", ""),
-            text=p.get("text", ""),
-            html=p.get("html", ""),
-            url=p.get("url", ""),
-            participants=[ParticipantDraft(**x) for x in p.get("participants", [])],
-            attachments=p.get("attachments", []),
-        )
-
-
-def ingest_channel(workspace, items):
-    connector = ChannelConnector({}, {}, context={"region": workspace.region})
-    return ingest_batch(
-        workspace=workspace, connector=connector, items=[RawItem(eid, payload) for eid, payload in items]
-    )
-
-
-def contact_for(workspace, kind, value) -> Contact:
-    return Identity.objects.select_related("contact").get(workspace=workspace, kind=kind, value=value).contact
-
-
-def text_of(response) -> str:
-    return response.content.decode()
-
-
-def page_activity_ids(response) -> list[int]:
-    return [int(x) for x in re.findall(r'<article class="activity[^"]*" id="a(\d+)"', text_of(response))]
 
 
 def older_link(response) -> str | None:
@@ -136,7 +84,7 @@ def test_workspace_switcher(member_client, member, workspace, other_workspace, d
     from streams.services import device_create, workspace_add_member
 
     workspace_add_member(workspace=other_workspace, user=member)
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
     other_device, _ = device_create(workspace=other_workspace, name="Globex laptop")
     ingest_events(other_workspace, other_device, [make_event("g1", participants=[
         {"kind": "email", "value": "gus@globex.example", "role": "from", "name": "Gus"}])])
@@ -163,11 +111,11 @@ def test_workspace_switcher(member_client, member, workspace, other_workspace, d
 
 def test_contact_list_sorted_with_counts_identities_and_time(member_client, workspace, device):
     ingest_events(workspace, device, [
-        make_event("e1", occurred_at="2026-05-01T10:00:00Z", participants=[ANA]),
-        make_event("e2", occurred_at="2026-05-02T10:00:00Z", participants=[ANA]),
+        make_event("e1", occurred_at="2026-05-01T10:00:00Z", participants=[ANA_PHONE]),
+        make_event("e2", occurred_at="2026-05-02T10:00:00Z", participants=[ANA_PHONE]),
         make_event("e3", occurred_at="2026-05-03T09:00:00Z", participants=[BEN]),
     ])
-    ingest_channel(workspace, [
+    ingest_drafts(workspace, [
         ("m1", {"channel": "email", "occurred_at": "2026-04-01T08:00:00+00:00", "subject": "Hi",
                 "participants": [{"role": "from", "kind": "email", "value": "Ana@Example.com", "display": "Ana"}]}),
     ])
@@ -191,7 +139,7 @@ def test_contact_list_sorted_with_counts_identities_and_time(member_client, work
 
 def test_contact_list_search(member_client, workspace, device):
     ingest_events(workspace, device, [
-        make_event("e1", participants=[ANA]),
+        make_event("e1", participants=[ANA_PHONE]),
         make_event("e2", participants=[BEN]),
         make_event("e3", participants=[{"kind": "x", "value": "783214", "role": "from", "name": "@cleo"}]),
     ])
@@ -241,13 +189,13 @@ def test_contact_page_renders_each_channel(member_client, workspace, device):
     me = {"kind": "phone", "value": "+14155559999", "role": "to"}
     ingest_events(workspace, device, [
         make_event("call1", type="call.incoming", occurred_at="2026-05-01T10:00:00Z",
-                   data={"duration": 192}, participants=[ANA, me]),
+                   data={"duration": 192}, participants=[ANA_PHONE, me]),
         make_event("bat1", type="battery", occurred_at="2026-05-01T11:00:00Z",
                    data={"battery": 81, "charging": True, "lat": 37.7749, "lon": -122.4194},
-                   participants=[{**ANA, "role": "subject"}]),
+                   participants=[{**ANA_PHONE, "role": "subject"}]),
     ])
     long_text = "Dear Ana, " + "blah " * 200 + "THE END"
-    ingest_channel(workspace, [
+    ingest_drafts(workspace, [
         ("mail1", {"channel": "email", "verb": "receive", "direction": "in",
                    "occurred_at": "2026-05-02T09:00:00+00:00", "subject": "Quarterly numbers",
                    "text": "Here are the numbers you asked for.",
@@ -320,7 +268,7 @@ def test_contact_page_keyset_paging_has_no_gap_and_no_overlap(member_client, wor
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     events = [
         # Some events share a timestamp: the id breaks the tie.
-        make_event(f"e{i:03d}", occurred_at=(base + dt.timedelta(minutes=i - i % 3)).isoformat(), participants=[ANA])
+        make_event(f"e{i:03d}", occurred_at=(base + dt.timedelta(minutes=i - i % 3)).isoformat(), participants=[ANA_PHONE])
         for i in range(120)
     ]
     result = ingest_events(workspace, device, events)
@@ -359,7 +307,7 @@ def test_older_items_for_the_script_are_the_items_and_the_next_link_only(
     (no header, identities, heat strip or forms); the response varies on that header."""
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     ingest_events(workspace, device, [
-        make_event(f"m{i:03d}", occurred_at=(base + dt.timedelta(minutes=i)).isoformat(), participants=[ANA])
+        make_event(f"m{i:03d}", occurred_at=(base + dt.timedelta(minutes=i)).isoformat(), participants=[ANA_PHONE])
         for i in range(120)
     ])
     ana = contact_for(workspace, "phone", "+14155550100")
@@ -389,7 +337,7 @@ def test_older_items_for_the_script_are_the_items_and_the_next_link_only(
 
 @pytest.mark.parametrize("cursor", ["garbage", "20260101T000000.000000Z_x", "x_1", "2026-01-01_5"])
 def test_bad_cursor_is_400(member_client, workspace, device, cursor):
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
     ana = contact_for(workspace, "phone", "+14155550100")
     assert member_client.get(f"/contacts/{ana.pk}/", {"before": cursor}).status_code == 400
     assert member_client.get(f"/devices/{device.pk}/", {"before": cursor}).status_code == 400
@@ -397,11 +345,11 @@ def test_bad_cursor_is_400(member_client, workspace, device, cursor):
 
 def test_user_content_is_escaped(member_client, workspace, device):
     ingest_events(workspace, device, [
-        make_event("x1", type="note", participants=[{**ANA, "name": "<script>alert(1)</script>"}],
+        make_event("x1", type="note", participants=[{**ANA_PHONE, "name": "<script>alert(1)</script>"}],
                    data={"text": "<img src=x onerror=alert(1)>", "title": "<b>bold</b>",
                          "place": "<iframe src=//evil>"}),
     ])
-    ingest_channel(workspace, [
+    ingest_drafts(workspace, [
         ("m1", {"channel": "email", "occurred_at": "2026-05-02T09:00:00+00:00", "direction": "in",
                 "subject": "<svg onload=alert(2)>", "html": "<p>hi</p><script>alert(3)</script>",
                 "participants": [{"role": "from", "kind": "phone", "value": "+14155550100"}]}),
@@ -429,7 +377,7 @@ def test_merged_contact_shows_the_survivor(member_client, workspace, device):
     from streams.services import contact_merge
 
     ingest_events(workspace, device, [
-        make_event("e1", participants=[ANA]),
+        make_event("e1", participants=[ANA_PHONE]),
         make_event("e2", participants=[{"kind": "email", "value": "ana@work.example", "role": "from", "name": "Ana W."}]),
     ])
     ana = contact_for(workspace, "phone", "+14155550100")
@@ -463,7 +411,7 @@ def test_device_list_and_page(member_client, workspace, device):
         make_event("l1", type="location", occurred_at="2026-05-01T11:00:00Z",
                    data={"lat": 52.52, "lon": 13.405, "place": "Berlin"}),
         make_event("c1", type="call.outgoing", occurred_at="2026-05-01T13:00:00Z",
-                   data={"duration": 3725}, participants=[{**ANA, "role": "to"}]),
+                   data={"duration": 3725}, participants=[{**ANA_PHONE, "role": "to"}]),
     ])
     old, _ = device_create(workspace=workspace, name="Old laptop", kind="laptop")
     device_revoke(device=old)
@@ -559,7 +507,7 @@ def test_source_list_empty_and_healthy_wording(member_client):
 
 
 def test_outsider_sees_nothing_of_another_workspace(client, outsider, workspace, device):
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
     ana = contact_for(workspace, "phone", "+14155550100")
     client.force_login(outsider)
 
@@ -579,7 +527,7 @@ def test_outsider_sees_nothing_of_another_workspace(client, outsider, workspace,
 
 
 def test_teammate_sees_the_workspace(client, teammate, workspace, device):
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
     ana = contact_for(workspace, "phone", "+14155550100")
     client.force_login(teammate)
     assert client.get(f"/contacts/{ana.pk}/").status_code == 200
@@ -599,7 +547,7 @@ def test_pages_do_a_bounded_number_of_queries(member_client, workspace, device, 
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     ingest_events(workspace, device, [
         make_event(f"e{i}", occurred_at=(base + dt.timedelta(minutes=i)).isoformat(),
-                   participants=[ANA, {"kind": "phone", "value": f"+1415555{i:04d}", "role": "to"}])
+                   participants=[ANA_PHONE, {"kind": "phone", "value": f"+1415555{i:04d}", "role": "to"}])
         for i in range(80)
     ])
     ana = contact_for(workspace, "phone", "+14155550100")
@@ -624,7 +572,7 @@ def test_timeline_pages_from_prepared_statements_equal_the_plain_ones(workspace,
 
     base = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     ingest_events(workspace, device, [
-        make_event(f"pp{i}", occurred_at=(base + dt.timedelta(minutes=i - i % 4)).isoformat(), participants=[ANA])
+        make_event(f"pp{i}", occurred_at=(base + dt.timedelta(minutes=i - i % 4)).isoformat(), participants=[ANA_PHONE])
         for i in range(70)
     ])
     ana = contact_for(workspace, "phone", "+14155550100")

@@ -17,16 +17,25 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from connectors.base import ActivityDraft, Connector, ParticipantDraft, RawItem
+from connectors.base import RawItem
 from streams.ingest import ingest_batch
 from streams.models import Activity, Contact, Source
-from tests.conftest import make_event
-from tests.test_cli_contract import ticker, ticker_source  # noqa: F401 (ticker: a fixture)
-from tests.test_web import ANA, contact_for, ingest_events, page_activity_ids, text_of
+from tests.factories import (
+    ANA_NUMBER,
+    ANA_PHONE,
+    DraftConnector,
+    contact_for,
+    from_ana,
+    ingest_drafts,
+    ingest_events,
+    make_event,
+    mixed_history,
+)
+from tests.fakes.readers import page_activity_ids, text_of
+from tests.fakes.ticker import ticker_source
 
 pytestmark = pytest.mark.django_db
 
-ANA_PHONE = "+14155550100"
 
 
 @pytest.fixture(autouse=True)
@@ -34,49 +43,6 @@ def _clear_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-class DraftConnector(Connector):
-    """The payload is the draft, as plain data (all the fields the pages read)."""
-
-    key = "webpages"
-    label = "Web pages test"
-
-    def normalize(self, raw: RawItem) -> ActivityDraft:
-        p = dict(raw.payload)
-        return ActivityDraft(
-            channel=p["channel"], verb=p.get("verb", "send"), direction=p.get("direction"),
-            occurred_at=dt.datetime.fromisoformat(p["at"]), dedup_key=f"{p['channel']}:{raw.external_id}",
-            subject=p.get("subject", ""), text=p.get("text", ""), html=p.get("html", ""), url=p.get("url", ""),
-            thread_key=p.get("thread", ""), visibility=p.get("visibility", "private"),
-            participants=[ParticipantDraft(**x) for x in p.get("participants", [])],
-            attachments=p.get("attachments", []), extra=p.get("extra", {}),
-        )
-
-
-def ingest(workspace, items):
-    connector = DraftConnector({}, {}, context={"region": workspace.region})
-    return ingest_batch(workspace=workspace, connector=connector,
-                        items=[RawItem(eid, payload) for eid, payload in items])
-
-
-def from_ana(**fields):
-    return {"participants": [{"role": "from", "kind": "phone", "value": ANA_PHONE, "display": "Ana"}],
-            "direction": "in", **fields}
-
-
-def mixed_history(workspace):
-    ingest(workspace, [
-        ("m1", from_ana(channel="email", at="2026-03-02T09:00:00+00:00", subject="Renewal quote",
-                        text="Here is the renewal quote for next year.")),
-        ("m2", from_ana(channel="email", at="2026-04-10T09:00:00+00:00", subject="Lunch",
-                        text="Shall we have lunch on Friday?")),
-        ("s1", from_ana(channel="sms", at="2026-04-11T12:00:00+00:00", text="Running late")),
-        ("s2", {**from_ana(channel="sms", at="2026-04-12T12:00:00+00:00", text="On my way"), "direction": "out",
-                "participants": [{"role": "to", "kind": "phone", "value": ANA_PHONE}]}),
-        ("x1", from_ana(channel="twitter", verb="mention", at="2026-05-01T08:00:00+00:00", text="@me nice quote")),
-    ])
-    return contact_for(workspace, "phone", ANA_PHONE)
 
 
 def subjects_and_texts(response) -> list[str]:
@@ -108,12 +74,12 @@ def test_contact_timeline_filters_by_channel_direction_and_dates(member_client, 
 
 def test_older_paging_keeps_the_filters(member_client, workspace, device):
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    ingest(workspace, [
-        (f"s{i}", from_ana(channel="sms" if i % 2 else "email", at=(base + dt.timedelta(hours=i)).isoformat(),
+    ingest_drafts(workspace, [
+        (f"s{i}", from_ana(channel="sms" if i % 2 else "email", occurred_at=(base + dt.timedelta(hours=i)).isoformat(),
                            text=f"message {i}", subject=f"subject {i}"))
         for i in range(130)
     ])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     url = f"/contacts/{ana.pk}/"
     seen, query, pages = [], {"channel": "sms"}, 0
     while query is not None:
@@ -131,8 +97,8 @@ def test_older_paging_keeps_the_filters(member_client, workspace, device):
 
 def test_full_text_search_on_the_contact_page_and_across_the_workspace(member_client, workspace):
     ana = mixed_history(workspace)
-    ingest(workspace, [
-        ("b1", {"channel": "email", "at": "2026-05-02T09:00:00+00:00", "subject": "Quote for Ben",
+    ingest_drafts(workspace, [
+        ("b1", {"channel": "email", "occurred_at": "2026-05-02T09:00:00+00:00", "subject": "Quote for Ben",
                 "text": "Another quote", "direction": "in",
                 "participants": [{"role": "from", "kind": "email", "value": "ben@example.com"}]}),
     ])
@@ -167,12 +133,12 @@ def test_search_index_is_used_for_the_match(workspace):
     sequential scans off, nothing else could serve that lookup), and the page is right."""
     from django.db import connection
 
-    from streams.search import (
-        _DOC,
+    from streams.search import search_index_pending
+    from streams.selectors.search import (
         _TSQ,
         CANDIDATES_MAX,
+        DOCUMENTS_TABLE,
         _candidates,
-        search_index_pending,
         workspace_search_page,
     )
 
@@ -185,7 +151,7 @@ def test_search_index_is_used_for_the_match(workspace):
     with connection.cursor() as cur:
         cur.execute("SET enable_seqscan = off")
         try:
-            cur.execute(f"EXPLAIN SELECT activity_id FROM {_DOC} WHERE document @@ {_TSQ} LIMIT %s",
+            cur.execute(f"EXPLAIN SELECT activity_id FROM {DOCUMENTS_TABLE} WHERE document @@ {_TSQ} LIMIT %s",
                         ["lunch", CANDIDATES_MAX + 1])
             plan = "\n".join(r[0] for r in cur.fetchall())
         finally:
@@ -202,10 +168,10 @@ def test_search_index_is_used_for_the_match(workspace):
 def test_heat_strip_counts_weeks_and_follows_new_items(member_client, workspace, device):
     now = dt.datetime.now(dt.UTC)
     ingest_events(workspace, device, [
-        make_event(f"h{i}", occurred_at=(now - dt.timedelta(days=7 * (i % 3), minutes=i)).isoformat(), participants=[ANA])
+        make_event(f"h{i}", occurred_at=(now - dt.timedelta(days=7 * (i % 3), minutes=i)).isoformat(), participants=[ANA_PHONE])
         for i in range(9)
     ])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     svg = re.search(r'<svg class="heat".*?</svg>', body, re.S).group(0)
     assert 'aria-label="9 items in the last 52 weeks"' in svg
@@ -215,7 +181,7 @@ def test_heat_strip_counts_weeks_and_follows_new_items(member_client, workspace,
     # Each busy week links to the timeline filtered to it.
     assert re.search(r'<a href="\?since=\d{4}-\d\d-\d\d&amp;until=\d{4}-\d\d-\d\d"><rect', svg)
     # A new item changes the contact's summary, so the cached strip is not reused.
-    ingest_events(workspace, device, [make_event("h-new", occurred_at=now.isoformat(), participants=[ANA])])
+    ingest_events(workspace, device, [make_event("h-new", occurred_at=now.isoformat(), participants=[ANA_PHONE])])
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     assert 'aria-label="10 items in the last 52 weeks"' in body
 
@@ -267,14 +233,14 @@ class StoredByMbox(DraftConnector):
 def test_email_snippet_attachments_and_sandboxed_message(member_client, workspace):
     stored_html = '<p onclick="alert(1)">Hello <b>Ana</b></p><a href="javascript:alert(3)">click</a>'
     ingest_batch(workspace=workspace, connector=StoredByMbox({}, {}, context={"region": workspace.region}), items=[
-        RawItem("e1", {**from_ana(channel="email", at="2026-05-02T09:00:00+00:00", subject="Hello",
+        RawItem("e1", {**from_ana(channel="email", occurred_at="2026-05-02T09:00:00+00:00", subject="Hello",
                            text="Hello Ana\n\nOn Monday, Ben wrote:\n> old stuff", html=stored_html,
                            attachments=[{"name": "plan.pdf", "content_type": "application/pdf", "size": 2048},
                                         {"name": "logo.png", "content_type": "image/png", "size": 10, "content_id": "logo@x"}],
                            extra={"snippet": "Hello Ana", "remote_images_blocked": 2, "tracking_pixels": 1}),
                 "rfc822_zb64": raw_message(HOSTILE_HTML + TRACKER)}),
     ])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     activity = Activity.objects.get(dedup_key="email:e1")
     assert activity.connector == "mbox"
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
@@ -307,7 +273,7 @@ def test_email_snippet_attachments_and_sandboxed_message(member_client, workspac
 
 
 def test_email_body_is_scoped_to_the_workspace(client, outsider, workspace):
-    ingest(workspace, [("e1", from_ana(channel="email", at="2026-05-02T09:00:00+00:00", subject="s", html="<p>x</p>"))])
+    ingest_drafts(workspace, [("e1", from_ana(channel="email", occurred_at="2026-05-02T09:00:00+00:00", subject="s", html="<p>x</p>"))])
     activity = Activity.objects.get(dedup_key="email:e1")
     client.force_login(outsider)
     assert client.get(f"/activities/{activity.pk}/body").status_code == 404
@@ -316,13 +282,13 @@ def test_email_body_is_scoped_to_the_workspace(client, outsider, workspace):
 
 
 def test_email_thread_reads_as_one(member_client, workspace):
-    ingest(workspace, [
-        ("t1", from_ana(channel="email", at="2026-05-01T09:00:00+00:00", subject="Plan", text="first", thread="th-1")),
-        ("o1", from_ana(channel="sms", at="2026-05-01T10:00:00+00:00", text="between")),
-        ("t2", from_ana(channel="email", at="2026-05-01T11:00:00+00:00", subject="Re: Plan", text="second", thread="th-1")),
-        ("t3", from_ana(channel="email", at="2026-05-01T12:00:00+00:00", subject="Re: Plan", text="third", thread="th-1")),
+    ingest_drafts(workspace, [
+        ("t1", from_ana(channel="email", occurred_at="2026-05-01T09:00:00+00:00", subject="Plan", text="first", thread_key="th-1")),
+        ("o1", from_ana(channel="sms", occurred_at="2026-05-01T10:00:00+00:00", text="between")),
+        ("t2", from_ana(channel="email", occurred_at="2026-05-01T11:00:00+00:00", subject="Re: Plan", text="second", thread_key="th-1")),
+        ("t3", from_ana(channel="email", occurred_at="2026-05-01T12:00:00+00:00", subject="Re: Plan", text="third", thread_key="th-1")),
     ])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     thread = re.search(r'<section class="thread".*?</section>', body, re.S).group(0)
     assert "· 3 messages" in thread
@@ -331,16 +297,16 @@ def test_email_thread_reads_as_one(member_client, workspace):
 
 
 def test_sms_bubbles_show_delivery_state(member_client, workspace):
-    to_ana = [{"role": "to", "kind": "phone", "value": ANA_PHONE}]
-    ingest(workspace, [
-        ("d1", {"channel": "sms", "at": "2026-05-01T09:00:00+00:00", "text": "delivered one", "direction": "out",
+    to_ana = [{"role": "to", "kind": "phone", "value": ANA_NUMBER}]
+    ingest_drafts(workspace, [
+        ("d1", {"channel": "sms", "occurred_at": "2026-05-01T09:00:00+00:00", "text": "delivered one", "direction": "out",
                 "participants": to_ana, "extra": {"delivery": {"state": "delivered", "error_code": None}}}),
-        ("d2", {"channel": "sms", "at": "2026-05-01T09:01:00+00:00", "text": "failed one", "direction": "out",
+        ("d2", {"channel": "sms", "occurred_at": "2026-05-01T09:01:00+00:00", "text": "failed one", "direction": "out",
                 "participants": to_ana, "extra": {"delivery": {"state": "undelivered", "error_code": 30003}}}),
-        ("d3", {"channel": "sms", "at": "2026-05-01T09:02:00+00:00", "text": "queued one", "direction": "out",
+        ("d3", {"channel": "sms", "occurred_at": "2026-05-01T09:02:00+00:00", "text": "queued one", "direction": "out",
                 "participants": to_ana, "extra": {"delivery": {"state": "queued"}}}),
     ])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     assert '<section class="conversation"' in body
     assert "✓✓ delivered" in body
@@ -349,12 +315,12 @@ def test_sms_bubbles_show_delivery_state(member_client, workspace):
 
 
 def test_x_posts_and_direct_messages(member_client, workspace):
-    ingest(workspace, [
-        ("p1", from_ana(channel="twitter", verb="post", at="2026-05-01T09:00:00+00:00", text="a public post",
+    ingest_drafts(workspace, [
+        ("p1", from_ana(channel="twitter", verb="post", occurred_at="2026-05-01T09:00:00+00:00", text="a public post",
                         url="https://x.com/ana/status/9")),
-        ("dm1", from_ana(channel="twitter", verb="message", at="2026-05-01T10:00:00+00:00", text="a private DM")),
+        ("dm1", from_ana(channel="twitter", verb="message", occurred_at="2026-05-01T10:00:00+00:00", text="a private DM")),
     ])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     assert '<p class="tweet" dir="auto">a public post</p>' in body and 'href="https://x.com/ana/status/9"' in body
     assert '<span class="chip ch-twitter">X DM</span>' in body
@@ -365,8 +331,8 @@ def test_x_posts_and_direct_messages(member_client, workspace):
 
 
 def test_live_endpoint_returns_items_newer_than_the_page(member_client, workspace, device):
-    ingest_events(workspace, device, [make_event("l1", occurred_at="2026-05-01T10:00:00Z", participants=[ANA])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("l1", occurred_at="2026-05-01T10:00:00Z", participants=[ANA_PHONE])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     live = re.search(r'data-live-url="([^"]+)" data-live-after="([^"]+)" data-live-poll="(\d+)"', body)
     assert live and live.group(1) == f"/contacts/{ana.pk}/since" and live.group(3) == "10000"
@@ -376,8 +342,8 @@ def test_live_endpoint_returns_items_newer_than_the_page(member_client, workspac
     assert data == {"count": 0, "after": after, "html": "", "reload": False}
 
     ingest_events(workspace, device, [
-        make_event("l2", occurred_at="2026-05-01T11:00:00Z", participants=[ANA], data={"text": "<b>new</b> one"}),
-        make_event("l3", occurred_at="2026-04-01T11:00:00Z", participants=[ANA]),  # older than the page: not "new"
+        make_event("l2", occurred_at="2026-05-01T11:00:00Z", participants=[ANA_PHONE], data={"text": "<b>new</b> one"}),
+        make_event("l3", occurred_at="2026-04-01T11:00:00Z", participants=[ANA_PHONE]),  # older than the page: not "new"
     ])
     data = member_client.get(live.group(1), {"after": after}).json()
     assert data["count"] == 1 and data["reload"] is False
@@ -391,8 +357,8 @@ def test_live_endpoint_returns_items_newer_than_the_page(member_client, workspac
 
 
 def test_live_endpoint_is_scoped(client, outsider, workspace, device):
-    ingest_events(workspace, device, [make_event("l1", participants=[ANA])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("l1", participants=[ANA_PHONE])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     client.force_login(outsider)
     assert client.get(f"/contacts/{ana.pk}/since").status_code == 404
 
@@ -411,14 +377,14 @@ def lifestream_history(workspace, device):
         make_event("pub-note", type="note", occurred_at="2026-05-01T12:00:00Z", data={"text": "Shipped v2 today!"},
                    visibility="public"),
         make_event("secret", type="note", occurred_at="2026-05-01T12:30:00Z",
-                   data={"text": "PRIVATE diary entry"}, participants=[ANA]),
+                   data={"text": "PRIVATE diary entry"}, participants=[ANA_PHONE]),
         make_event("yday", type="note", occurred_at="2026-04-30T12:00:00Z", data={"text": "Yesterday in public"},
                    visibility="public"),
     ]
     ingest_events(workspace, device, events)
-    ingest(workspace, [
-        ("priv-mail", from_ana(channel="email", at="2026-05-01T13:00:00+00:00", subject="PRIVATE mail subject")),
-        ("pub-post", {"channel": "twitter", "verb": "post", "direction": "out", "at": "2026-05-01T14:00:00+00:00",
+    ingest_drafts(workspace, [
+        ("priv-mail", from_ana(channel="email", occurred_at="2026-05-01T13:00:00+00:00", subject="PRIVATE mail subject")),
+        ("pub-post", {"channel": "twitter", "verb": "post", "direction": "out", "occurred_at": "2026-05-01T14:00:00+00:00",
                       "text": "A public post", "visibility": "public"}),
     ])
 
@@ -457,18 +423,18 @@ def test_lifestream_page_shows_neither_text_nor_counterpart_of_a_received_sms(cl
     """The page follows the feeds' rule (docs/feeds.md, "the lifestream names no one"): a public
     text someone sent is their words, so it shows as a received SMS and its time, nothing of it
     or of them; the owner's own text is shown, still without whom it went to."""
-    ana = {"kind": "phone", "value": ANA_PHONE, "display": "Ana Lopez"}
-    ingest(workspace, [
-        ("sms-in", {"channel": "sms", "direction": "in", "at": "2026-05-01T11:00:00+00:00", "visibility": "public",
+    ana = {"kind": "phone", "value": ANA_NUMBER, "display": "Ana Lopez"}
+    ingest_drafts(workspace, [
+        ("sms-in", {"channel": "sms", "direction": "in", "occurred_at": "2026-05-01T11:00:00+00:00", "visibility": "public",
                     "text": "Hi, it is me, call me back", "participants": [{**ana, "role": "from"}]}),
-        ("sms-out", {"channel": "sms", "direction": "out", "at": "2026-05-01T11:05:00+00:00", "visibility": "public",
+        ("sms-out", {"channel": "sms", "direction": "out", "occurred_at": "2026-05-01T11:05:00+00:00", "visibility": "public",
                      "text": "On my way to the concert", "participants": [{**ana, "role": "to"}]}),
     ])
     received = Activity.objects.get(dedup_key="sms:sms-in")
     body = text_of(client.get(f"/@{workspace.slug}/"))
     assert f'id="a{received.pk}"' in body
     assert "On my way to the concert" in body
-    for trace in ("call me back", "Ana", "Lopez", ANA_PHONE, "4155550100"):
+    for trace in ("call me back", "Ana", "Lopez", ANA_NUMBER, "4155550100"):
         assert trace not in body
 
 
@@ -496,11 +462,11 @@ def test_lifestream_run_aggregation_needs_three_similar_items(workspace, device)
 
 def test_merge_with_preview_then_unmerge(member_client, workspace, device):
     ingest_events(workspace, device, [
-        make_event("e1", participants=[ANA]),
+        make_event("e1", participants=[ANA_PHONE]),
         make_event("e2", participants=[{"kind": "email", "value": "ana@work.example", "role": "from", "name": "Ana W."}]),
-        make_event("e3", participants=[ANA, {"kind": "email", "value": "ana@work.example", "role": "cc"}]),
+        make_event("e3", participants=[ANA_PHONE, {"kind": "email", "value": "ana@work.example", "role": "cc"}]),
     ])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     work = contact_for(workspace, "email", "ana@work.example")
 
     body = text_of(member_client.get(f"/contacts/{ana.pk}/merge/", {"q": "work.example"}))
@@ -532,8 +498,8 @@ def test_merge_with_preview_then_unmerge(member_client, workspace, device):
 def test_merge_and_rename_are_scoped_and_need_post(client, member_client, outsider, workspace, other_workspace, device):
     from streams.services import device_create
 
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     other_device, _ = device_create(workspace=other_workspace, name="G")
     ingest_events(other_workspace, other_device, [make_event("g1", participants=[
         {"kind": "email", "value": "gus@globex.example", "role": "from", "name": "Gus"}])])
@@ -550,8 +516,8 @@ def test_merge_and_rename_are_scoped_and_need_post(client, member_client, outsid
 
 
 def test_rename_contact(member_client, workspace, device):
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     response = member_client.post(f"/contacts/{ana.pk}/name/", {"name": "  Ana \u202eSouza\u202c  "})
     assert response.status_code == 302
     assert Contact.objects.get(pk=ana.pk).name == "Ana Souza"  # bidi controls and spaces dropped
@@ -566,8 +532,8 @@ def test_rename_contact(member_client, workspace, device):
 
 
 def test_reply_by_sms_without_a_twilio_source_says_how_to_add_one(member_client, workspace, device):
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     assert "Reply by SMS" in body and "No Twilio SMS source in this workspace" in body
     assert f'action="/contacts/{ana.pk}/sms/"' not in body
@@ -577,13 +543,13 @@ def test_reply_by_sms_without_a_twilio_source_says_how_to_add_one(member_client,
 
 def test_reply_by_sms_sends_through_twilio_and_lands_on_the_timeline(member_client, workspace, device, monkeypatch):
     from streams.services import source_create
-    from tests.test_twilio_fake import ACCOUNT, TOKEN, FakeTwilio, install_fake_twilio
+    from tests.fakes.twilio import ACCOUNT, TOKEN, FakeTwilio, install_fake_twilio
 
     fake = install_fake_twilio(monkeypatch, FakeTwilio())
     source_create(workspace=workspace, connector="twilio_sms", name="Support",
                   config={"account_sid": ACCOUNT, "numbers": "+14155550199"}, secrets={"auth_token": TOKEN})
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     assert f'action="/contacts/{ana.pk}/sms/"' in text_of(member_client.get(f"/contacts/{ana.pk}/"))
     with override_settings(MESH_PUBLIC_URL="https://mesh.example.com"):
         response = member_client.post(f"/contacts/{ana.pk}/sms/", {"body": "See you at 3"})
@@ -672,13 +638,13 @@ PAYLOADS = [
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_hostile_content_is_inert_on_every_page(member_client, workspace, device, payload):
-    ingest(workspace, [
-        ("h1", {"channel": "email", "at": "2026-05-01T09:00:00+00:00", "subject": payload, "text": payload,
+    ingest_drafts(workspace, [
+        ("h1", {"channel": "email", "occurred_at": "2026-05-01T09:00:00+00:00", "subject": payload, "text": payload,
                 "html": f"<p>{payload}</p>", "url": payload, "direction": "in", "visibility": "public",
                 "attachments": [{"name": payload, "content_type": payload, "size": 1}],
                 "participants": [{"role": "from", "kind": "email", "value": "evil@example.com", "display": payload}]}),
         # Sent by the owner, so the lifestream shows its text (a received one shows no text there).
-        ("h2", {"channel": "sms", "at": "2026-05-01T09:01:00+00:00", "text": payload, "direction": "out",
+        ("h2", {"channel": "sms", "occurred_at": "2026-05-01T09:01:00+00:00", "text": payload, "direction": "out",
                 "visibility": "public", "extra": {"delivery": {"state": payload, "error_code": payload}},
                 "participants": [{"role": "to", "kind": "email", "value": "evil@example.com"}]}),
     ])
@@ -705,8 +671,8 @@ def test_hostile_content_is_inert_on_every_page(member_client, workspace, device
 
 
 def test_rtl_override_in_a_name_is_isolated(member_client, workspace, device):
-    ingest_events(workspace, device, [make_event("e1", participants=[{**ANA, "name": "Ana \u202egnp.exe"}])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("e1", participants=[{**ANA_PHONE, "name": "Ana \u202egnp.exe"}])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     assert "<h1><bdi>Ana \u202egnp.exe</bdi></h1>" in body
     css = (
@@ -716,8 +682,8 @@ def test_rtl_override_in_a_name_is_isolated(member_client, workspace, device):
 
 
 def test_pages_send_a_strict_csp(member_client, workspace, device):
-    ingest_events(workspace, device, [make_event("e1", participants=[ANA])])
-    ana = contact_for(workspace, "phone", ANA_PHONE)
+    ingest_events(workspace, device, [make_event("e1", participants=[ANA_PHONE])])
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
     for url in ("/contacts/", f"/contacts/{ana.pk}/", f"/devices/{device.pk}/", "/sources/", "/search/",
                 f"/@{workspace.slug}/"):
         response = member_client.get(url)

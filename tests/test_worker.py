@@ -9,26 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from mesh_site.celery import app
 from streams.models import InboundItem, SyncRun
-from tests.conftest import make_event
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.factories import make_event
+from tests.fakes.subprocesses import ROOT, subprocess_database_url, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -41,7 +31,7 @@ def worker(settings):
     queue = f"mesh-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "REDIS_URL": redis_url,
         "MESH_CELERY_QUEUE": queue,
         "PYTHONPATH": str(ROOT),
@@ -63,16 +53,6 @@ def worker(settings):
             proc.kill()
             out, _ = proc.communicate()
         print(out[-4000:])
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the worker")
 
 
 def test_sync_sent_to_a_real_worker_is_stored(worker, tmp_path):

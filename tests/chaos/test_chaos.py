@@ -1,4 +1,4 @@
-"""Mesh under failure, on real services these tests own (see conftest.py): workers and imports
+"""Mesh under failure, on real services these tests own (see harness.py): workers and imports
 killed mid-batch, Redis flushed and restarted, PostgreSQL restarted under a sync and under
 webhook load. Each ends with the exact counts: every item stored once, on every timeline it
 belongs to (its device's and its contact's), nothing left pending, and every summary equal to
@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import SWEEP_SECONDS, pool_children, wait_for
+from tests.chaos.harness import SWEEP_SECONDS, pool_children, wait_for
 
 pytestmark = pytest.mark.chaos
 

@@ -11,9 +11,8 @@ import feedparser
 import pytest
 
 from streams.models import Activity, Contact, Device, InboundItem, Workspace
-from tests.conftest import make_event
-from tests.test_twilio_fake import TOKEN
-from tests.test_twilio_sms import TWILIO_CONFIG, post_signed
+from tests.factories import make_event
+from tests.fakes.twilio import TOKEN, TWILIO_CONFIG, post_signed
 
 ANA_PHONE = "+14155550100"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

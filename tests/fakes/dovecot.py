@@ -6,7 +6,8 @@ temporary directory, listening on a free loopback port (plaintext, loopback only
     ...
     server.stop()
 
-Needs Debian's dovecot-imapd (``/usr/sbin/dovecot``; ``.ci/run`` installs it).
+Needs Debian's dovecot-imapd (``/usr/sbin/dovecot``, or ``MESH_DOVECOT``; tests/run_suite.py
+refuses to run without it, ``.ci/run`` installs it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+from tests.run_suite import DOVECOT, free_port
+
 POOL = 200
 
 CONFIG = """\
@@ -84,16 +86,6 @@ namespace inbox {{
 """
 
 
-def available() -> bool:
-    return os.path.exists(DOVECOT)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _version() -> tuple[int, ...]:
     out = subprocess.run([DOVECOT, "--version"], capture_output=True, text=True, check=True).stdout
     return tuple(int(p) for p in out.split()[0].split(".")[:2])
@@ -137,14 +129,14 @@ class Dovecot:
 
     @classmethod
     def start(cls) -> Dovecot:
-        if not available():
-            raise RuntimeError("dovecot is not installed: apt-get install dovecot-imapd")
+        if not os.access(DOVECOT, os.X_OK):
+            raise RuntimeError(f"{DOVECOT} is not installed: apt-get install dovecot-imapd")
         root = Path(tempfile.mkdtemp(prefix="mesh-dovecot-"))
         os.chmod(root, 0o755)
         for sub in ("run", "state", "mail"):
             (root / sub).mkdir()
-        port = _free_port()
-        ssl_port = _free_port()
+        port = free_port()
+        ssl_port = free_port()
         _self_signed(root)
         me = pwd.getpwuid(os.getuid())
         if os.getuid() == 0:
