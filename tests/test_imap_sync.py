@@ -1,4 +1,4 @@
-"""IMAP sync against a real, throw-away Dovecot on loopback (tests/dovecot.py): no IMAP mocks.
+"""IMAP sync against a real, throw-away Dovecot on loopback (tests/fakes/dovecot.py): no IMAP mocks.
 Where a test needs the server to misbehave (a dropped connection, a message it does not
 return), it patches the client at the network boundary for one call."""
 
