@@ -1,4 +1,4 @@
-"""Timeline fan-out (write side). Reads live in selectors.py.
+"""Timeline fan-out (write side). Reads live in selectors/timelines.py.
 
 Fan-out on write: every activity gets one TimelineEntry per contact among its participants
 (the owner's own contact excluded) and one for its device. Both are a single
