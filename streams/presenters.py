@@ -17,7 +17,7 @@ from django.utils.timesince import timesince
 
 from connectors.text import MAX_JSON_DEPTH
 
-from .feeds.entries import _owner_wrote as owner_wrote
+from .feeds.entries import owner_wrote
 from .models import Activity, Contact, Device
 
 # --- activities: display values ------------------------------------------------------------------

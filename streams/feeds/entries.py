@@ -135,7 +135,7 @@ def _public_title(a: Activity) -> str:
     return label  # a post, a location, a battery report: no "way" to it
 
 
-def _owner_wrote(a: Activity, parts: list, sender) -> bool:
+def owner_wrote(a: Activity, parts: list, sender) -> bool:
     """Whether the item's text is the owner's own, which making it public publishes. Narrowly:
     an item with no counterpart at all (a location, a note, a post), or a message whose sender
     is one of the owner's identities (or, with no sender recorded, that went out). A device's
@@ -172,7 +172,7 @@ def feed_entry(a: Activity, *, tier: str, link: str, public: bool = False) -> Fe
     author = _name(sender) if sender is not None else None
     if public:
         title, author, recipients = _public_title(a), None, []
-        if not _owner_wrote(a, parts, sender):
+        if not owner_wrote(a, parts, sender):
             tier = FeedToken.Tier.METADATA
     summary = content_html = content_text = None
     attachments: list[dict] = []
