@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from django.db import transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from connectors.base import ConfigError, registry
@@ -167,3 +168,14 @@ def sources_overview(*, workspace) -> tuple[list[dict], dict]:
         "disabled": sum(not r["source"].enabled for r in rows),
     }
     return rows, summary
+
+
+def source_history(*, source: Source) -> dict:
+    """What the sources page shows under a source: its last runs, its open import failures, and
+    its totals summed over runs (counting its activities would scan an index of possibly
+    millions of rows on every visit)."""
+    return {
+        "runs": list(source.runs.order_by("-started_at", "-pk")[:5]),
+        "failures": list(source.failures.filter(resolved_at=None).order_by("-last_seen_at")[:20]),
+        "counts": source.runs.aggregate(new=Sum("new"), failed=Sum("failed"), runs=Count("pk")),
+    }

@@ -10,7 +10,7 @@ from django.shortcuts import render
 
 from .. import selectors
 from ..conf import conf
-from ..forms import TimelineFilters
+from ..forms import TimelineFilterForm, TimelineFilters
 from ..models import Contact, Device, Workspace
 from ..selectors import Cursor, Page
 
@@ -42,6 +42,12 @@ def page_cursor(request: HttpRequest) -> Cursor | None:
     return Cursor.decode(request.GET.get("before"))
 
 
+def timeline_request(request: HttpRequest) -> tuple[TimelineFilters, Cursor | None]:
+    """What a timeline or search page was asked for: its filters and the cursor of an "older"
+    link (raises BadCursor for one we did not make)."""
+    return TimelineFilterForm.from_query(request.GET), page_cursor(request)
+
+
 def timeline(kind: str, owner_id: int, filters: TimelineFilters, before: Cursor | None) -> Page:
     """One page of a contact's (``kind`` "c") or device's ("d") timeline, searched when the
     filters hold words."""
@@ -62,13 +68,19 @@ def older_url(filters: TimelineFilters, page: Page | None) -> str:
     return query_string({**filters.params(), "before": page.next_cursor.encode()})
 
 
+def pager(filters: TimelineFilters, page: Page | None, before: Cursor | None) -> dict:
+    """The context of a timeline's pager: the "Older" and "Newest" links."""
+    return {"older_url": older_url(filters, page), "newest_url": query_string(filters.params()) or "?",
+            "paged": before is not None}
+
+
 def wants_more(request: HttpRequest, before: Cursor | None) -> bool:
     return before is not None and request.headers.get(MORE_HEADER) == "1"
 
 
-def timeline_more(request: HttpRequest, *, blocks, filters: TimelineFilters, older: str) -> HttpResponse:
+def timeline_more(request: HttpRequest, *, blocks, filters: TimelineFilters, page: Page) -> HttpResponse:
     """Just the items and the next "older" link: no header, identities or heat strip to build
     (an older page is the timeline's own range scan plus rendering, whatever the depth)."""
     return render(request, "streams/_timeline_more.html", {
-        "blocks": blocks, "filters": filters, "older_url": older, "paged": True,
+        "blocks": blocks, "filters": filters, "older_url": older_url(filters, page), "paged": True,
     })

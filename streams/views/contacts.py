@@ -7,7 +7,7 @@ import datetime as dt
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,22 +19,22 @@ from django.views.decorators.vary import vary_on_headers
 from .. import selectors
 from ..conf import conf
 from ..contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
-from ..forms import CHANNELS, DIRECTIONS, TimelineFilterForm
+from ..forms import CHANNELS, DIRECTIONS
 from ..heatmap import heat_svg, heat_weeks
 from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Source, Workspace
 from ..presenters import decorate_activities, render_activities, timeline_blocks
-from ..selectors import BadCursor, Cursor
+from ..selectors import BadCursor, ContactCursor, Cursor
 from ..services import ServiceError, contact_merge, contact_unmerge
 from .common import (
     MORE_HEADER,
     member_workspace,
-    older_url,
-    page_cursor,
+    pager,
     query_string,
     timeline,
     timeline_more,
+    timeline_request,
     wants_more,
 )
 
@@ -51,34 +51,6 @@ def _member_contact(request: HttpRequest, contact_id: int) -> Contact:
 
 # --- contact list ------------------------------------------------------------------------------
 
-def _contact_cursor_encode(contact: Contact) -> str:
-    when = contact.last_activity_at
-    stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ") if when else "none"
-    return f"{stamp}_{contact.pk}"
-
-
-def _contact_cursor_decode(text: str) -> tuple[dt.datetime | None, int]:
-    """(last_activity_at, id) of the last contact shown; raises BadCursor."""
-    stamp, _, pk = text.partition("_")
-    try:
-        pk_value = int(pk)
-        if stamp == "none":
-            return None, pk_value
-        return dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC), pk_value
-    except (ValueError, TypeError):
-        raise BadCursor(f"bad cursor {text[:40]!r}") from None
-
-
-def _contacts_after(qs, before: tuple[dt.datetime | None, int]):
-    """Keyset filter for the order (last_activity_at DESC NULLS LAST, id DESC)."""
-    when, pk = before
-    if when is None:
-        return qs.filter(last_activity_at=None, pk__lt=pk)
-    return qs.filter(
-        Q(last_activity_at__lt=when) | Q(last_activity_at=when, pk__lt=pk) | Q(last_activity_at=None)
-    )
-
-
 @login_required
 def contact_list(request: HttpRequest) -> HttpResponse:
     workspace = member_workspace(request)
@@ -86,29 +58,25 @@ def contact_list(request: HttpRequest) -> HttpResponse:
     channel = request.GET.get("channel", "")
     if channel not in CHANNELS:
         channel = ""
-    before_text = request.GET.get("before", "")
     try:
-        before = _contact_cursor_decode(before_text) if before_text else None
+        before = ContactCursor.decode(request.GET.get("before"))
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
     contacts: list[Contact] = []
     next_url = ""
     if workspace is not None:
-        qs = selectors.contacts_list(workspace=workspace, search=q, channel=channel)
-        if before is not None:
-            qs = _contacts_after(qs, before)
         size = conf.PAGE_SIZE
-        rows = list(qs[: size + 1])
+        rows = list(selectors.contacts_list(workspace=workspace, search=q, channel=channel, before=before)[: size + 1])
         contacts = rows[:size]
         if len(rows) > size:
-            next_url = query_string({"q": q, "channel": channel, "before": _contact_cursor_encode(contacts[-1])})
+            next_url = query_string({"q": q, "channel": channel, "before": ContactCursor.after(contacts[-1]).encode()})
         for c in contacts:
             c.identity_list = sorted(c.identities.all(), key=lambda i: (i.kind, i.value))
             c.channel_list = sorted((c.channel_counts or {}).items())
     return render(request, "streams/contact_list.html", {
         "workspace": workspace, "contacts": contacts, "q": q, "channel": channel, "channels": CHANNELS,
         "next_url": next_url, "first_url": reverse("contact-list") + query_string({"q": q, "channel": channel}),
-        "paged": bool(before_text),
+        "paged": before is not None,
     })
 
 
@@ -136,21 +104,17 @@ def _sms_state(workspace: Workspace, identities) -> dict:
 def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = _member_contact(request, contact_id)
     try:
-        before = page_cursor(request)
+        filters, before = timeline_request(request)
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
-    filters = TimelineFilterForm.from_query(request.GET)
     highlight = selectors.highlight_terms(filters.q)
+    # A contact merged into another has no timeline of its own: the page points to the survivor.
     survivor = contact.root() if contact.merged_into_id else None
-    if wants_more(request, before) and not survivor:
-        page = timeline("c", contact.pk, filters, before)
-        activities = decorate_activities(page.activities)
-        render_activities(activities, contact=contact, highlight=highlight)
-        return timeline_more(request, blocks=timeline_blocks(activities), filters=filters,
-                             older=older_url(filters, page))
     page = None if survivor else timeline("c", contact.pk, filters, before)
     activities = decorate_activities(page.activities) if page else []
     render_activities(activities, contact=contact, highlight=highlight)
+    if page is not None and wants_more(request, before):
+        return timeline_more(request, blocks=timeline_blocks(activities), filters=filters, page=page)
     identities = selectors.contact_identities(contact=contact)
     heat = ""
     if not survivor:
@@ -166,9 +130,7 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
         "survivor": survivor, "heat": heat, "filters": filters,
         "page": page, "activities": activities, "blocks": timeline_blocks(activities),
         "highlight": highlight,
-        "older_url": older_url(filters, page),
-        "newest_url": query_string(filters.params()) or "?",
-        "paged": before is not None,
+        **pager(filters, page, before),
         # Live updates only where new items would appear: the unfiltered first page.
         "live_url": reverse("contact-since", args=[contact.pk]) if page and before is None and not filters.active else "",
         "live_after": _head_cursor(activities),

@@ -10,7 +10,6 @@ from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from .. import selectors
-from ..forms import TimelineFilterForm
 from ..heatmap import heat_svg, heat_weeks
 from ..models import Device
 from ..presenters import (
@@ -24,11 +23,10 @@ from ..selectors import NO_PENDING, BadCursor
 from .common import (
     MORE_HEADER,
     member_workspace,
-    older_url,
-    page_cursor,
-    query_string,
+    pager,
     timeline,
     timeline_more,
+    timeline_request,
     wants_more,
 )
 
@@ -55,10 +53,9 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
         Device.objects.select_related("workspace"), pk=device_id, workspace__memberships__user=request.user
     )
     try:
-        before = page_cursor(request)
+        filters, before = timeline_request(request)
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
-    filters = TimelineFilterForm.from_query(request.GET)
     highlight = selectors.highlight_terms(filters.q)
     page = timeline("d", device.pk, filters, before)
     activities = decorate_activities(page.activities)
@@ -66,7 +63,7 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
     # A device's events are not threads or conversations: each is its own block.
     blocks = [Block("single", [a]) for a in activities]
     if wants_more(request, before):
-        return timeline_more(request, blocks=blocks, filters=filters, older=older_url(filters, page))
+        return timeline_more(request, blocks=blocks, filters=filters, page=page)
     weeks = heat_weeks(kind="d", owner_id=device.pk, summary=(
         device.activity_count, device.last_event_at.isoformat() if device.last_event_at else ""))
     scope = f"device:{device.pk}"
@@ -76,7 +73,5 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
         "state_items": device_state_items(device.state), "status": device_status(device),
         "pending": selectors.inbound_pending(workspace=device.workspace, scope=scope).get(scope, NO_PENDING),
         "heat": heat_svg(weeks, link="?"), "highlight": highlight,
-        "older_url": older_url(filters, page),
-        "newest_url": query_string(filters.params()) or "?",
-        "paged": before is not None,
+        **pager(filters, page, before),
     })

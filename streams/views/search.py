@@ -9,19 +9,18 @@ from django.views.decorators.http import require_safe
 
 from .. import selectors
 from ..conf import conf
-from ..forms import CHANNELS, DIRECTIONS, TimelineFilterForm
+from ..forms import CHANNELS, DIRECTIONS
 from ..presenters import decorate_activities, render_activities
 from ..selectors import BadCursor
-from .common import member_workspace, older_url, page_cursor, query_string
+from .common import member_workspace, pager, timeline_request
 
 
 @login_required
 @require_safe
 def search(request: HttpRequest) -> HttpResponse:
     workspace = member_workspace(request)
-    filters = TimelineFilterForm.from_query(request.GET)
     try:
-        before = page_cursor(request)
+        filters, before = timeline_request(request)
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
     highlight = selectors.highlight_terms(filters.q)
@@ -34,7 +33,6 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(request, "streams/search.html", {
         "workspace": workspace, "filters": filters, "activities": activities, "channels": CHANNELS,
         "directions": DIRECTIONS, "highlight": highlight,
-        "older_url": older_url(filters, page),
-        "newest_url": query_string(filters.params()) or "?", "paged": before is not None,
+        **pager(filters, page, before),
         "backlog": selectors.search_backlog() if page is not None else 0,
     })

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,6 +22,7 @@ from ..sources import (
     source_edit,
     source_enable,
     source_failures_dismiss,
+    source_history,
     source_is_file_import,
     source_remove,
     sources_overview,
@@ -43,11 +43,7 @@ def source_list(request: HttpRequest) -> HttpResponse:
                 **row,
                 "lag": lag_words(row["health"]["lag_seconds"]),
                 "file_import": source_is_file_import(source=s),
-                "runs": list(s.runs.order_by("-started_at", "-pk")[:5]),
-                "failures": list(s.failures.filter(resolved_at=None).order_by("-last_seen_at")[:20]),
-                # Summed over runs: counting a source's activities would scan an index of
-                # possibly millions of rows on every visit of this page.
-                "counts": s.runs.aggregate(new=Sum("new"), failed=Sum("failed"), runs=Count("pk")),
+                **source_history(source=s),
             })
     return render(request, "streams/source_list.html", {"workspace": workspace, "sources": sources,
                                                         "summary": summary})
