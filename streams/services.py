@@ -7,16 +7,21 @@ import contextlib
 import datetime as dt
 import logging
 import secrets as pysecrets
+import time
 from collections.abc import Iterable
 
-from django.conf import settings
+import phonenumbers
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
 from django.db import connection, transaction
 from django.utils import timezone
 
 from connectors.base import Connector, ConnectorError, RawItem, registry
 from connectors.text import clean_text
 
+from .conf import conf
 from .crypto import secrets_decrypt, secrets_encrypt, token_hash
 
 # Re-exported ``as`` themselves: connectors reach ``streams`` only through ``streams.services``
@@ -40,6 +45,7 @@ from .models import (
     SyncRun,
     Workspace,
 )
+from .queue import task_send
 from .selectors import NO_PENDING, contact_subtree_ids, inbound_pending
 from .throttle import device_api_throttle as device_api_throttle  # for the device API view
 from .timelines import contact_timelines_rebuild
@@ -65,10 +71,6 @@ def workspace_get_or_create(*, slug: str = "default", name: str = "") -> Workspa
 def workspace_create(*, slug: str, name: str = "", region: str = "") -> Workspace:
     """A new workspace; ServiceError for a slug that is taken or malformed, or a region that
     is not an ISO country code phonenumbers knows."""
-    import phonenumbers
-    from django.core.exceptions import ValidationError
-    from django.core.validators import validate_slug
-
     try:
         validate_slug(slug)
     except ValidationError:
@@ -235,7 +237,7 @@ def source_health(*, source: Source, now: dt.datetime | None = None) -> dict:
     # Pushed items (webhooks) still waiting to be ingested: long waits mean a lost task.
     scope = scope_for(source=source)
     pending = inbound_pending(workspace=source.workspace, scope=scope).get(scope, NO_PENDING)
-    if pending["oldest_at"] and now - pending["oldest_at"] > dt.timedelta(seconds=settings.MESH_INBOUND_SWEEP_SECONDS):
+    if pending["oldest_at"] and now - pending["oldest_at"] > dt.timedelta(seconds=conf.INBOUND_SWEEP_SECONDS):
         problems.append(f"{pending['count']} pushed item(s) waiting since {pending['oldest_at'].isoformat(timespec='seconds')}")
     lag = None
     if last_run is not None and last_run.newest_item_at and last_run.finished_at:
@@ -349,10 +351,6 @@ def inbound_kick(*, scope: str, item_ids: list[int]) -> None:
     one committed after it sets a new kick. Under a burst of webhooks this is a handful of
     tasks per second instead of one per request (a solo worker does ~350 empty tasks/s: one
     task per request was what bounded the webhook benchmark)."""
-    from django.core.cache import cache
-
-    from .tasks import ingest_inbound
-
     key = _inbound_kick_key(scope)
     try:
         if not cache.add(key, 1, timeout=INBOUND_KICK_TTL):
@@ -360,7 +358,7 @@ def inbound_kick(*, scope: str, item_ids: list[int]) -> None:
         # A short coalescing window: the task is queued now and runs this much later, so a
         # burst of webhooks is one batch of many items, not many batches of a few (each batch
         # has a fixed cost: its transaction, identity lookups, the summaries).
-        ingest_inbound.apply_async(args=[item_ids], countdown=settings.MESH_INBOUND_COALESCE_S or None)
+        task_send("ingest_inbound", item_ids, countdown=conf.INBOUND_COALESCE_S or None)
     except Exception:  # Redis is down: the items are stored; the workers' sweep sends them
         with contextlib.suppress(Exception):
             cache.delete(key)
@@ -372,12 +370,6 @@ def inbound_process(*, item_ids: list[int]) -> IngestResult:
     total = IngestResult()
     # Items another task already stored still name their scope: whatever is pending there is
     # taken too, so a burst drains in batches whichever task runs first.
-    import time
-
-    from django.core.cache import cache
-
-    from .tasks import ingest_inbound
-
     pending = list(
         InboundItem.objects.select_related("workspace", "source", "device")
         .filter(pk__in=item_ids)
@@ -433,7 +425,7 @@ def inbound_process(*, item_ids: list[int]) -> IngestResult:
                 rest = list(InboundItem.objects.filter(scope=first.scope, state=InboundItem.State.PENDING)
                             .order_by("pk").values_list("pk", flat=True)[:1])
                 if rest:
-                    ingest_inbound.delay(rest)
+                    task_send("ingest_inbound", rest)
                 break
     return total
 

@@ -35,7 +35,7 @@ def test_sync_all_reports_each_broken_source_and_syncs_the_others(workspace, tic
     assert (data["fetched"], data["new"]) == (2, 2)
     errors = {e["source"]: e for e in data["errors"]}
     assert set(errors) == {bad_config.pk, uninstalled.pk}
-    assert "invalid literal for int()" in errors[bad_config.pk]["error"] and errors[bad_config.pk]["retry_at"] is None
+    assert "count: 'many' is not a whole number" in errors[bad_config.pk]["error"] and errors[bad_config.pk]["retry_at"] is None
     assert "unknown connector 'gone'" in errors[uninstalled.pk]["error"]
     assert "Traceback" not in err
     assert SyncRun.objects.get(source=good).status == "ok"
