@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError, connection, connections
 from django.db.models import Q
@@ -91,8 +92,6 @@ def _process_started(pid: int) -> str:
 
 @functools.cache
 def redis_client():
-    import redis
-
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
