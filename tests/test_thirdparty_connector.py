@@ -178,6 +178,16 @@ def test_third_party_webhook_is_mounted_from_the_registry_and_its_send_is_record
     assert [(p.role, p.identity.value) for p in sent.participants.select_related("identity")] == [("to", "ana@example.com")]
 
 
+def test_a_connector_whose_urls_cannot_be_imported_is_left_out_and_the_site_still_answers(
+    notes_package, client, caplog, monkeypatch
+):
+    monkeypatch.setattr(registry.get("notes"), "urls", "mesh_notes_gone.urls")
+    _restart_urls()
+    assert client.get("/accounts/login/").status_code == 200
+    assert client.post("/hooks/notes/1/note", {}).status_code == 404
+    assert "cannot mount the URLs mesh_notes_gone.urls of connector notes" in caplog.text
+
+
 class TestNotesConformance(ConnectorConformance):
     connector_key = "notes"
     bad_external_ids = {"n3"}
