@@ -10,7 +10,7 @@ from django.db import transaction
 
 from .models import Contact, Identity, TimelineEntry, Workspace
 from .selectors import contact_subtree_ids
-from .services import ServiceError
+from .services import ServiceError, contact_merge_check
 
 MAX_NAME = 300
 
@@ -52,14 +52,7 @@ class MergePreview:
 def contact_merge_preview(*, workspace: Workspace, target: Contact, other: Contact) -> MergePreview:
     """What ``contact_merge(target, other)`` would do, without doing it. Raises ServiceError
     for a merge that service would refuse."""
-    if target.workspace_id != workspace.pk or other.workspace_id != workspace.pk:
-        raise ServiceError("both contacts must belong to the workspace")
-    if target.pk == other.pk:
-        raise ServiceError("cannot merge a contact into itself")
-    if target.merged_into_id or other.merged_into_id:
-        raise ServiceError("merge top-level contacts only (one of these is already merged into another)")
-    if target.is_self or other.is_self:
-        raise ServiceError("the workspace owner's own contact cannot be merged")
+    contact_merge_check(workspace=workspace, target=target, other=other)
     target_ids = TimelineEntry.objects.filter(kind="c", owner_id=target.pk).values("activity_id")
     shared = TimelineEntry.objects.filter(kind="c", owner_id=other.pk, activity_id__in=target_ids).count()
     return MergePreview(

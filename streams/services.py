@@ -433,20 +433,27 @@ def inbound_process(*, item_ids: list[int]) -> IngestResult:
 # --- contacts ---------------------------------------------------------------------------------
 
 
-@transaction.atomic
-def contact_merge(*, workspace: Workspace, target: Contact, other: Contact) -> Contact:
-    """Merge ``other`` into ``target``: identities move, both timelines are rebuilt, and
-    ``other`` remembers where it went so that ``contact_unmerge`` can split them again."""
+def contact_merge_check(*, workspace: Workspace, target: Contact, other: Contact) -> None:
+    """ServiceError when merging ``other`` into ``target`` is refused (the preview asks too)."""
     if target.workspace_id != workspace.pk or other.workspace_id != workspace.pk:
         raise ServiceError("both contacts must belong to the workspace")
-    target = Contact.objects.select_for_update().get(pk=target.pk)
-    other = Contact.objects.select_for_update().get(pk=other.pk)
     if target.pk == other.pk:
         raise ServiceError("cannot merge a contact into itself")
     if target.merged_into_id or other.merged_into_id:
         raise ServiceError("merge top-level contacts only (one of these is already merged into another)")
     if target.is_self or other.is_self:
         raise ServiceError("the workspace owner's own contact cannot be merged")
+
+
+@transaction.atomic
+def contact_merge(*, workspace: Workspace, target: Contact, other: Contact) -> Contact:
+    """Merge ``other`` into ``target``: identities move, both timelines are rebuilt, and
+    ``other`` remembers where it went so that ``contact_unmerge`` can split them again."""
+    if target.workspace_id != workspace.pk or other.workspace_id != workspace.pk:
+        raise ServiceError("both contacts must belong to the workspace")  # before locking another's rows
+    target = Contact.objects.select_for_update().get(pk=target.pk)
+    other = Contact.objects.select_for_update().get(pk=other.pk)
+    contact_merge_check(workspace=workspace, target=target, other=other)  # on the locked rows
     other.merged_into = target
     other.merged_at = timezone.now()
     other.save(update_fields=["merged_into", "merged_at"])
