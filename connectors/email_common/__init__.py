@@ -18,20 +18,9 @@ from connectors.base import ActivityDraft, RawItem
 from .normalize import email_draft, thread_subject
 from .raw import pack, unpack
 
-__all__ = ["EmailNormalizer", "email_draft", "pack", "payload_draft", "split_list", "thread_subject", "unpack"]
+__all__ = ["EmailNormalizer", "email_draft", "pack", "payload_draft", "thread_subject", "unpack"]
 
 META_KEYS = ("internaldate", "mbox_date", "mtime", "folder")
-
-
-def split_list(value) -> tuple[str, ...]:
-    """A comma list from config (``"a@x.org, b@x.org"``) or an already split list."""
-    if not value:
-        return ()
-    if isinstance(value, list | tuple):
-        items = value
-    else:
-        items = str(value).split(",")
-    return tuple(i.strip() for i in items if str(i).strip())
 
 
 class EmailNormalizer:
