@@ -17,7 +17,7 @@ from typing import TypedDict, Unpack
 
 from django.db import connection
 from django.db.models import F, Q, QuerySet
-from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 
 from ..models import (
     Activity,
@@ -339,6 +339,32 @@ def timeline_for_device(
     *, device: Device, before: Cursor | None = None, limit: int = 50, **filters: Unpack[PageFilters]
 ) -> Page:
     return timeline_page(kind="d", owner_id=device.pk, before=before, limit=limit, **filters)
+
+
+def timeline_since(*, kind: str, owner_id: int, after: Cursor, limit: int) -> list[Cursor]:
+    """The positions of a timeline's shown items newer than ``after``, oldest first, at most
+    ``limit`` (the live poll: one range scan on the timeline index)."""
+    rows = (
+        timeline_entries(kind=kind, owner_id=owner_id)
+        .filter(TupleGreaterThan(Tuple(F("occurred_at"), F("activity_id")), (after.occurred_at, after.activity_id)))
+        .order_by("occurred_at", "activity_id")
+        .values_list("occurred_at", "activity_id")[:limit]
+    )
+    return [Cursor(*row) for row in rows]
+
+
+def lifestream_page(*, workspace: Workspace, before: Cursor | None = None, limit: int = 100) -> Page:
+    """A page of a workspace's public activities, newest first, each with ``persons``."""
+    qs = lifestream_activities(workspace=workspace)
+    if before is not None:
+        qs = qs.filter(keyset_before("occurred_at", "pk", before))
+    rows = list(qs.order_by("-occurred_at", "-id").values_list("occurred_at", "id")[: limit + 1])
+    more, rows = len(rows) > limit, rows[:limit]
+    by_id = activities_by_ids(ids=[pk for _, pk in rows])
+    # Visibility is checked again on the rows read second, so that an item made private
+    # between the two queries is not shown either.
+    activities = [by_id[pk] for _, pk in rows if pk in by_id and by_id[pk].visibility == "public"]
+    return Page(activities, Cursor(*rows[-1]) if more else None)
 
 
 

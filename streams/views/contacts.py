@@ -7,8 +7,6 @@ import datetime as dt
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import F
-from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -151,19 +149,14 @@ def contact_since(request: HttpRequest, contact_id: int) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     if contact.merged_into_id:
         return JsonResponse({"count": 0, "after": after.encode(), "html": "", "reload": True})
-    rows = list(
-        selectors.timeline_entries(kind="c", owner_id=contact.pk)
-        .filter(TupleGreaterThan(Tuple(F("occurred_at"), F("activity_id")), (after.occurred_at, after.activity_id)))
-        .order_by("occurred_at", "activity_id")
-        .values_list("occurred_at", "activity_id")[: LIVE_MAX + 1]
-    )
-    if len(rows) > LIVE_MAX:
-        return JsonResponse({"count": len(rows), "after": after.encode(), "html": "", "reload": True})
-    by_id = selectors.activities_by_ids(ids=[pk for _, pk in rows])
-    activities = decorate_activities([by_id[pk] for _, pk in reversed(rows) if pk in by_id])
+    new = selectors.timeline_since(kind="c", owner_id=contact.pk, after=after, limit=LIVE_MAX + 1)
+    if len(new) > LIVE_MAX:
+        return JsonResponse({"count": len(new), "after": after.encode(), "html": "", "reload": True})
+    by_id = selectors.activities_by_ids(ids=[c.activity_id for c in new])
+    activities = decorate_activities([by_id[c.activity_id] for c in reversed(new) if c.activity_id in by_id])
     render_activities(activities, contact=contact, live=True)
     html = "".join(a.fragment for a in activities)
-    new_after = Cursor(*rows[-1]).encode() if rows else after.encode()
+    new_after = (new[-1] if new else after).encode()
     response = JsonResponse({"count": len(activities), "after": new_after, "html": html, "reload": False})
     response["Cache-Control"] = "no-store"
     return response
