@@ -390,7 +390,7 @@ def _utc_day(a: Activity) -> dt.date:
     return a.occurred_at.astimezone(dt.UTC).date()
 
 
-def lifestream_decorate(activities: list[Activity]) -> list[Activity]:
+def decorate_lifestream_activities(activities: list[Activity]) -> list[Activity]:
     """Display values for the public page, under the feeds' rule "the lifestream names no one"
     (docs/feeds.md): the subject, text, link and details of an item are shown only where the
     owner wrote it; anything else (a received message, a device's note about a call) shows its

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_safe
 
 from .. import selectors
 from ..models import Workspace
-from ..presenters import lifestream_decorate, lifestream_entries
+from ..presenters import decorate_lifestream_activities, lifestream_entries
 from ..selectors import BadCursor
 from .common import page_cursor, query_string
 
@@ -26,7 +26,7 @@ def lifestream(request: HttpRequest, workspace: str) -> HttpResponse:
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
     page = selectors.lifestream_page(workspace=ws, before=before, limit=LIFESTREAM_PAGE)
-    activities = lifestream_decorate(page.activities)
+    activities = decorate_lifestream_activities(page.activities)
     feeds = {fmt: reverse("lifestream-feed", kwargs={"workspace": ws.slug, "fmt": fmt}) for fmt in ("rss", "atom", "json")}
     return render(request, "streams/lifestream.html", {
         "ws": ws, "entries": lifestream_entries(activities), "feeds": feeds,
