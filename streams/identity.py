@@ -128,14 +128,6 @@ def normalize(kind: str, value: str, *, region: str = "US") -> tuple[str, str]:
     return kind, value
 
 
-def parse_label(label: str, *, region: str = "US") -> tuple[str, str]:
-    """``kind:value`` (as the CLI and export write identities) → normalized (kind, value)."""
-    if ":" not in label:
-        raise InvalidIdentity(f"identity must be written kind:value, got {label!r}")
-    kind, value = label.split(":", 1)
-    return normalize(kind, value, region=region)
-
-
 @dataclass(slots=True)
 class Wanted:
     display: str = ""

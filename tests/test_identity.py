@@ -17,7 +17,6 @@ from streams.identity import (
     normalize_email,
     normalize_phone,
     normalize_x,
-    parse_label,
 )
 from streams.ingest import ingest_batch
 from streams.models import Activity, Contact, Identity, Participant, TimelineEntry, Workspace
@@ -174,14 +173,6 @@ def test_normalize_dispatches_by_kind_with_aliases():
 def test_normalize_refuses_bad_kind_or_value(kind, value):
     with pytest.raises(InvalidIdentity):
         normalize(kind, value)
-
-
-def test_parse_label():
-    assert parse_label("phone:(415) 555-0100") == ("phone", "+14155550100")
-    assert parse_label("email:mailto:Ana@Example.COM") == ("email", "ana@example.com")
-    assert parse_label("phone:020 7946 0018", region="GB") == ("phone", "+442079460018")
-    with pytest.raises(InvalidIdentity, match="kind:value"):
-        parse_label("ana@example.com")
 
 
 # --- workspace region ---------------------------------------------------------------------------

@@ -58,7 +58,6 @@ def make_source(workspace, fake: FakeX, *, name="X", secrets=None, **config):
 
 
 OWNER_AUTHOR = {"role": "author", "kind": "x", "value": OWNER, "display": "@mesh_owner"}
-OWNER_JSON = {"id": OWNER, "username": "mesh_owner", "protected": False}
 
 EXPECTED = {
     "1860000000000000005": draft_dict(

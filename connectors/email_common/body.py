@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import re
-from email.message import EmailMessage, Message
+from email.message import Message
 from html import unescape
 from html.parser import HTMLParser
 
@@ -247,6 +247,3 @@ def attachment_meta(part: Message) -> dict:
         "inline": disposition == "inline" or (bool(cid) and disposition != "attachment"),
     }
 
-
-def is_email_message(obj) -> bool:
-    return isinstance(obj, EmailMessage)

@@ -28,11 +28,3 @@ def highlight(text, terms) -> SafeString:
         pos = m.end()
     out.append(escape(text[pos:]))
     return mark_safe("".join(out))  # every piece escaped above
-
-
-@register.filter
-def get_item(mapping, key):
-    try:
-        return mapping.get(key)
-    except AttributeError:
-        return None

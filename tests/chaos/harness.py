@@ -72,10 +72,6 @@ class Redis:
             self.proc.wait()
             self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def flushall(self) -> None:
         import redis
 

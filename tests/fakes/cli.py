@@ -14,7 +14,7 @@ RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 TIME_LIKE = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
 
 
-def run(*args, stdin_tty: bool = False) -> tuple[int, str, str]:
+def run(*args) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of a command called in-process."""
     out, err = io.StringIO(), io.StringIO()
     try:

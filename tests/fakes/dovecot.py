@@ -124,7 +124,6 @@ class Dovecot:
         self.root = root
         self.port = port
         self.host = "127.0.0.1"
-        self.passwd = root / "passwd"
         self._pool: list[tuple[str, str]] = []
 
     @classmethod
@@ -190,9 +189,6 @@ class Dovecot:
         if not self._pool:
             raise RuntimeError(f"more than {POOL} users asked of one throw-away Dovecot")
         return self._pool.pop(0)
-
-    def maildir(self, user: str) -> Path:
-        return self.root / "mail" / user / "Maildir"
 
     def client(self, user: str, password: str):
         from imapclient import IMAPClient

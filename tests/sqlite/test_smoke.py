@@ -80,7 +80,7 @@ def test_twilio_status_callback_is_answered(client, twilio_source):
     assert post_signed(client, f"/hooks/twilio/{twilio_source.pk}/status", params).status_code == 200
 
 
-def testdevice_api_stores_a_batch_once_and_thedevice_page_shows_it(
+def test_device_api_stores_a_batch_once_and_the_device_page_shows_it(
     demo_client, workspace, django_capture_on_commit_callbacks
 ):
     from streams.services import device_create
