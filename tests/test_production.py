@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from tests.fakes.browser import headless_chromium
-from tests.fakes.subprocesses import subprocess_database_url
+from tests.fakes.subprocesses import stop_and_show_output, subprocess_database_url
 from tests.run_suite import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,13 +71,7 @@ def gunicorn(production_env):
                 time.sleep(0.3)
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        print(out[-4000:])
+        stop_and_show_output(proc)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -16,7 +15,7 @@ import pytest
 from mesh_site.celery import app
 from streams.models import InboundItem, SyncRun
 from tests.factories import make_event
-from tests.fakes.subprocesses import ROOT, subprocess_database_url, wait_for
+from tests.fakes.subprocesses import ROOT, stop_and_show_output, subprocess_database_url, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -46,13 +45,7 @@ def worker(settings):
         yield queue
     finally:
         app.conf.task_always_eager = True
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        print(out[-4000:])
+        stop_and_show_output(proc)
 
 
 def test_sync_sent_to_a_real_worker_is_stored(worker, tmp_path):

@@ -3,6 +3,8 @@ database, as deployed: the database's URL for their environment, and waiting for
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,3 +29,15 @@ def wait_for(predicate, timeout=60.0):
             return value
         time.sleep(0.2)
     raise AssertionError("timed out waiting for the worker")
+
+
+def stop_and_show_output(proc: subprocess.Popen) -> None:
+    """SIGTERM (SIGKILL after 20 s), then the tail of what it printed: pytest shows it with a
+    failing test's report."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    print(out[-4000:])
