@@ -1,10 +1,15 @@
-"""Stand-ins for the world outside Mesh, shared by the test modules (which never import one
-another): each fakes one seam and nothing inside Mesh.
+"""What the test modules share besides data builders (tests/factories.py): stand-ins for the world
+outside Mesh, each at one seam, and the ways the outside uses Mesh. Test modules import these;
+they never import one another (tests/test_architecture.py checks it).
 
 - ``twilio``: Twilio's REST API as a ``requests`` adapter at ``connectors.http.session``, and
-  webhook requests signed the way Twilio signs them.
+  webhook requests signed as Twilio signs them.
+- ``x_api``: a local X API v2 server; ``x_archive``: X archives built from the fixtures, imported
+  with ``mesh_import``.
 - ``dovecot``: a real, throw-away Dovecot IMAP server on loopback.
 - ``browser``: headless Chromium (Debian's package) launched through Playwright.
-
-Builders of Mesh's own data (workspaces, devices, events, activities) are in tests/factories.py.
+- ``ticker``: a polled connector that needs no network, registered by the ``ticker`` fixture.
+- ``cli``: management commands run in-process, with their exit status and output.
+- ``readers``: a page's text and activities, a feed by its token in each format.
+- ``subprocesses``: Mesh in other processes (worker, gunicorn) on the test database.
 """
