@@ -1,7 +1,8 @@
 """ingest_batch: normalize → dedup → resolve participants → insert activities → participants →
 fan-out → device state → failures, with the cursor and the run's counts saved in the same
 transaction. Each step is one function; ``_ingest_batch`` calls them in that order.
-(Over 500 lines: the steps of one transaction and their statements, read top to bottom.)
+
+Long because: the steps of one transaction and their statements read top to bottom here.
 
 A crash anywhere re-does at most the current batch, and re-doing it duplicates nothing:
 activities are unique on (workspace, dedup_key), participants on (activity, identity, role),
