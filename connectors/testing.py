@@ -91,22 +91,23 @@ class ConnectorConformance:
             assert draft.as_dict() == expected, f"draft of {external_id} differs"
 
     def test_resync_imports_nothing_twice(self, conformance_source):
-        from streams.models import Activity, TimelineEntry
+        from streams import selectors
         from streams.services import source_sync
 
+        workspace_id = conformance_source.workspace_id
         first = source_sync(source=conformance_source, fresh=True)
         good = len(self.good_ids(conformance_source))
         assert first.new == good
-        activities = Activity.objects.filter(source=conformance_source).count()
-        entries = TimelineEntry.objects.count()
+        activities = len(selectors.source_activity_external_ids(source=conformance_source))
+        entries = selectors.timeline_entries_total(workspace_id=workspace_id)
         second = source_sync(source=conformance_source, fresh=True)
         assert (second.new, second.duplicate) == (0, good)
         assert second.fetched == first.fetched
-        assert Activity.objects.filter(source=conformance_source).count() == activities == good
-        assert TimelineEntry.objects.count() == entries
+        assert len(selectors.source_activity_external_ids(source=conformance_source)) == activities == good
+        assert selectors.timeline_entries_total(workspace_id=workspace_id) == entries
 
     def test_cursor_survives_a_crash_between_batches(self, conformance_source, monkeypatch):
-        from streams.models import Activity, SyncRun
+        from streams import selectors
         from streams.services import source_sync
 
         cls = registry.get(self.connector_key)
@@ -121,9 +122,9 @@ class ConnectorConformance:
         monkeypatch.setattr(cls, "fetch", crashing_fetch)
         with pytest.raises(InjectedCrash):
             source_sync(source=conformance_source)
-        crashed = SyncRun.objects.filter(source=conformance_source).latest("started_at")
+        crashed = selectors.source_latest_run(source=conformance_source)
         assert crashed.status == "failed" and crashed.batches == 1
-        stored_after_crash = Activity.objects.filter(source=conformance_source).count()
+        stored_after_crash = len(selectors.source_activity_external_ids(source=conformance_source))
         conformance_source.refresh_from_db()
         assert conformance_source.cursor, "the cursor of the stored batch was not saved"
 
@@ -133,29 +134,30 @@ class ConnectorConformance:
         assert rerun.fetched == len(total) - crashed.fetched, "the re-run did not resume from the cursor"
         assert rerun.duplicate == 0
         good = self.good_ids(conformance_source)
-        stored = list(Activity.objects.filter(source=conformance_source).values_list("external_id", flat=True))
+        stored = selectors.source_activity_external_ids(source=conformance_source)
         assert len(stored) == len(set(stored)) == len(good)
         assert set(stored) == good
         assert stored_after_crash <= len(good)
 
     def test_bad_item_becomes_import_failure_and_the_batch_goes_on(self, conformance_source):
-        from streams.models import Activity, ImportFailure
+        from streams import selectors
         from streams.services import source_health, source_sync
 
         assert self.bad_external_ids, "give at least one bad item"
         run = source_sync(source=conformance_source, fresh=True)
-        failures = {f.external_id: f for f in ImportFailure.objects.filter(source=conformance_source)}
+        failures = {f.external_id: f for f in selectors.source_import_failures(source=conformance_source)}
         assert set(failures) == set(self.bad_external_ids)
         for failure in failures.values():
             assert failure.reason
             assert failure.payload is not None
         assert run.failed == len(self.bad_external_ids)
-        assert Activity.objects.filter(source=conformance_source).count() == len(self.good_ids(conformance_source))
+        assert len(selectors.source_activity_external_ids(source=conformance_source)) == len(
+            self.good_ids(conformance_source))
         health = source_health(source=conformance_source)
         assert not health["healthy"] and health["open_failures"] == len(self.bad_external_ids)
         # Failing again does not add rows: one failure per item, attempts counted.
         source_sync(source=conformance_source, fresh=True)
-        again = ImportFailure.objects.filter(source=conformance_source)
+        again = selectors.source_import_failures(source=conformance_source)
         assert again.count() == len(self.bad_external_ids)
         assert all(f.attempts == 2 for f in again)
 

@@ -5,6 +5,7 @@
   search and export composes.
 - ``contacts``: the contact list and its search, identities, merge trees, pending pushes.
 - ``search``: full-text search pages over the timelines' visible activities.
+- ``sources``: what a source stored and its last run, for the connector conformance kit.
 
 The names below are the import path code outside ``streams`` uses (``streams.selectors.<name>``).
 """
@@ -26,6 +27,12 @@ from .search import (
     search_terms,
     timeline_search_page,
     workspace_search_page,
+)
+from .sources import (
+    source_activity_external_ids,
+    source_import_failures,
+    source_latest_run,
+    timeline_entries_total,
 )
 from .timelines import (
     BadCursor,
@@ -56,4 +63,5 @@ __all__ = [
     "timeline_for_device", "timeline_page", "timeline_search_page", "timeline_since", "visible_q", "visible_sql",
     "workspace_activities", "workspace_search_page",
     "workspaces_for_user",
+    "source_activity_external_ids", "source_import_failures", "source_latest_run", "timeline_entries_total",
 ]
