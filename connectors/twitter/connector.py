@@ -37,8 +37,7 @@ from connectors.base import (
     ConnectorError,
     RawItem,
 )
-
-from .common import (
+from connectors.twitter_common import (
     ID_RE,
     Tweet,
     check_id,

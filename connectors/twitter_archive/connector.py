@@ -33,7 +33,7 @@ from connectors.base import (
     ConnectorError,
     RawItem,
 )
-from connectors.twitter.common import (
+from connectors.twitter_common import (
     ID_RE,
     Tweet,
     check_id,

@@ -1,6 +1,8 @@
-"""What the X API and the archive export have in common: one tweet or one direct message becomes
-the same ActivityDraft whichever way it arrived, so that an item imported from the archive and
-later seen by the API is one activity (``x:<tweet id>``, ``x:dm:<event id>``).
+"""What the X API and the archive export have in common (``connectors.twitter`` and
+``connectors.twitter_archive`` both import it; a connector imports no other connector): one
+tweet or one direct message becomes the same ActivityDraft whichever way it arrived, so that an
+item imported from the archive and later seen by the API is one activity (``x:<tweet id>``,
+``x:dm:<event id>``).
 
 Identities are numeric user ids; the @handle is only the display value (a renamed account stays
 one contact). The owner's own posts are public (unless the account is protected); DMs and
