@@ -158,7 +158,6 @@ def decorate_activities(activities: list[Activity]) -> list[Activity]:
         a.event_type = etype if isinstance(etype, str) else a.verb
         a.map_url = _map_url(extra.get("lat"), extra.get("lon")) if a.channel == "device" else ""
         a.link = _http_url(a.url)
-        a.body = a.text
         snippet = extra.get("snippet") if a.channel == "email" else None
         a.snippet = snippet if isinstance(snippet, str) else ""
         a.has_html = bool((a.html or "").strip())
