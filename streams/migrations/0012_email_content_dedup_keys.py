@@ -15,7 +15,11 @@ CHUNK = 500
 
 def email_keys_rekey(Activity) -> int:
     """Re-key the stored header-only keys; returns how many changed. Safe to run again."""
-    from connectors.email_common import payload_draft
+    from connectors.base import RawItem, registry
+
+    # The mail connectors' own normalizer (mbox and imap share it), reached through the registry
+    # as the core reaches any connector; no configuration, so no address counts as the owner's.
+    mail = registry.get("mbox")()
 
     changed = 0
     last_pk = 0
@@ -31,7 +35,7 @@ def email_keys_rekey(Activity) -> int:
         last_pk = chunk[-1].pk
         for activity in chunk:
             try:
-                key = payload_draft(activity.raw).dedup_key
+                key = mail.normalize(RawItem(activity.dedup_key, activity.raw)).dedup_key
             except Exception:  # a payload this parser cannot read keeps the key it has
                 continue
             if key == activity.dedup_key or Activity.objects.filter(
