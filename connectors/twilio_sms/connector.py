@@ -107,7 +107,13 @@ class TwilioConfig:
 
     @property
     def number_list(self) -> list[str]:
-        return [n.strip() for n in (self.numbers or "").split(",") if n.strip()]
+        return split_numbers(self.numbers)
+
+
+def split_numbers(numbers) -> list[str]:
+    """The comma list of config ``numbers`` as a list (the webhook reads it per request from the
+    stored config, without building the whole config)."""
+    return [n.strip() for n in str(numbers or "").split(",") if n.strip()]
 
 
 class TwilioSmsConnector(Connector):

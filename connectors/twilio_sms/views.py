@@ -38,7 +38,7 @@ from streams.services import (
     webhook_source,
 )
 
-from .connector import SID_RE, TwilioSmsConnector
+from .connector import SID_RE, TwilioSmsConnector, split_numbers
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 KEY = TwilioSmsConnector.key
@@ -92,7 +92,7 @@ def sms_inbound(request: HttpRequest, source_id: int) -> HttpResponse:
     now = timezone.now()
     payload = _payload(request)
     payload["_received_at"] = now.isoformat()
-    numbers = TwilioSmsConnector.parse_config(source.config).number_list
+    numbers = split_numbers((source.config or {}).get("numbers"))
     source_mark_self(source=source, identities=[("phone", number, "") for number in numbers])
     inbound_store(workspace=source.workspace, connector=KEY, source=source,
                   items=[RawItem(external_id=sid, payload=payload, received_at=now)])
