@@ -142,7 +142,7 @@ class ActivityDraft:
     # Mesh adds "invalid_participants" (participants it could not normalize).
     extra: dict = field(default_factory=dict)
 
-    def validate(self, *, now: dt.datetime | None = None) -> None:
+    def validate(self, *, now: dt.datetime | None = None, bounds: bool = True) -> None:
         """Raise BadItem when the draft breaks the contract (connector bugs and hostile input
         surface here, as a failure of this item alone).
 
@@ -154,6 +154,10 @@ class ActivityDraft:
         in the reason. Old times are not refused here: they harm no timeline but their own,
         and the sources that cannot predate a year (device events, mail) refuse them where
         they are parsed.
+
+        ``bounds=False`` leaves out the size and depth check of ``extra`` and ``attachments``
+        (``check_bounds``): ingest runs it only for items not stored yet, since it costs a
+        JSON encoding and a re-import is mostly duplicates.
         """
         for name in TEXT_FIELDS:
             if not isinstance(getattr(self, name), str):
@@ -186,8 +190,21 @@ class ActivityDraft:
             raise BadItem("attachments must be a list of objects")
         if not isinstance(self.extra, dict):
             raise BadItem(f"extra must be an object, not {type(self.extra).__name__}")
+        if bounds:
+            self.check_bounds()
+
+    def check_bounds(self) -> None:
+        """Raise BadItem when ``extra`` or ``attachments`` nest too deep or are too large."""
         _check_json_bounds("extra", self.extra)
         _check_json_bounds("attachments", self.attachments)
+
+    def clean_key(self) -> None:
+        """Clean the dedup key alone (see ``clean``): what a duplicate needs before it is
+        recognized as one."""
+        if needs_cleaning(self.dedup_key):
+            self.dedup_key = clean_text(self.dedup_key)
+        if not self.dedup_key:
+            raise BadItem("dedup_key is empty once control characters are removed")
 
     def _validate_time(self, now: dt.datetime) -> None:
         when = self.occurred_at

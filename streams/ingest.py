@@ -142,7 +142,7 @@ def _ingest_batch(
     if not connection.in_atomic_block:
         statistics_refresh()  # every few batches: a cheap check, rarely an ANALYZE
     with transaction.atomic():
-        fresh = _raw_cleaned(_not_stored(workspace, unique, result), failures)
+        fresh = _raw_cleaned(_drafts_checked(_not_stored(workspace, unique, result), failures), failures)
         renames: dict[int, tuple[str, str]] = {}
         parts = participants_resolve(workspace, workspace.region, fresh, renames)
         now = timezone.now()
@@ -176,8 +176,8 @@ def _normalized(connector: Connector, items: Sequence[RawItem], failures: list, 
             draft = connector.normalize(raw)
             if not isinstance(draft, ActivityDraft):
                 raise BadItem(f"normalize returned {type(draft).__name__}, not an ActivityDraft")
-            draft.validate(now=now)
-            draft.clean()
+            draft.validate(now=now, bounds=False)
+            draft.clean_key()  # the rest of the draft is checked and cleaned once it is known to be new
             drafts.append((raw, draft))
         except BadItem as exc:
             failures.append((raw, exc.reason))
@@ -206,6 +206,21 @@ def _not_stored(workspace: Workspace, unique: list, result: IngestResult) -> lis
     fresh = [(raw, d) for raw, d in unique if d.dedup_key not in existing]
     result.duplicate += len(unique) - len(fresh)
     return fresh
+
+
+def _drafts_checked(fresh: list, failures: list) -> list:
+    """The drafts about to be stored, bound-checked and cleaned (``ActivityDraft.check_bounds``,
+    ``clean``): only these, as for raw payloads; a draft too deep or too large fails as an item."""
+    kept = []
+    for raw, draft in fresh:
+        try:
+            draft.check_bounds()
+            draft.clean()
+        except BadItem as exc:
+            failures.append((raw, exc.reason))
+            continue
+        kept.append((raw, draft))
+    return kept
 
 
 def _raw_cleaned(fresh: list, failures: list) -> list:

@@ -125,6 +125,29 @@ def test_a_reimport_cleans_no_payload_of_items_already_stored(workspace, monkeyp
     assert cleaned == [{"draft": {"dedup_key": "sms:new"}}]
 
 
+def test_a_reimport_checks_and_cleans_no_draft_of_items_already_stored(workspace, monkeypatch):
+    # The bound check and the cleaning cost JSON encodings per draft: a duplicate needs only
+    # its (cleaned) key; a new item still gets both, so a deep extra still fails.
+    items = [RawItem(f"d{n}", {"draft": {"dedup_key": f"sms:d\x00{n}"}}) for n in range(3)]
+    ingest_batch(workspace=workspace, connector=DraftConnector(), items=items)
+    checked = []
+    for name in ("check_bounds", "clean"):
+        real = getattr(ActivityDraft, name)
+        monkeypatch.setattr(ActivityDraft, name, lambda self, real=real, name=name: checked.append((name, self.dedup_key)) or real(self))
+    deep: dict = {}
+    node = deep
+    for _ in range(MAX_JSON_DEPTH + 5):
+        node["x"] = {}
+        node = node["x"]
+    again = ingest_batch(workspace=workspace, connector=DraftConnector(), items=[
+        *items, RawItem("new", {"draft": {"dedup_key": "sms:new"}}),
+        RawItem("deep", {"draft": {"dedup_key": "sms:deep", "extra": deep}}),
+    ])
+    assert (again.new, again.duplicate, again.failed) == (1, 3, 1)
+    assert checked == [("check_bounds", "sms:new"), ("clean", "sms:new"), ("check_bounds", "sms:deep")]
+    assert "nested deeper" in ImportFailure.objects.get(external_id="deep").reason
+
+
 def test_dedup_key_of_only_control_characters_is_a_failure_not_an_empty_key(workspace):
     class Binary(DraftConnector):
         def normalize(self, raw):  # a key built from bytes the source sent, not from the payload
