@@ -160,3 +160,14 @@ def test_every_command_prints_times_as_rfc3339_z_and_tables_for_people(workspace
     table = run("mesh_source", "list", "--workspace", "acme")[1].splitlines()
     assert table[0].split()[:3] == ["id", "connector", "name"]
     assert len({line.index("device") for line in table[1:]}) == 1
+
+
+def test_source_show_for_people_gives_the_lag_in_words_and_the_json_in_seconds(workspace, device, tmp_path):
+    import re
+
+    source = imported_device_source(workspace, device, tmp_path, [json.dumps(make_event("c-1"))])
+    seconds = run_json("mesh_source", "show", str(source.pk), "--workspace", "acme")["lag_seconds"]
+    assert seconds > 86400  # the bundled event is months old
+    status, out, _ = run("mesh_source", "show", str(source.pk), "--workspace", "acme")
+    lag = next(line for line in out.splitlines() if line.startswith("lag "))
+    assert status == 0 and re.fullmatch(r"lag\s+\d+\s(day|week|month|year)s?", lag), lag

@@ -21,8 +21,9 @@ import sys
 from django.core.management.base import CommandError
 
 from connectors.base import ConfigError, registry
-from streams.cli import MeshCommand, human_table, parse_pairs
+from streams.cli import MeshCommand, human_record, human_table, parse_pairs
 from streams.models import Source
+from streams.presenters import lag_words
 from streams.services import ServiceError, source_create, source_health
 from streams.sources import (
     source_disable,
@@ -133,7 +134,11 @@ class Command(MeshCommand):
             getattr(self, f"_{action}")(source, options)
 
     def _show(self, source: Source, options) -> None:
-        self.emit(options, source_json(source, detail=True))
+        data = source_json(source, detail=True)
+        # People read a lag in words ("3 days"), as /sources/ shows it; the JSON keeps seconds.
+        readable = {("lag" if key == "lag_seconds" else key): (lag_words(value) if key == "lag_seconds" else value)
+                    for key, value in data.items()}
+        self.emit(options, data, human_record(readable))
 
     def _edit(self, source: Source, options) -> None:
         try:
