@@ -21,6 +21,7 @@ from email.message import Message
 
 from connectors.base import ActivityDraft, BadItem, ParticipantDraft
 from connectors.text import clean_text
+from connectors.times import parse_time
 
 from . import body as B
 from .automated import automated_reasons
@@ -76,16 +77,13 @@ def thread_subject(subject: str) -> str:
 
 
 def _iso(value) -> dt.datetime | None:
+    """A stored arrival time: ISO text as Mesh writes it, else a mail-style date."""
     if not value:
         return None
-    if isinstance(value, dt.datetime):
-        when = value
-    else:
-        try:
-            when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return parse_date(str(value))
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    try:
+        return parse_time(value, epoch=False, assume_utc=True)
+    except ValueError:
+        return parse_date(str(value))
 
 
 def _sane(when: dt.datetime | None, reference: dt.datetime) -> bool:
