@@ -28,6 +28,7 @@ from .models import Activity, Contact, Device, FeedToken, InboundItem, TimelineE
 from .rawdb import prepared_fetch
 from .search import search_forget
 from .selectors import contact_subtree_ids
+from .timelines import contact_summaries_refresh, device_summaries_refresh
 
 TOKEN_PREFIX = "mf_"
 # What a token we issued looks like; anything else is refused before a database lookup.
@@ -247,7 +248,10 @@ def activity_erase(*, activity: Activity, now: dt.datetime | None = None) -> Act
         erased_at=now, updated_at=now,
     )
     search_forget(activity_ids=[activity.pk])
-    heat_forget(owners=list(TimelineEntry.objects.filter(activity_id=activity.pk).values_list("kind", "owner_id")))
+    owners = list(TimelineEntry.objects.filter(activity_id=activity.pk).values_list("kind", "owner_id"))
+    heat_forget(owners=owners)
+    contact_summaries_refresh(contact_ids=[owner for kind, owner in owners if kind == "c"])
+    device_summaries_refresh(device_ids=[owner for kind, owner in owners if kind == "d"])
     if activity.external_id:
         # The pushed raw body (device API, webhooks) holds the same content.
         InboundItem.objects.filter(

@@ -18,7 +18,7 @@ from .models import Activity, SearchDocument, SearchPending
 from .queue import task_send
 from .rawdb import IntArray, raw_cursor
 from .selectors.search import DOCUMENT_SQL, DOCUMENTS_TABLE, PENDING_TABLE
-from .selectors.timelines import visible_sql
+from .visibility import visible_sql
 
 INDEX_BATCH = 2000
 KICK_KEY = "mesh:search-index-kicked"

@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 
 from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry
 from .rawdb import IntArray, TextArray, ids_in, raw_cursor, update_from_unnest
+from .visibility import visible_q
 
 
 def _t(model) -> str:
@@ -216,11 +217,12 @@ def contact_timelines_rebuild(*, contact_ids: Sequence[int]) -> None:
 
 
 def contact_summaries_refresh(*, contact_ids: Sequence[int]) -> None:
-    """Recount the summary fields of these contacts from their timelines."""
+    """Recount the summary fields of these contacts from the shown items of their timelines
+    (an erased item leaves its timeline row for the feeds' tombstone, not the counts)."""
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     newest: dict[int, object] = {}
     rows = (
-        TimelineEntry.objects.filter(kind="c", owner_id__in=contact_ids)
+        TimelineEntry.objects.filter(visible_q("activity__"), kind="c", owner_id__in=contact_ids)
         .values("owner_id", "channel")
         .annotate(n=Count("id"), newest=Max("occurred_at"))
     )
@@ -234,6 +236,20 @@ def contact_summaries_refresh(*, contact_ids: Sequence[int]) -> None:
         c.activity_count = sum(c.channel_counts.values())
         c.last_activity_at = newest.get(c.pk)
     Contact.objects.bulk_update(contacts, ["channel_counts", "activity_count", "last_activity_at"])
+
+
+def device_summaries_refresh(*, device_ids: Sequence[int]) -> None:
+    """Recount the summary fields of these devices from the shown items of their timelines."""
+    rows = (
+        TimelineEntry.objects.filter(visible_q("activity__"), kind="d", owner_id__in=device_ids)
+        .values("owner_id").annotate(n=Count("id"), newest=Max("occurred_at"))
+    )
+    found = {row["owner_id"]: row for row in rows}
+    devices = list(Device.objects.filter(pk__in=device_ids))
+    for d in devices:
+        row = found.get(d.pk) or {"n": 0, "newest": None}
+        d.activity_count, d.last_event_at = row["n"], row["newest"]
+    Device.objects.bulk_update(devices, ["activity_count", "last_event_at"])
 
 
 def workspace_timelines_rebuild(*, workspace_id: int) -> None:

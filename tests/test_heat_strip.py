@@ -1,5 +1,5 @@
-"""The heat strip counts what pages show: an erased item leaves the strip at once, although
-erasing changes none of the summaries its cache follows."""
+"""The heat strip and the summaries count what pages show: an erased item leaves the strip, the
+contact's and the device's counts and their "last activity" at once."""
 
 from __future__ import annotations
 
@@ -33,3 +33,18 @@ def test_erasing_an_item_takes_it_out_of_the_heat_strip(workspace, device):
     activity_erase(activity=Activity.objects.get(workspace=workspace, external_id__endswith="/2"))
     assert strip_total(ana) == 2
     assert sum(w.count for w in heat_weeks(kind="d", owner_id=device.pk, now=NOW)) == 2  # uncached
+
+
+def test_erasing_an_item_takes_it_out_of_the_contact_and_device_summaries(workspace, device):
+    ingest_events(workspace, device, [
+        make_event("1", occurred_at="2026-05-01T10:00:00Z", participants=[ANA]),
+        make_event("2", type="sms.received", occurred_at="2026-05-03T10:00:00Z", participants=[ANA]),
+    ])
+    ana = Contact.objects.get(workspace=workspace, identities__value=ANA["value"])
+    assert (ana.activity_count, ana.channel_counts) == (2, {"device": 2})
+    activity_erase(activity=Activity.objects.get(workspace=workspace, external_id__endswith="/2"))
+    ana.refresh_from_db()
+    device.refresh_from_db()
+    assert (ana.activity_count, ana.channel_counts) == (1, {"device": 1})
+    assert ana.last_activity_at == dt.datetime(2026, 5, 1, 10, tzinfo=dt.UTC)
+    assert (device.activity_count, device.last_event_at) == (1, dt.datetime(2026, 5, 1, 10, tzinfo=dt.UTC))

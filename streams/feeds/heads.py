@@ -24,14 +24,12 @@ from ..models import Activity, TimelineEntry, Workspace
 from ..rawdb import prepared_fetch
 from ..selectors.timelines import (
     Cursor,
-    erased_q,
-    erased_sql,
     keyset_before,
     lifestream_activities,
     timeline_entries,
     timeline_scan_sql,
-    visible_q,
 )
+from ..visibility import erased_q, erased_sql, visible_q
 
 PAGE_SIZE = 50
 TOMBSTONE_LIMIT = 100  # at most this many tombstones on a first page

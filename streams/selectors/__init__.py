@@ -10,6 +10,7 @@
 The names below are the import path code outside ``streams`` uses (``streams.selectors.<name>``).
 """
 
+from ..visibility import visible_q, visible_sql
 from .contacts import (
     NO_PENDING,
     PHONE_QUERY_RE,
@@ -50,8 +51,6 @@ from .timelines import (
     timeline_for_device,
     timeline_page,
     timeline_since,
-    visible_q,
-    visible_sql,
     workspace_activities,
 )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 
 from ..models import (
@@ -30,30 +30,7 @@ from ..models import (
     Workspace,
 )
 from ..rawdb import prepared_fetch, raw_cursor
-
-# --- what a reader may see -------------------------------------------------------------------
-# An erased activity keeps its row and its timeline rows (feeds show it as a tombstone for a
-# while, so that mirrors delete their copy); nothing shows it. Every read says so through these.
-
-
-def visible_q(prefix: str = "") -> Q:
-    """The activity behind ``prefix`` (``"activity__"`` from a timeline row) is shown."""
-    return Q(**{f"{prefix}erased_at": None})
-
-
-def erased_q(prefix: str = "") -> Q:
-    """The complement of ``visible_q``: what feeds show as tombstones."""
-    return Q(**{f"{prefix}erased_at__isnull": False})
-
-
-def visible_sql(alias: str) -> str:
-    """``visible_q`` for a raw statement, over the activity table aliased ``alias``."""
-    return f"{alias}.erased_at IS NULL"
-
-
-def erased_sql(alias: str) -> str:
-    """``erased_q`` for a raw statement (it matches the partial index on erased activities)."""
-    return f"{alias}.erased_at IS NOT NULL"
+from ..visibility import erased_q, visible_q, visible_sql
 
 
 def timeline_entries(*, kind: str, owner_id: int, erased: bool = False) -> QuerySet[TimelineEntry]:
