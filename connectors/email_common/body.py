@@ -16,6 +16,7 @@ import re
 from email.message import Message
 from html import unescape
 from html.parser import HTMLParser
+from urllib.parse import unquote
 
 from connectors.html import sanitize_import
 from connectors.text import clean_text
@@ -150,8 +151,6 @@ def sanitize_html(html: str, content_ids: set[str]) -> tuple[str, dict]:
 
 
 def _cid(src: str) -> str:
-    from urllib.parse import unquote
-
     return unquote(src[4:]).strip().strip("<>").lower()
 
 

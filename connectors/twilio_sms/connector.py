@@ -116,6 +116,12 @@ def split_numbers(numbers) -> list[str]:
     return [n.strip() for n in str(numbers or "").split(",") if n.strip()]
 
 
+def public_url() -> str:
+    """``MESH_PUBLIC_URL`` without a trailing slash, or "": the address Twilio reaches Mesh at,
+    which both the status callback given when sending and a webhook's signature check use."""
+    return (settings.MESH_PUBLIC_URL or "").rstrip("/")
+
+
 class TwilioSmsConnector(Connector):
     key = "twilio_sms"
     label = "Twilio SMS"
@@ -155,7 +161,7 @@ class TwilioSmsConnector(Connector):
         return next((v for v in values if v.startswith("+")), None)  # Twilio texts E.164 numbers only
 
     def status_callback_url(self) -> str:
-        base = (settings.MESH_PUBLIC_URL or "").rstrip("/")
+        base = public_url()
         if not base:
             raise ConnectorError(
                 "set MESH_PUBLIC_URL (the https:// address Twilio can reach Mesh at) so that Twilio "

@@ -16,7 +16,6 @@ Twilio stops retrying.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -38,15 +37,15 @@ from streams.services import (
     webhook_source,
 )
 
-from .connector import SID_RE, TwilioSmsConnector, split_numbers
+from .connector import SID_RE, TwilioSmsConnector, public_url, split_numbers
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 KEY = TwilioSmsConnector.key
 
 
 def signed_url(request: HttpRequest) -> str:
-    if settings.MESH_PUBLIC_URL:
-        return settings.MESH_PUBLIC_URL + request.get_full_path()
+    if base := public_url():
+        return base + request.get_full_path()
     return request.build_absolute_uri()
 
 

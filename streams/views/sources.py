@@ -27,6 +27,7 @@ from ..sources import (
     source_remove,
     sources_overview,
 )
+from ..tasks import sync_source
 from .common import member_workspace
 
 
@@ -184,8 +185,6 @@ def source_failures_dismiss_view(request: HttpRequest, source_id: int) -> HttpRe
 @require_POST
 def source_sync_now(request: HttpRequest, source_id: int) -> HttpResponse:
     """Queue a sync of the source now (a Celery task; run in-process when there is no broker)."""
-    from ..tasks import sync_source
-
     source = _member_source(request, source_id)
     if not source.enabled:
         messages.error(request, f"“{source.name}” is disabled.")

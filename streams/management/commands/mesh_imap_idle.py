@@ -20,6 +20,7 @@ from connectors.base import ConnectorError
 from streams.cli import MeshCommand
 from streams.models import Source
 from streams.services import source_connector
+from streams.tasks import sync_source
 
 RENEW_SECONDS = 29 * 60
 
@@ -34,8 +35,6 @@ class Command(MeshCommand):
         parser.add_argument("--max-seconds", type=float, default=0, help="stop after this long (0: never)")
 
     def handle(self, *args, **options):
-        from streams.tasks import sync_source
-
         workspace = self.workspace(options)
         source = Source.objects.filter(workspace=workspace, pk=options["source"]).first()
         if source is None or source.connector != "imap":
