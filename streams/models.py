@@ -27,6 +27,9 @@ class Workspace(models.Model):
     create_contacts_for_automated = models.BooleanField(
         default=False, help_text="Let automated mail/messages create new contacts (newsletters, no-reply senders)."
     )
+    # Merge suggestions scoring at least this are merged without asking (None: never; see
+    # streams.linking). Off by default: a wrong merge costs more than a missed one.
+    auto_merge_score = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -59,11 +62,17 @@ class Contact(models.Model):
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="contacts")
     name = models.CharField(max_length=300, blank=True)
+    # Where ``name`` came from (streams.identity.NAME_SOURCES, strongest first): a name from a
+    # weaker source never replaces it. Blank: named before sources were recorded.
+    name_source = models.CharField(max_length=16, blank=True, default="")
     is_self = models.BooleanField(default=False, help_text="The workspace owner; gets no timeline of their own.")
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_children"
     )
     merged_at = models.DateTimeField(null=True, blank=True)
+    # Set on the merged-in contact when its name won the merge: the survivor's name before it,
+    # so that undoing this one merge gives the survivor its own name back.
+    merge_undo = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # Summary fields, maintained by merge_activities and contact merges.
     last_activity_at = models.DateTimeField(null=True, blank=True)
@@ -104,6 +113,8 @@ class Identity(models.Model):
     # The time of the item ``display`` came from (None: set by hand or an address book): a
     # display seen in an older item never replaces it.
     display_seen_at = models.DateTimeField(null=True, blank=True)
+    # Where ``display`` came from (as Contact.name_source): a weaker source never replaces it.
+    display_source = models.CharField(max_length=16, blank=True, default="")
     is_self = models.BooleanField(default=False)
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="identities")
     home_contact = models.ForeignKey(
@@ -474,3 +485,37 @@ class FeedToken(models.Model):
     def __str__(self) -> str:
         owner = f"contact {self.contact_id}" if self.contact_id else f"device {self.device_id}"
         return f"{self.token_prefix}… ({owner}, {self.tier})"
+
+
+class MergeSuggestion(models.Model):
+    """Two top-level contacts that may be one person, with the evidence that says so (computed
+    by streams.linking). A rejected pair is remembered and comes back only when evidence of a
+    stronger kind than any it had appears (``strength``)."""
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="merge_suggestions")
+    # The pair in id order (contact_a.pk < contact_b.pk), so that it is one row either way round.
+    contact_a = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    contact_b = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField()
+    reasons = models.JSONField(default=list, blank=True)
+    # The rank of the strongest kind of reason (streams.linking.KINDS) when last scored.
+    strength = models.PositiveSmallIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    auto = models.BooleanField(default=False, help_text="Merged by the workspace's auto-merge score, not by a person.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "contact_a", "contact_b"], name="suggestion_pair_unique")
+        ]
+        indexes = [models.Index(fields=["workspace", "state", "-score"], name="suggestion_open_idx")]
+
+    def __str__(self) -> str:
+        return f"contacts {self.contact_a_id} and {self.contact_b_id}: {self.score:.2f} ({self.state})"
