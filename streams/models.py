@@ -149,6 +149,18 @@ class Device(models.Model):
     # Latest known state (battery, location, ...) from its events.
     state = models.JSONField(default=dict, blank=True)
     activity_count = models.PositiveIntegerField(default=0)
+    # Every seq from 1 to this is held (stored raw); what is held above it is in DeviceSeqRange
+    # (streams.devices).
+    seq_high = models.BigIntegerField(default=0)
+    # The base topic it publishes under on MQTT ("owntracks/ana/phone", "mesh/devices/ana-phone"):
+    # how mesh_mqtt knows which device a message is from.
+    mqtt_topic = models.CharField(max_length=200, blank=True, default="")
+    # When the broker last delivered its MQTT last will: offline from then until it is heard again.
+    offline_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mqtt_topic"], condition=~models.Q(mqtt_topic=""),
+                                               name="device_mqtt_topic_unique")]
 
     def __str__(self) -> str:
         return self.name
@@ -156,6 +168,21 @@ class Device(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class DeviceSeqRange(models.Model):
+    """Seqs ``first``..``last`` of a device, held above its ``seq_high`` + 1: ranges are
+    disjoint and never adjacent (merged on write, under the device's row lock)."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="seq_ranges")
+    first = models.BigIntegerField()
+    last = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "first"], name="device_seq_range_unique")]
+
+    def __str__(self) -> str:
+        return f"device {self.device_id}: {self.first}-{self.last}"
 
 
 class Source(models.Model):
