@@ -277,6 +277,16 @@ def _check_json_bounds(name: str, value: dict | list) -> None:
         raise BadItem(f"{name} is {len(encoded) // 1024} KB serialized, more than {MAX_EXTRA_BYTES // 1024} KB")
 
 
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One attachment's content, as its connector reads it back (``Connector.attachment``).
+    ``content_type`` is what the source declared: Mesh trusts it for nothing but the download."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 class Connector:
     """Base class for connectors. Subclass it and register it under ``mesh.connectors``."""
 
@@ -302,6 +312,9 @@ class Connector:
     # The InboundItem scope its delivery reports are kept under, per source (default
     # ``<key>-status``; see ``streams.services.delivery_report_receive``).
     delivery_scope: ClassVar[str] = ""
+    # MQTT (``mesh_mqtt``): the topic filters its messages come on. The levels up to a filter's
+    # last ``+`` are a device's base topic, which ``Device.mqtt_topic`` maps to the device.
+    mqtt_topics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict | None = None, secrets: dict | None = None, *, context: dict | None = None):
         self.raw_config = dict(config or {})
@@ -364,6 +377,50 @@ class Connector:
         the user who asks to see them; "" when there is none. Mesh sanitizes it before it
         shows it (``connectors.html``)."""
         return ""
+
+    @classmethod
+    def attachment(cls, payload: Any, index: int, *, secrets: dict | None = None) -> Attachment:
+        """The content of attachment ``index`` (its place in the draft's ``attachments``, from 0)
+        of a stored item (``Activity.raw``), read back from the item or, when the item holds only
+        a link (an MMS's media), fetched from the source through ``connectors.http`` with its
+        ``secrets`` (None when the source was removed). Raises IndexError for an attachment the
+        item does not have, BadItem when the stored item cannot be read back, ConnectorError when
+        the source fails. Optional: connectors that cannot leave it (``can_serve_attachments()``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def can_serve_attachments(cls) -> bool:
+        return cls.attachment.__func__ is not Connector.attachment.__func__
+
+    def mqtt_message(self, topic: str, payload: bytes,
+                     received_at: dt.datetime | None = None) -> RawItem | list[RawItem] | None:
+        """One MQTT message on one of ``mqtt_topics`` as the raw item(s) to store for the device
+        its topic maps to, the same items the connector's HTTP door stores for it (so a resend
+        through either door is a duplicate); None when there is nothing to store. The connector
+        is built with that device in its context (``self.context["device_id"]``); a classmethod
+        that needs no device serves too. Raises ValueError for a payload it cannot read:
+        ``mesh_mqtt`` then stores a skip record ``{"_error": reason, "_topic", "_text"}``, which
+        ``normalize`` refuses with ``BadItem(payload["_error"])``."""
+        raise NotImplementedError
+
+    @classmethod
+    def mqtt_device_topic(cls, topic: str) -> str | None:
+        """The device's base topic in ``topic``: its levels up to the last ``+`` of the filter
+        of ``mqtt_topics`` it matches; None when it matches none."""
+        levels = topic.split("/")
+        for pattern in cls.mqtt_topics:
+            parts = pattern.split("/")
+            if len(parts) == len(levels) and all(p in ("+", level) for p, level in zip(parts, levels, strict=True)):
+                plus = [i for i, p in enumerate(parts) if p == "+"]
+                return "/".join(levels[: plus[-1] + 1]) if plus else topic
+        return None
+
+    @classmethod
+    def mqtt_will(cls, item: RawItem) -> bool:
+        """Whether ``item`` (from ``mqtt_message``) is the device's last will, the broker's word
+        that it dropped off: ``mesh_mqtt`` marks the device offline from its arrival until it
+        is heard from again. The default: never."""
+        return False
 
     def self_identities(self) -> list[tuple[str, str, str]]:
         """The owner's own identities this source knows, as (kind, value, display): an account's

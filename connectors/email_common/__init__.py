@@ -5,7 +5,8 @@
 - ``normalize.email_draft(bytes, meta=..., self_addresses=...)``: bytes → ActivityDraft;
   ``payload_draft(payload)`` the same from a stored payload;
 - ``EmailNormalizer``: the ``normalize(raw)`` both connectors use, with the direction taken from
-  the workspace's self identities plus the connector's ``username`` and ``aliases``.
+  the workspace's self identities plus the connector's ``username`` and ``aliases``; and
+  ``attachment(payload, index)``, an attachment's content parsed again from the stored message.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from __future__ import annotations
 import email
 import email.policy
 
-from connectors.base import ActivityDraft, RawItem
+from connectors.base import ActivityDraft, Attachment, RawItem
 
-from .normalize import email_draft, thread_subject
+from .normalize import email_draft, message_attachment, thread_subject
 from .raw import pack, unpack
 
 __all__ = ["EmailNormalizer", "email_draft", "pack", "payload_draft", "thread_subject", "unpack"]
 
 META_KEYS = ("internaldate", "mbox_date", "mtime", "folder")
+# The largest stored message read back for an attachment: above IMAP's fetch limit (50 MB), and
+# a bound on what a corrupt or hostile payload can make one request decompress.
+MAX_STORED_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class EmailNormalizer:
@@ -36,6 +40,11 @@ class EmailNormalizer:
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
         return payload_draft(raw.payload, self_addresses=self.self_addresses())
+
+    @classmethod
+    def attachment(cls, payload, index: int, *, secrets: dict | None = None) -> Attachment:
+        """Attachment ``index`` of the stored message, parsed again from its bytes."""
+        return message_attachment(unpack(payload, limit=MAX_STORED_MESSAGE_BYTES), index)
 
     @classmethod
     def render_original(cls, payload) -> str:

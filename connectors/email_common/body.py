@@ -213,6 +213,23 @@ def leaf_parts(msg: Message):
             yield part
 
 
+def _attached_message(part: Message) -> Message | None:
+    inner = part.get_payload()
+    inner = inner[0] if isinstance(inner, list) and inner else inner
+    return inner if isinstance(inner, Message) else None
+
+
+def attachment_bytes(part: Message) -> bytes:
+    """An attachment's content: the decoded bytes, or an attached message as RFC 822 bytes."""
+    if not part.get_content_type().startswith("message/"):
+        return part_bytes(part)
+    inner = _attached_message(part)
+    try:
+        return inner.as_bytes() if inner is not None else b""
+    except Exception:  # a message the parser read but cannot write back
+        return b""
+
+
 def attachment_meta(part: Message) -> dict:
     ctype = part.get_content_type()
     try:
@@ -220,19 +237,10 @@ def attachment_meta(part: Message) -> dict:
     except Exception:
         name = ""
     name = decode_header(name) if name else ""
-    if ctype.startswith("message/"):
-        inner = part.get_payload()
-        inner = inner[0] if isinstance(inner, list) and inner else inner
-        size = 0
-        if isinstance(inner, Message):
-            try:
-                size = len(inner.as_bytes())
-            except Exception:
-                size = 0
-            if not name and ctype == "message/rfc822":
-                name = (decode_header(inner.get("subject", "")) or "message") + ".eml"
-    else:
-        size = len(part_bytes(part))
+    size = len(attachment_bytes(part))
+    inner = _attached_message(part) if ctype == "message/rfc822" else None
+    if not name and inner is not None:
+        name = (decode_header(inner.get("subject", "")) or "message") + ".eml"
     cid = part.get("content-id", "")
     cid = decode_header(str(cid)).strip().strip("<>") if cid else ""
     disposition = (part.get_content_disposition() or "").lower()

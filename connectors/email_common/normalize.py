@@ -19,7 +19,7 @@ from email import policy
 from email.headerregistry import HeaderRegistry
 from email.message import Message
 
-from connectors.base import ActivityDraft, BadItem, ParticipantDraft
+from connectors.base import ActivityDraft, Attachment, BadItem, ParticipantDraft
 from connectors.text import clean_text
 from connectors.times import parse_time
 
@@ -215,8 +215,9 @@ def _norm_addr(addr: str) -> str:
     return addr.strip().casefold()
 
 
-def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozenset[str] | set[str] = frozenset()) -> ActivityDraft:
-    meta = meta or {}
+def parse_message(data: bytes) -> tuple[Message, dict[str, list[str]]]:
+    """The parsed message and its headers by lower-case name; BadItem for bytes that hold no
+    message."""
     if not data or not data.strip():
         raise BadItem("empty message")
     try:
@@ -234,6 +235,56 @@ def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozen
                 msg, hdr = retry, _headers(retry, None)
     if not KNOWN_HEADERS & set(hdr) and not holds_text(data):
         raise BadItem("not an email message: binary data with no mail headers")
+    return msg, hdr
+
+
+def body_parts(msg: Message) -> tuple[Message | None, Message | None]:
+    """The parts shown as the message (plain text, HTML), either None when there is none."""
+    try:
+        plain_part = msg.get_body(preferencelist=("plain",))
+    except Exception:
+        plain_part = None
+    try:
+        html_part = msg.get_body(preferencelist=("html",))
+    except Exception:
+        html_part = None
+    if plain_part is None and html_part is None and not msg.is_multipart() and msg.get_content_maintype() == "text":
+        if msg.get_content_subtype() == "html":
+            html_part = msg
+        else:
+            plain_part = msg
+    return plain_part, html_part
+
+
+def attachment_parts(msg: Message, plain_part: Message | None, html_part: Message | None) -> list[Message]:
+    """The parts listed as the draft's ``attachments``, in its order: every leaf but the body
+    and a report's human-readable parts."""
+    report = msg.get_content_type() == "multipart/report"
+    return [
+        part for part in B.leaf_parts(msg)
+        if part is not plain_part and part is not html_part
+        and not (report and part.get_content_type() in ("text/plain", "text/rfc822-headers") and not part.get_filename())
+    ]
+
+
+def message_attachment(data: bytes, index: int) -> Attachment:
+    """Attachment ``index`` of a message (``attachment_parts`` order) with its content; IndexError
+    when there is no such attachment, BadItem when the bytes hold no readable message."""
+    msg, _hdr = parse_message(data)
+    try:
+        parts = attachment_parts(msg, *body_parts(msg))
+    except Exception as exc:  # a structure the parser accepted but cannot walk
+        raise BadItem(f"cannot read the message's parts: {type(exc).__name__}") from None
+    if not 0 <= index < len(parts):
+        raise IndexError(f"the message has {len(parts)} attachment(s), not {index + 1}")
+    part = parts[index]
+    meta = B.attachment_meta(part)
+    return Attachment(filename=meta["name"], content_type=meta["type"], data=B.attachment_bytes(part))
+
+
+def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozenset[str] | set[str] = frozenset()) -> ActivityDraft:
+    meta = meta or {}
+    msg, hdr = parse_message(data)
     charset = _charset_hint(msg)
 
     def first(name: str) -> str:
@@ -266,20 +317,7 @@ def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozen
 
     # Body, HTML, attachments.
     text = html = ""
-    plain_part = html_part = None
-    try:
-        plain_part = msg.get_body(preferencelist=("plain",))
-    except Exception:
-        plain_part = None
-    try:
-        html_part = msg.get_body(preferencelist=("html",))
-    except Exception:
-        html_part = None
-    if plain_part is None and html_part is None and not msg.is_multipart() and msg.get_content_maintype() == "text":
-        if msg.get_content_subtype() == "html":
-            html_part = msg
-        else:
-            plain_part = msg
+    plain_part, html_part = body_parts(msg)
     if plain_part is not None:
         text = B.part_text(plain_part)
     raw_html = B.part_text(html_part) if html_part is not None else ""
@@ -287,16 +325,12 @@ def email_draft(data: bytes, *, meta: dict | None = None, self_addresses: frozen
     attachments: list[dict] = []
     extra: dict = {}
     content_ids: set[str] = set()
-    for part in B.leaf_parts(msg):
-        if part is plain_part or part is html_part:
-            continue
+    for part in attachment_parts(msg, plain_part, html_part):
         ctype = part.get_content_type()
         if ctype == "text/calendar" and "calendar" not in extra:
             extra["calendar"] = _calendar(B.part_text(part))
         if ctype == "message/delivery-status" and "dsn" not in extra:
             extra["dsn"] = _dsn(part)
-        if ctype in ("text/plain", "text/rfc822-headers") and msg.get_content_type() == "multipart/report" and not part.get_filename():
-            continue  # the human-readable part of a report
         meta_a = B.attachment_meta(part)
         if meta_a["content_id"]:
             content_ids.add(meta_a["content_id"].lower())

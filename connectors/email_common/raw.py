@@ -26,17 +26,27 @@ def pack(data: bytes, **meta) -> dict:
     return payload
 
 
-def unpack(payload) -> bytes:
-    """The message bytes of a stored payload; BadItem when there are none."""
+def unpack(payload, *, limit: int | None = None) -> bytes:
+    """The message bytes of a stored payload; BadItem when there are none, or when they are
+    larger than ``limit`` (checked while decompressing, so a bomb costs no more than that)."""
     if not isinstance(payload, dict):
         raise BadItem("not an email payload")
     if payload.get("error"):
         raise BadItem(str(payload["error"]))
     try:
-        if "rfc822_zb64" in payload:
+        if "rfc822_zb64" in payload and limit is not None:
+            inflater = zlib.decompressobj()
+            data = inflater.decompress(base64.b64decode(payload["rfc822_zb64"]), limit + 1)
+            if len(data) <= limit and not inflater.eof:
+                raise BadItem("stored message bytes are corrupt: the compressed stream is cut short")
+        elif "rfc822_zb64" in payload:
             return zlib.decompress(base64.b64decode(payload["rfc822_zb64"]))
-        if "rfc822_b64" in payload:
-            return base64.b64decode(payload["rfc822_b64"])
+        elif "rfc822_b64" in payload:
+            data = base64.b64decode(payload["rfc822_b64"])
+        else:
+            raise BadItem("payload holds no message bytes")
     except (binascii.Error, zlib.error, ValueError, TypeError) as exc:
         raise BadItem(f"stored message bytes are corrupt: {exc}") from None
-    raise BadItem("payload holds no message bytes")
+    if limit is not None and len(data) > limit:
+        raise BadItem(f"stored message is larger than {limit:,} bytes")
+    return data

@@ -18,6 +18,8 @@ after - overlap`` and skips the SIDs it has seen, so messages sent in the same s
 last sync (or that show up in the API a little late) are neither missed nor imported twice.
 Twilio lists newest first; while a listing is walked, the cursor also records how far down it
 has stored (``run``), so a crash between pages resumes below the last stored page.
+
+An MMS's media are fetched from Twilio when a member opens one (``attachment``, ``media.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import mimetypes
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from django.urls import reverse
 from connectors import http
 from connectors.base import (
     ActivityDraft,
+    Attachment,
     BadItem,
     Batch,
     Connector,
@@ -44,6 +48,8 @@ from connectors.base import (
 )
 from connectors.phone import e164
 from connectors.times import parse_time
+
+from .media import media_fetch
 
 SID_RE = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 ACCOUNT_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
@@ -289,6 +295,21 @@ class TwilioSmsConnector(Connector):
             return self._from_resource(payload)
         raise BadItem("neither a Twilio webhook nor a Messages API resource")
 
+    @classmethod
+    def attachment(cls, payload, index: int, *, secrets: dict | None = None) -> Attachment:
+        """An MMS medium, fetched from Twilio: the stored webhook holds its URL, not its bytes
+        (``media``). Messages API resources list no media."""
+        is_webhook = isinstance(payload, dict) and ("MessageSid" in payload or "SmsSid" in payload)
+        _num, media = webhook_media(payload) if is_webhook else (0, [])
+        if not 0 <= index < len(media):
+            raise IndexError(f"the message has {len(media)} medi{'um' if len(media) == 1 else 'a'}, not {index + 1}")
+        url, declared = media[index]
+        token = (secrets or {}).get("auth_token")
+        auth = (_one(payload.get("AccountSid")), token) if token else None
+        extension = mimetypes.guess_extension(declared.partition(";")[0].strip()) or ""
+        return Attachment(filename=_media_name(url) + extension, content_type=declared,
+                          data=media_fetch(url, auth=auth))
+
     def _check_account(self, account_sid) -> None:
         if account_sid != self.config.account_sid:
             raise BadItem(f"message of account {account_sid!r}, not this source's {self.config.account_sid}")
@@ -304,19 +325,8 @@ class TwilioSmsConnector(Connector):
         received = _iso(_one(p.get("_received_at"))) or raw.received_at
         if received is None:
             raise BadItem("no time: neither _received_at nor the received time is known")
-        attachments = []
-        try:
-            num_media = int(_one(p.get("NumMedia")) or 0)
-        except ValueError:
-            raise BadItem(f"bad NumMedia {p.get('NumMedia')!r}") from None
-        for i in range(min(num_media, 10)):
-            url = _one(p.get(f"MediaUrl{i}"))
-            if not url:
-                continue
-            attachments.append({
-                "name": url.rstrip("/").rsplit("/", 1)[-1], "mediaType": _one(p.get(f"MediaContentType{i}")),
-                "url": url,
-            })
+        num_media, media = webhook_media(p)
+        attachments = [{"name": _media_name(url), "mediaType": declared, "url": url} for url, declared in media]
         extra = {
             "delivery": {"state": "received", "error_code": None, "updated_at": received.astimezone(dt.UTC).isoformat()},
             "segments": _int(_one(p.get("NumSegments"))),
@@ -385,6 +395,21 @@ class TwilioSmsConnector(Connector):
             attachments=attachments,
             extra=extra,
         )
+
+
+def webhook_media(p: dict) -> tuple[int, list[tuple[str, str]]]:
+    """A webhook form's ``NumMedia`` and its media as (URL, declared type), in the order of the
+    draft's ``attachments`` (at most 10, Twilio's limit)."""
+    try:
+        num_media = int(_one(p.get("NumMedia")) or 0)
+    except ValueError:
+        raise BadItem(f"bad NumMedia {p.get('NumMedia')!r}") from None
+    urls = [(_one(p.get(f"MediaUrl{i}")), _one(p.get(f"MediaContentType{i}"))) for i in range(min(num_media, 10))]
+    return num_media, [(url, declared) for url, declared in urls if url]
+
+
+def _media_name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _one(value) -> str:
