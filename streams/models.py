@@ -496,6 +496,7 @@ class FeedToken(models.Model):
     tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.METADATA)
     token_hash = models.CharField(max_length=64, unique=True)
     token_prefix = models.CharField(max_length=12, blank=True, help_text="First characters, to tell tokens apart.")
+    label = models.CharField(max_length=100, blank=True, help_text="What the token is for, e.g. the reader using it.")
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
