@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
+from .identity import merge_name
 from .models import Contact, Identity, TimelineEntry, Workspace
 from .selectors import contact_subtree_ids
 from .services import ServiceError, contact_merge_check
@@ -29,8 +30,8 @@ def contact_rename(*, workspace: Workspace, contact: Contact, name: str) -> Cont
     clean = _clean_name(name)
     if not clean:
         raise ServiceError("the name is empty")
-    Contact.objects.filter(pk=contact.pk).update(name=clean)
-    contact.name = clean
+    Contact.objects.filter(pk=contact.pk).update(name=clean, name_source="hand")
+    contact.name, contact.name_source = clean, "hand"
     return contact
 
 
@@ -43,6 +44,14 @@ class MergePreview:
     other_count: int
     shared: int  # activities already on both timelines (counted once after the merge)
     channel_counts: dict[str, int] = field(default_factory=dict)
+    shared_threads: int = 0  # conversations both contacts appear in
+    name: str = ""  # the name the merge leaves (identity.merge_name)
+    name_source: str = ""
+
+    @property
+    def name_from(self) -> str:
+        """Whose name wins: "survivor" (``target``) or "merged" (``other``)."""
+        return "survivor" if self.name == self.target.name else "merged"
 
     @property
     def total_after(self) -> int:
@@ -55,6 +64,7 @@ def contact_merge_preview(*, workspace: Workspace, target: Contact, other: Conta
     contact_merge_check(workspace=workspace, target=target, other=other)
     target_ids = TimelineEntry.objects.filter(kind="c", owner_id=target.pk).values("activity_id")
     shared = TimelineEntry.objects.filter(kind="c", owner_id=other.pk, activity_id__in=target_ids).count()
+    name, name_source = merge_name(survivor=target, other=other)
     return MergePreview(
         target=target,
         other=other,
@@ -63,7 +73,17 @@ def contact_merge_preview(*, workspace: Workspace, target: Contact, other: Conta
         other_count=other.activity_count,
         shared=shared,
         channel_counts=dict(sorted((other.channel_counts or {}).items())),
+        shared_threads=_shared_threads(target, other),
+        name=name, name_source=name_source,
     )
+
+
+def _shared_threads(target: Contact, other: Contact) -> int:
+    def threads(contact: Contact):
+        return (TimelineEntry.objects.filter(kind="c", owner_id=contact.pk).exclude(activity__thread_key="")
+                .values_list("activity__thread_key", flat=True).distinct())
+
+    return len(set(threads(target)) & set(threads(other)))
 
 
 @dataclass

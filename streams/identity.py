@@ -35,6 +35,88 @@ ALNUM_SENDER_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ._&'-]{1,11}$")
 SHORT_CODE_RE = re.compile(r"^\d{3,8}$")
 X_ID_RE = re.compile(r"^\d{1,20}$")
 
+# Where a name comes from, weakest first. A contact's name (and an identity's display) is
+# replaced only by one from a source at least as strong; a name set by hand by nothing at all.
+# "x" is an X profile name; the @handle an X item carries is an address like the others.
+NAME_SOURCES = ("address", "phone", "email", "x", "address_book", "hand")
+_NAME_RANK = {source: rank for rank, source in enumerate(NAME_SOURCES)}
+
+
+def name_rank(source: str) -> int | None:
+    """The strength of a name source; None for a name recorded before sources were (blank)."""
+    return _NAME_RANK.get(source)
+
+
+def display_source(channel: str, extra: dict | None, display: str) -> str:
+    """Where the display name a participant carries comes from: an SMS backup's contact names
+    are the phone's address book; device call logs and SMS give the phone's nickname."""
+    if display.startswith("@"):
+        return "address"
+    if (extra or {}).get("origin") == "sms_backup":
+        return "address_book"
+    return {"email": "email", "twitter": "x"}.get(channel, "phone")
+
+
+def name_wins(new_source: str, old_source: str, *, same_name_updated: bool) -> bool:
+    """Whether a name from ``new_source`` replaces one from ``old_source``: never a name set by
+    hand; a stronger source always; the same one when it is the identity the name came from
+    that changed its display (an X account renamed). Names from before sources were recorded
+    follow that last rule only, since one of them may have been typed by a person."""
+    new, old = name_rank(new_source), name_rank(old_source)
+    if old_source == "hand":
+        return False
+    if new is None or old is None:
+        return same_name_updated
+    return new > old or (same_name_updated and new >= old)
+
+
+def merge_name(*, survivor: Contact, other: Contact) -> tuple[str, str]:
+    """(name, source) of the contact a merge leaves: the survivor's, unless it has none or the
+    other's comes from a strictly stronger source."""
+    if not survivor.name or (other.name and name_wins(other.name_source, survivor.name_source,
+                                                      same_name_updated=False)):
+        return other.name, other.name_source
+    return survivor.name, survivor.name_source
+
+
+def merge_name_apply(*, survivor: Contact, other: Contact) -> None:
+    """Give ``survivor`` the name a merge of ``other`` into it leaves (``merge_name``). When that
+    is ``other``'s, ``other.merge_undo`` keeps the survivor's name before, so that undoing
+    exactly this merge gives it back (``merge_name_undo``). Saves both rows."""
+    name, source = merge_name(survivor=survivor, other=other)
+    took = name != survivor.name
+    other.merge_undo = {"name": survivor.name, "name_source": survivor.name_source, "took": name} if took else {}
+    other.save(update_fields=["merge_undo"])
+    if took:
+        survivor.name, survivor.name_source = name, source
+        survivor.save(update_fields=["name", "name_source"])
+
+
+def merge_order(contact: Contact) -> tuple:
+    """Sort key of merged-in contacts by when they were merged."""
+    return (contact.merged_at is not None, contact.merged_at or contact.created_at, contact.pk)
+
+
+def merge_name_undo(child: Contact) -> None:
+    """Before ``child`` is split off the contact it was merged into: give that contact the name
+    it had before this merge, when the merge took ``child``'s name and nothing renamed it since.
+    A later merge into the same contact that recorded the taken name as its "before" records
+    the older one instead (undoing merges out of order stays exact). Clears the record."""
+    undo = child.merge_undo or {}
+    if not undo or child.merged_into_id is None:
+        return
+    parent = Contact.objects.select_for_update().get(pk=child.merged_into_id)
+    before = {"name": undo.get("name", ""), "name_source": undo.get("name_source", "")}
+    if parent.name == undo.get("took"):
+        parent.name, parent.name_source = before["name"], before["name_source"]
+        parent.save(update_fields=["name", "name_source"])
+    for sibling in Contact.objects.filter(merged_into=parent).exclude(pk=child.pk):
+        if (sibling.merge_undo or {}).get("name") == undo.get("took") and merge_order(sibling) > merge_order(child):
+            sibling.merge_undo = {**sibling.merge_undo, **before}
+            sibling.save(update_fields=["merge_undo"])
+    child.merge_undo = {}
+    child.save(update_fields=["merge_undo"])
+
 
 class InvalidIdentity(ValueError):
     """A value that cannot be an identity of that kind. The message says why."""
@@ -135,6 +217,7 @@ class Wanted:
     # When ``display`` was seen (its item's time): a display newer than everything stored for a
     # known identity replaces the old one (an X account renamed); an older one changes nothing.
     seen_at: dt.datetime | None = None
+    source: str = ""  # where ``display`` comes from (NAME_SOURCES)
 
 
 def identities_resolve(
@@ -166,9 +249,11 @@ def identities_resolve(
         new_contacts: dict[tuple[str, str], Contact] = {}
         to_contact = [key for key in missing if wanted[key].needs_contact]
         if to_contact:
-            created = Contact.objects.bulk_create(
-                [Contact(workspace=workspace, name=_contact_name(key, wanted[key].display)) for key in to_contact]
-            )
+            created = Contact.objects.bulk_create([
+                Contact(workspace=workspace, name=_contact_name(key, wanted[key].display),
+                        name_source=wanted[key].source if wanted[key].display else "address")
+                for key in to_contact
+            ])
             new_contacts = dict(zip(to_contact, created, strict=True))
         Identity.objects.bulk_create(
             [
@@ -178,6 +263,7 @@ def identities_resolve(
                     value=key[1],
                     display=wanted[key].display[:320],
                     display_seen_at=wanted[key].seen_at if wanted[key].display else None,
+                    display_source=wanted[key].source if wanted[key].display else "",
                     contact=new_contacts.get(key),
                     home_contact=new_contacts.get(key),
                 )
@@ -196,9 +282,11 @@ def identities_resolve(
         if wanted[key].needs_contact and ident.contact_id is None and not ident.is_self
     ]
     if adopt:
-        created = Contact.objects.bulk_create(
-            [Contact(workspace=workspace, name=_contact_name((i.kind, i.value), i.display)) for i in adopt]
-        )
+        created = Contact.objects.bulk_create([
+            Contact(workspace=workspace, name=_contact_name((i.kind, i.value), i.display),
+                    name_source=i.display_source if i.display else "address")
+            for i in adopt
+        ])
         for ident, contact in zip(adopt, created, strict=True):
             ident.contact = contact
             ident.home_contact = contact
@@ -249,7 +337,7 @@ def _select_pg(workspace: Workspace, keys: list[tuple[str, str]]) -> dict[tuple[
 
 def _displays_refresh(
     found: dict[tuple[str, str], Identity], wanted: dict[tuple[str, str], Wanted]
-) -> dict[int, tuple[str, str]]:
+) -> dict[int, tuple[str, str, str]]:
     """Give known identities the display of items newer than the one their display came from
     (the contact's name follows when it was only the old display, never a name a user chose).
 
@@ -259,27 +347,37 @@ def _displays_refresh(
     costs no write per batch. So after A (t1) → B (t5), B again at t10 and then A at t7 from an
     older export, the display goes back to A; telling that apart would need the newest item's
     time on every batch — what this replaced: an aggregate over all of an identity's items,
-    which grew with the database."""
+    which grew with the database.
+
+    Time decides only between displays of one strength (``display_source``): a display from a
+    stronger source replaces a weaker one whenever it was seen, a weaker one never replaces a
+    stronger one (NAME_SOURCES)."""
     touched: list[Identity] = []
-    contact_renames: dict[int, tuple[str, str]] = {}  # contact id → (old name, new name)
+    contact_renames: dict[int, tuple[str, str, str]] = {}  # contact id → (old name, new name, source)
     for key, ident in found.items():
         w = wanted[key]
         if not w.display or w.seen_at is None:
             continue
         display = w.display[:320]
         seen = ident.display_seen_at
+        new_rank, old_rank = name_rank(w.source), name_rank(ident.display_source)
+        stronger = new_rank is not None and (old_rank is None and not ident.display or
+                                             old_rank is not None and new_rank > old_rank)
+        if new_rank is not None and old_rank is not None and new_rank < old_rank:
+            continue
         if display == ident.display:
-            if seen is None:
-                ident.display_seen_at = w.seen_at
+            if seen is None or (stronger and ident.display_source != w.source):
+                ident.display_seen_at = w.seen_at if seen is None else max(seen, w.seen_at)
+                ident.display_source = w.source
                 touched.append(ident)
             continue
-        if seen is not None and w.seen_at <= seen:
+        if not stronger and seen is not None and w.seen_at <= seen:
             continue
         old_name = _contact_name(key, ident.display)
-        ident.display, ident.display_seen_at = display, w.seen_at
+        ident.display, ident.display_seen_at, ident.display_source = display, w.seen_at, w.source
         touched.append(ident)
         if ident.contact_id:
-            contact_renames[ident.contact_id] = (old_name, _contact_name(key, display))
+            contact_renames[ident.contact_id] = (old_name, _contact_name(key, display), w.source)
     if not touched:
         return contact_renames
     # One statement for all of them (an archive import renames thousands of accounts), in id
@@ -287,31 +385,38 @@ def _displays_refresh(
     touched.sort(key=lambda i: i.pk)
     if connection.vendor == "postgresql":
         update_from_unnest(
-            Identity._meta.db_table, [i.pk for i in touched], "display = d.display, display_seen_at = d.seen",
+            Identity._meta.db_table, [i.pk for i in touched],
+            "display = d.display, display_seen_at = d.seen, display_source = d.source",
             [("display", "text", TextArray([i.display for i in touched])),
-             ("seen", "timestamptz", TextArray([i.display_seen_at.isoformat() for i in touched]))],
+             ("seen", "timestamptz", TextArray([i.display_seen_at.isoformat() for i in touched])),
+             ("source", "text", TextArray([i.display_source for i in touched]))],
         )
     else:
-        Identity.objects.bulk_update(touched, ["display", "display_seen_at"], batch_size=1000)
+        Identity.objects.bulk_update(touched, ["display", "display_seen_at", "display_source"], batch_size=1000)
     return contact_renames
 
 
-def contacts_rename(renames: dict[int, tuple[str, str]]) -> None:
-    """Apply {contact id: (old name, new name)}, only where the name is still the old one (a
-    name a user chose stays)."""
+def contacts_rename(renames: dict[int, tuple[str, str, str]]) -> None:
+    """Apply {contact id: (old name, new name, source)} where the name precedence allows it
+    (``name_wins``): a contact still named after the identity's old display follows it unless
+    the new one is weaker than the name's source; another name only yields to a stronger
+    source; a name set by hand never changes."""
     if not renames:
         return
-    renamed_contacts = [
-        c for c in Contact.objects.filter(pk__in=list(renames)).only("pk", "name") if c.name == renames[c.pk][0]
-    ]
+    renamed_contacts = []
+    for c in Contact.objects.filter(pk__in=list(renames)).only("pk", "name", "name_source"):
+        old, new, source = renames[c.pk]
+        if c.name != new and name_wins(source, c.name_source, same_name_updated=c.name == old):
+            c.name, c.name_source = new, source
+            renamed_contacts.append(c)
     renamed_contacts.sort(key=lambda c: c.pk)
-    for c in renamed_contacts:
-        c.name = renames[c.pk][1]
     if renamed_contacts and connection.vendor == "postgresql":
-        update_from_unnest(Contact._meta.db_table, [c.pk for c in renamed_contacts], "name = d.name",
-                           [("name", "text", TextArray([c.name for c in renamed_contacts]))])
+        update_from_unnest(Contact._meta.db_table, [c.pk for c in renamed_contacts],
+                           "name = d.name, name_source = d.source",
+                           [("name", "text", TextArray([c.name for c in renamed_contacts])),
+                            ("source", "text", TextArray([c.name_source for c in renamed_contacts]))])
         return
-    Contact.objects.bulk_update(renamed_contacts, ["name"], batch_size=1000)
+    Contact.objects.bulk_update(renamed_contacts, ["name", "name_source"], batch_size=1000)
 
 
 def _contact_name(key: tuple[str, str], display: str) -> str:

@@ -40,7 +40,7 @@ from connectors.text import (
 )
 
 from .dbstats import statistics_refresh
-from .identity import InvalidIdentity, Wanted, contacts_rename, identities_resolve, normalize
+from .identity import InvalidIdentity, Wanted, contacts_rename, display_source, identities_resolve, normalize
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
 from .rawdb import IntArray, TextArray, copy_with_new_ids, raw_cursor
 from .search import search_queue
@@ -405,6 +405,7 @@ def participants_resolve(workspace, region, fresh, contact_renames=None):
             w = wanted.setdefault(key, Wanted())
             if p.display and (w.seen_at is None or draft.occurred_at > w.seen_at):  # newest display wins
                 w.display, w.seen_at = p.display, draft.occurred_at
+                w.source = display_source(draft.channel, draft.extra, p.display)
             if not draft.automated or create_for_automated:
                 w.needs_contact = True
             keys.append((key, p.role))

@@ -31,7 +31,7 @@ from .delivery import activity_delivery_update as activity_delivery_update
 from .delivery import delivery_report_receive as delivery_report_receive
 from .delivery import delivery_reports_apply as delivery_reports_apply
 from .identity import InvalidIdentity as InvalidIdentity
-from .identity import identity_mark_self
+from .identity import identity_mark_self, merge_name_apply, merge_name_undo, merge_order
 from .identity import normalize_phone as normalize_phone
 from .ingest import IngestResult, ingest_batch, scope_for
 from .locks import source_lock
@@ -454,13 +454,11 @@ def contact_merge(*, workspace: Workspace, target: Contact, other: Contact) -> C
     target = Contact.objects.select_for_update().get(pk=target.pk)
     other = Contact.objects.select_for_update().get(pk=other.pk)
     contact_merge_check(workspace=workspace, target=target, other=other)  # on the locked rows
+    merge_name_apply(survivor=target, other=other)  # which name wins, and how to undo it
     other.merged_into = target
     other.merged_at = timezone.now()
     other.save(update_fields=["merged_into", "merged_at"])
     Identity.objects.filter(contact=other).update(contact=target)
-    if not target.name and other.name:
-        target.name = other.name
-        target.save(update_fields=["name"])
     contact_timelines_rebuild(contact_ids=[target.pk, other.pk])
     target.refresh_from_db()
     return target
@@ -482,7 +480,8 @@ def contact_unmerge(*, workspace: Workspace, contact: Contact) -> list[Contact]:
         detach = list(Contact.objects.select_for_update().filter(merged_into=contact).order_by("pk"))
         if not detach:
             raise ServiceError(f"contact {contact.pk} has nothing merged into it")
-    for child in detach:
+    for child in sorted(detach, key=merge_order, reverse=True):  # latest first: names come back in turn
+        merge_name_undo(child)
         child.merged_into = None
         child.merged_at = None
         child.save(update_fields=["merged_into", "merged_at"])
