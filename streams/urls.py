@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import contacts, devices, lifestream, search, sources
+from .views import contacts, devices, lifestream, linking, search, sources
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/contacts/", permanent=False)),
@@ -14,6 +14,9 @@ urlpatterns = [
     path("contacts/<int:contact_id>/merge/", contacts.contact_merge_view, name="contact-merge"),
     path("contacts/<int:contact_id>/unmerge/", contacts.contact_unmerge_view, name="contact-unmerge"),
     path("contacts/<int:contact_id>/sms/", contacts.contact_sms_view, name="contact-sms"),
+    path("contacts/suggestions/", linking.suggestion_list, name="suggestion-list"),
+    path("contacts/suggestions/refresh/", linking.suggestions_refresh_view, name="suggestion-refresh"),
+    path("contacts/suggestions/<int:suggestion_id>/reject/", linking.suggestion_reject_view, name="suggestion-reject"),
     path("activities/<int:activity_id>/body", contacts.activity_body, name="activity-body"),
     path("search/", search.search, name="search"),
     path("devices/", devices.device_list, name="device-list"),

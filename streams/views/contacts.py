@@ -17,6 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 from .. import selectors
 from ..conf import conf
 from ..contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
+from ..linking import merge_suggestion_accept
 from ..forms import CHANNELS, DIRECTIONS
 from ..heatmap import heat_svg, heat_weeks
 from ..message_frame import message_csp, message_document
@@ -24,6 +25,7 @@ from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Source, Workspace
 from ..presenters import decorate_activities, render_activities, timeline_blocks
 from ..selectors import BadCursor, ContactCursor, Cursor
+from ..selectors.linking import merge_suggestion_get
 from ..services import ServiceError, contact_merge, contact_unmerge
 from .common import (
     MORE_HEADER,
@@ -200,32 +202,40 @@ def contact_rename_view(request: HttpRequest, contact_id: int) -> HttpResponse:
 
 @login_required
 def contact_merge_view(request: HttpRequest, contact_id: int) -> HttpResponse:
-    """Pick another contact, see what would move, then merge it into this one."""
+    """Pick another contact, see what would move, choose which of the two stays (``into``),
+    then merge. Coming from a suggestion (``suggestion``), the merge accepts it."""
     contact = _member_contact(request, contact_id)
     workspace = contact.workspace
-    other_id = request.POST.get("other") or request.GET.get("other")
+    data = request.POST if request.method == "POST" else request.GET
+    other_id = data.get("other")
     other = None
     if other_id:
         try:
             other = Contact.objects.get(pk=int(other_id), workspace=workspace)
         except (ValueError, Contact.DoesNotExist):
             raise Http404("no such contact") from None
+    suggestion = merge_suggestion_get(workspace=workspace, pk=data.get("suggestion")) if data.get("suggestion") else None
+    # The survivor: this contact unless the other one was chosen.
+    target, merged = (other, contact) if other is not None and data.get("into") == str(other.pk) else (contact, other)
     if request.method == "POST":
         if other is None:
             return HttpResponseBadRequest("choose a contact to merge")
         try:
-            contact_merge(workspace=workspace, target=contact, other=other)
+            if suggestion is not None and {suggestion.contact_a_id, suggestion.contact_b_id} == {contact.pk, other.pk}:
+                merge_suggestion_accept(workspace=workspace, suggestion=suggestion, into=target)
+            else:
+                contact_merge(workspace=workspace, target=target, other=merged)
         except ServiceError as exc:
             messages.error(request, f"Not merged: {exc}.")
             return redirect("contact-detail", contact.pk)
-        messages.success(request, f"Merged “{other}” into “{contact}”. Undo it with “Split off”.")
-        return redirect("contact-detail", contact.pk)
+        messages.success(request, f"Merged “{merged}” into “{target}”. Undo it with “undo this merge”.")
+        return redirect("contact-detail", target.pk)
     if request.method not in ("GET", "HEAD"):
         return HttpResponse(status=405)
     preview = error = None
     if other is not None:
         try:
-            preview = contact_merge_preview(workspace=workspace, target=contact, other=other)
+            preview = contact_merge_preview(workspace=workspace, target=target, other=merged)
         except ServiceError as exc:
             error = str(exc)
     q = request.GET.get("q", "").strip()[:200]
@@ -234,7 +244,7 @@ def contact_merge_view(request: HttpRequest, contact_id: int) -> HttpResponse:
         candidates = [c for c in selectors.contacts_list(workspace=workspace, search=q)[:20] if c.pk != contact.pk]
     return render(request, "streams/contact_merge.html", {
         "workspace": workspace, "contact": contact, "other": other, "preview": preview, "error": error,
-        "q": q, "candidates": candidates,
+        "q": q, "candidates": candidates, "suggestion": suggestion,
     })
 
 
