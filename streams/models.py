@@ -30,6 +30,9 @@ class Workspace(models.Model):
     # Merge suggestions scoring at least this are merged without asking (None: never; see
     # streams.linking). Off by default: a wrong merge costs more than a missed one.
     auto_merge_score = models.FloatField(null=True, blank=True)
+    # The zone pages show times in for members who chose none and on the public lifestream
+    # (streams.timezones); blank: TIME_ZONE. Times are stored in UTC whatever it says.
+    time_zone = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -54,6 +57,17 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.workspace}"
+
+
+class UserPreference(models.Model):
+    """A person's own display settings, whatever the workspace: the zone their pages show
+    times in (blank: not chosen yet, so their workspace's until their browser says)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mesh_preference")
+    time_zone = models.CharField(max_length=64, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.time_zone or 'no time zone'}"
 
 
 class Contact(models.Model):
