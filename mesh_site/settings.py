@@ -189,6 +189,14 @@ MESH_LOGIN_LOCKOUT_SECONDS = env_int("MESH_LOGIN_LOCKOUT_SECONDS", 900)
 # address per minute, after which that address is refused before any lookup.
 MESH_DEVICE_API_RATE_PER_MINUTE = env_int("MESH_DEVICE_API_RATE_PER_MINUTE", 6000)
 MESH_DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE = env_int("MESH_DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE", 300)
+# A device not heard from for this long is offline (its MQTT last will says so sooner).
+MESH_DEVICE_OFFLINE_AFTER_SECONDS = env_int("MESH_DEVICE_OFFLINE_AFTER_SECONDS", 900)
+# The broker mesh_mqtt subscribes on (mqtt://, or mqtts:// for TLS; user:password@ allowed),
+# its credentials, and the fixed client id its persistent session is kept under.
+MESH_MQTT_URL = env("MESH_MQTT_URL", "mqtt://127.0.0.1:1883")
+MESH_MQTT_USERNAME = env("MESH_MQTT_USERNAME")
+MESH_MQTT_PASSWORD = env("MESH_MQTT_PASSWORD")
+MESH_MQTT_CLIENT_ID = env("MESH_MQTT_CLIENT_ID", "mesh")
 # Requests per feed token per minute: a reader polls every few minutes, so this only stops a
 # runaway client; it stays above the feed benchmark's ~5,500 timed requests on one token.
 MESH_FEED_RATE_PER_MINUTE = env_int("MESH_FEED_RATE_PER_MINUTE", 12000)

@@ -33,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_LOCKOUT_SECONDS": 900,
     "DEVICE_API_RATE_PER_MINUTE": 6000,
     "DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE": 300,
+    "DEVICE_OFFLINE_AFTER_SECONDS": 900,  # silence after which a device is offline
+    "MQTT_URL": "mqtt://127.0.0.1:1883",  # mesh_mqtt's broker
+    "MQTT_USERNAME": "",
+    "MQTT_PASSWORD": "",
+    "MQTT_CLIENT_ID": "mesh",  # fixed: the broker keeps the persistent session under it
     "FEED_RATE_PER_MINUTE": 12000,
     "TRUSTED_PROXIES": 0,
 }

@@ -30,6 +30,7 @@ from .crypto import secrets_decrypt, secrets_encrypt, token_hash
 from .delivery import activity_delivery_update as activity_delivery_update
 from .delivery import delivery_report_receive as delivery_report_receive
 from .delivery import delivery_reports_apply as delivery_reports_apply
+from .devices import device_push_record
 from .identity import InvalidIdentity as InvalidIdentity
 from .identity import identity_mark_self, merge_name_apply, merge_name_undo, merge_order
 from .identity import normalize_phone as normalize_phone
@@ -276,10 +277,16 @@ def device_revoke(*, device: Device) -> None:
     Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now())
 
 
-def device_events_store(*, device: Device, items: list[RawItem], at: dt.datetime) -> tuple[list[int], int]:
-    """A device's pushed events, stored raw (``inbound_store``), and the device seen at ``at``."""
-    stored = inbound_store(workspace=device.workspace, connector="device", items=items, device=device)
-    Device.objects.filter(pk=device.pk).update(last_seen_at=at)
+def device_events_store(
+    *, device: Device, items: list[RawItem], at: dt.datetime | None, connector: str = "device",
+) -> tuple[list[int], int]:
+    """A device's pushed events, stored raw (``inbound_store``) with the seqs they carry held,
+    and the device seen at ``at`` (None: not a sign of life), in one transaction
+    (``streams.devices``). ``connector``: whose normalizer reads them (``owntracks`` for the
+    app's own messages)."""
+    with transaction.atomic():
+        stored = inbound_store(workspace=device.workspace, connector=connector, items=items, device=device)
+        device_push_record(device=device, items=items, seen_at=at)
     return stored
 
 

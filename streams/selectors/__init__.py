@@ -5,6 +5,7 @@
   search and export composes.
 - ``contacts``: the contact list and its search, identities, merge trees, pending pushes.
 - ``search``: full-text search pages over the timelines' visible activities.
+- ``devices``: a device's presence (the one rule every page and command shows) and its held seqs.
 - ``sources``: what a source stored and its last run, for the connector conformance kit.
 
 The names below are the import path code outside ``streams`` uses (``streams.selectors.<name>``).
@@ -22,6 +23,7 @@ from .contacts import (
     inbound_pending,
     workspaces_for_user,
 )
+from .devices import Presence, device_presence, device_seq_status
 from .search import (
     highlight_terms,
     search_backlog,
@@ -62,5 +64,6 @@ __all__ = [
     "timeline_for_device", "timeline_page", "timeline_search_page", "timeline_since", "visible_q", "visible_sql",
     "workspace_activities", "workspace_search_page",
     "workspaces_for_user",
+    "Presence", "device_presence", "device_seq_status",
     "source_activity_external_ids", "source_import_failures", "source_latest_run", "timeline_entries_total",
 ]
