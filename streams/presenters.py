@@ -19,6 +19,7 @@ from connectors.text import MAX_JSON_DEPTH
 
 from .feeds.entries import owner_wrote
 from .models import Activity, Contact, Device
+from .selectors.devices import device_presence
 
 # --- activities: display values ------------------------------------------------------------------
 
@@ -272,9 +273,6 @@ def timeline_blocks(activities: list[Activity]) -> list[Block]:
 
 # --- devices and sources -------------------------------------------------------------------------
 
-ONLINE_SECONDS = 15 * 60  # a device heard from within this long is "online"
-
-
 def device_state_items(state: dict) -> list[dict]:
     items = []
     for key, entry in sorted((state or {}).items()):
@@ -297,33 +295,20 @@ def device_state_items(state: dict) -> list[dict]:
 
 
 def device_status(device: Device, now: dt.datetime | None = None) -> dict:
-    """Presence, battery and last location, from the device's state and last contact."""
-    now = now or timezone.now()
+    """Presence, last seen, battery and last place as a page shows them: the values of
+    ``selectors.device_presence`` (the one rule), with their display text."""
+    presence = device_presence(device=device, now=now)
     state = {i["key"]: i for i in device_state_items(device.state)}
-    seen = device.last_seen_at or device.last_event_at
-    if device.is_revoked:
-        presence = "revoked"
-    elif seen and (now - seen).total_seconds() <= ONLINE_SECONDS:
-        presence = "online"
-    elif seen:
-        presence = "away"
-    else:
-        presence = "never seen"
-    battery = state.get("battery")
-    level = _number(battery["raw"]) if battery else None
+    place = presence.place
     location = None
-    if "lat" in state and "lon" in state:
-        location = {
-            "lat": state["lat"]["value"], "lon": state["lon"]["value"],
-            "place": state["place"]["value"] if "place" in state else "",
-            "at": state["lat"]["at"], "map_url": _map_url(state["lat"]["raw"], state["lon"]["raw"]),
-        }
+    if place:
+        location = {"lat": state["lat"]["value"], "lon": state["lon"]["value"], "place": place["place"],
+                    "at": place["at"], "map_url": _map_url(place["lat"], place["lon"])}
     return {
-        "presence": presence, "seen": seen,
-        "reported_presence": state["presence"]["value"] if "presence" in state else "",
-        "battery": battery, "battery_level": max(0, min(100, level)) if level is not None else None,
-        "charging": state["charging"]["raw"] is True if "charging" in state else None,
-        "location": location,
+        "presence": presence.state, "reason": presence.reason, "seen": presence.last_seen,
+        "reported_presence": presence.reported,
+        "battery": state.get("battery"), "battery_level": presence.battery,
+        "charging": presence.charging, "location": location,
     }
 
 

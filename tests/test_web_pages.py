@@ -607,7 +607,7 @@ def test_device_page_shows_presence_battery_and_last_location(member_client, wor
     assert 'href="https://www.openstreetmap.org/?mlat=52.52000&amp;mlon=13.40500' in body
     assert '<svg class="heat"' in body
     Device.objects.filter(pk=device.pk).update(last_seen_at=now - dt.timedelta(days=2))
-    assert '<li class="presence presence-away">' in text_of(member_client.get(f"/devices/{device.pk}/"))
+    assert '<li class="presence presence-offline">' in text_of(member_client.get(f"/devices/{device.pk}/"))
 
 
 def test_contact_list_filters_by_channel(member_client, workspace, device):

@@ -4,6 +4,8 @@
   mesh_device list
   mesh_device revoke ID
   mesh_device rotate ID                 prints a new token; the old one stops working
+  mesh_device topic ID [TOPIC]          the MQTT base topic it publishes under (mesh_mqtt), e.g.
+                                        owntracks/ana/phone or mesh/devices/ana-phone; none clears
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 
 from streams.cli import MeshCommand
+from streams.devices import TopicTaken, device_set_mqtt_topic
 from streams.models import Device
-from streams.selectors import NO_PENDING, inbound_pending
+from streams.selectors import NO_PENDING, device_presence, inbound_pending
 from streams.services import device_create, device_revoke, device_rotate_token
 
 
@@ -25,6 +28,9 @@ class Command(MeshCommand):
         add.add_argument("name")
         add.add_argument("--kind", default="")
         sub.add_parser("list")
+        topic = sub.add_parser("topic")
+        topic.add_argument("id", type=int)
+        topic.add_argument("topic", nargs="?", default="")
         for name in ("revoke", "rotate"):
             p = sub.add_parser(name)
             p.add_argument("id", type=int)
@@ -40,8 +46,10 @@ class Command(MeshCommand):
         if action == "list":
             pending = inbound_pending(workspace=workspace)
             rows = [
-                {"id": d.pk, "name": d.name, "kind": d.kind, "revoked": d.is_revoked, "last_seen_at": d.last_seen_at,
-                 "activity_count": d.activity_count, "pending": pending.get(f"device:{d.pk}", NO_PENDING)}
+                # last_seen_at, presence, battery, place: the one rule the device pages show.
+                {"id": d.pk, "name": d.name, "kind": d.kind, "revoked": d.is_revoked,
+                 "activity_count": d.activity_count, "pending": pending.get(f"device:{d.pk}", NO_PENDING),
+                 **device_presence(device=d).as_json(), "mqtt_topic": d.mqtt_topic, "high_seq": d.seq_high}
                 for d in Device.objects.filter(workspace=workspace).order_by("pk")
             ]
             self.emit(options, rows)
@@ -49,6 +57,14 @@ class Command(MeshCommand):
         device = Device.objects.filter(workspace=workspace, pk=options["id"]).first()
         if device is None:
             raise CommandError(f"no device {options['id']} in workspace {workspace.slug}")
+        if action == "topic":
+            try:
+                device_set_mqtt_topic(device=device, topic=options["topic"])
+            except (TopicTaken, ValueError) as exc:
+                raise CommandError(str(exc)) from None
+            self.emit(options, {"id": device.pk, "mqtt_topic": device.mqtt_topic},
+                      f"device {device.pk} publishes under {device.mqtt_topic or '(no topic)'}")
+            return
         if action == "revoke":
             device_revoke(device=device)
             self.emit(options, {"id": device.pk, "revoked": True}, f"device {device.pk} revoked")
