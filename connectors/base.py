@@ -142,7 +142,7 @@ class ActivityDraft:
     # Mesh adds "invalid_participants" (participants it could not normalize).
     extra: dict = field(default_factory=dict)
 
-    def validate(self, *, now: dt.datetime | None = None, bounds: bool = True) -> None:
+    def validate(self, *, now: dt.datetime | None = None) -> None:
         """Raise BadItem when the draft breaks the contract (connector bugs and hostile input
         surface here, as a failure of this item alone).
 
@@ -155,9 +155,8 @@ class ActivityDraft:
         and the sources that cannot predate a year (device events, mail) refuse them where
         they are parsed.
 
-        ``bounds=False`` leaves out the size and depth check of ``extra`` and ``attachments``
-        (``check_bounds``): ingest runs it only for items not stored yet, since it costs a
-        JSON encoding and a re-import is mostly duplicates.
+        Ingest validates only drafts not stored yet; a duplicate needs its key alone
+        (``clean_key``).
         """
         for name in TEXT_FIELDS:
             if not isinstance(getattr(self, name), str):
@@ -190,8 +189,7 @@ class ActivityDraft:
             raise BadItem("attachments must be a list of objects")
         if not isinstance(self.extra, dict):
             raise BadItem(f"extra must be an object, not {type(self.extra).__name__}")
-        if bounds:
-            self.check_bounds()
+        self.check_bounds()
 
     def check_bounds(self) -> None:
         """Raise BadItem when ``extra`` or ``attachments`` nest too deep or are too large."""
@@ -199,8 +197,10 @@ class ActivityDraft:
         _check_json_bounds("attachments", self.attachments)
 
     def clean_key(self) -> None:
-        """Clean the dedup key alone (see ``clean``): what a duplicate needs before it is
-        recognized as one."""
+        """Check and clean the dedup key alone (see ``validate``, ``clean``): what a duplicate
+        needs before it is recognized as one."""
+        if not isinstance(self.dedup_key, str) or not self.dedup_key or len(self.dedup_key) > 255:
+            raise BadItem("dedup_key must be 1 to 255 characters")
         if needs_cleaning(self.dedup_key):
             self.dedup_key = clean_text(self.dedup_key)
         if not self.dedup_key:

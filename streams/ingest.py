@@ -137,12 +137,14 @@ def _ingest_batch(
     result = IngestResult(fetched=len(items))
     scope = scope_for(source=source, device=device)
     failures: list[tuple[RawItem, str]] = []
-    drafts = _normalized(connector, items, failures, now=timezone.now())
-    unique = _first_of_each_key(drafts, result)
+    checked_at = timezone.now()
+    drafts = _normalized(connector, items, failures)
+    unique, repeats = _first_of_each_key(drafts, result)
     if not connection.in_atomic_block:
         statistics_refresh()  # every few batches: a cheap check, rarely an ANALYZE
     with transaction.atomic():
-        fresh = _raw_cleaned(_drafts_checked(_not_stored(workspace, unique, result), failures), failures)
+        fresh = _not_stored(workspace, unique, result)
+        fresh = _raw_cleaned(_drafts_checked(fresh, repeats, failures, result, now=checked_at), failures)
         renames: dict[int, tuple[str, str]] = {}
         parts = participants_resolve(workspace, workspace.region, fresh, renames)
         now = timezone.now()
@@ -166,9 +168,10 @@ def _ingest_batch(
     return result
 
 
-def _normalized(connector: Connector, items: Sequence[RawItem], failures: list, *, now: dt.datetime) -> list:
-    """(raw, draft) of every item the connector normalizes into a valid, cleaned draft; the
-    others go to ``failures`` with their reason."""
+def _normalized(connector: Connector, items: Sequence[RawItem], failures: list) -> list:
+    """(raw, draft) of every item the connector normalizes into a draft with a valid, cleaned
+    dedup key (all a duplicate needs to be recognized: the rest of a draft is checked once it is
+    known to be new, ``_drafts_checked``); the others go to ``failures`` with their reason."""
     drafts: list[tuple[RawItem, ActivityDraft]] = []
     for raw in items:
         try:
@@ -176,8 +179,7 @@ def _normalized(connector: Connector, items: Sequence[RawItem], failures: list, 
             draft = connector.normalize(raw)
             if not isinstance(draft, ActivityDraft):
                 raise BadItem(f"normalize returned {type(draft).__name__}, not an ActivityDraft")
-            draft.validate(now=now, bounds=False)
-            draft.clean_key()  # the rest of the draft is checked and cleaned once it is known to be new
+            draft.clean_key()
             drafts.append((raw, draft))
         except BadItem as exc:
             failures.append((raw, exc.reason))
@@ -187,17 +189,19 @@ def _normalized(connector: Connector, items: Sequence[RawItem], failures: list, 
     return drafts
 
 
-def _first_of_each_key(drafts: list, result: IngestResult) -> list:
-    """The same thing twice inside one batch: the first one wins."""
-    seen: set[str] = set()
+def _first_of_each_key(drafts: list, result: IngestResult) -> tuple[list, dict[str, list]]:
+    """The same thing twice inside one batch: the first one wins. The repeats are kept by key,
+    in order, in case the first turns out invalid (``_drafts_checked``)."""
     unique: list[tuple[RawItem, ActivityDraft]] = []
+    repeats: dict[str, list] = {}
     for raw, draft in drafts:
-        if draft.dedup_key in seen:
+        if draft.dedup_key in repeats:
             result.duplicate += 1
+            repeats[draft.dedup_key].append((raw, draft))
             continue
-        seen.add(draft.dedup_key)
+        repeats[draft.dedup_key] = []
         unique.append((raw, draft))
-    return unique
+    return unique, repeats
 
 
 def _not_stored(workspace: Workspace, unique: list, result: IngestResult) -> list:
@@ -208,18 +212,25 @@ def _not_stored(workspace: Workspace, unique: list, result: IngestResult) -> lis
     return fresh
 
 
-def _drafts_checked(fresh: list, failures: list) -> list:
-    """The drafts about to be stored, bound-checked and cleaned (``ActivityDraft.check_bounds``,
-    ``clean``): only these, as for raw payloads; a draft too deep or too large fails as an item."""
+def _drafts_checked(fresh: list, repeats: dict[str, list], failures: list, result: IngestResult, *,
+                    now: dt.datetime) -> list:
+    """The drafts about to be stored, validated and cleaned (``ActivityDraft.validate``,
+    ``clean``): only these, as for raw payloads, so that a re-import of stored items pays for
+    their keys alone. A draft that breaks the contract fails as an item, and the next one of
+    the batch with its key takes its place (no longer a duplicate)."""
     kept = []
-    for raw, draft in fresh:
-        try:
-            draft.check_bounds()
-            draft.clean()
-        except BadItem as exc:
-            failures.append((raw, exc.reason))
-            continue
-        kept.append((raw, draft))
+    for candidate in fresh:
+        for n, (raw, draft) in enumerate([candidate, *repeats[candidate[1].dedup_key]]):
+            try:
+                draft.validate(now=now)
+                draft.clean()
+            except BadItem as exc:
+                failures.append((raw, exc.reason))
+                continue
+            if n:
+                result.duplicate -= 1  # a repeat that stands in was counted as a duplicate
+            kept.append((raw, draft))
+            break
     return kept
 
 

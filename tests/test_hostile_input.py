@@ -126,14 +126,15 @@ def test_a_reimport_cleans_no_payload_of_items_already_stored(workspace, monkeyp
 
 
 def test_a_reimport_checks_and_cleans_no_draft_of_items_already_stored(workspace, monkeypatch):
-    # The bound check and the cleaning cost JSON encodings per draft: a duplicate needs only
-    # its (cleaned) key; a new item still gets both, so a deep extra still fails.
+    # Validation, the bound check and the cleaning cost per draft: a duplicate needs only its
+    # (cleaned) key; a new item still gets all three, so a deep extra still fails.
     items = [RawItem(f"d{n}", {"draft": {"dedup_key": f"sms:d\x00{n}"}}) for n in range(3)]
     ingest_batch(workspace=workspace, connector=DraftConnector(), items=items)
     checked = []
-    for name in ("check_bounds", "clean"):
+    for name in ("validate", "check_bounds", "clean"):
         real = getattr(ActivityDraft, name)
-        monkeypatch.setattr(ActivityDraft, name, lambda self, real=real, name=name: checked.append((name, self.dedup_key)) or real(self))
+        monkeypatch.setattr(ActivityDraft, name,
+                            lambda self, real=real, name=name, **kw: checked.append((name, self.dedup_key)) or real(self, **kw))
     deep: dict = {}
     node = deep
     for _ in range(MAX_JSON_DEPTH + 5):
@@ -144,8 +145,25 @@ def test_a_reimport_checks_and_cleans_no_draft_of_items_already_stored(workspace
         RawItem("deep", {"draft": {"dedup_key": "sms:deep", "extra": deep}}),
     ])
     assert (again.new, again.duplicate, again.failed) == (1, 3, 1)
-    assert checked == [("check_bounds", "sms:new"), ("clean", "sms:new"), ("check_bounds", "sms:deep")]
+    assert checked == [("validate", "sms:new"), ("check_bounds", "sms:new"), ("clean", "sms:new"),
+                       ("validate", "sms:deep"), ("check_bounds", "sms:deep")]
     assert "nested deeper" in ImportFailure.objects.get(external_id="deep").reason
+
+
+def test_an_invalid_draft_gives_its_key_to_the_next_item_of_the_batch_with_that_key(workspace):
+    # Validation runs after the batch is reduced to one item per key: the first with a key
+    # must not shadow a valid repeat of it, which old rules stored.
+    class Keyed(DraftConnector):
+        def normalize(self, raw):
+            when = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+            return ActivityDraft("sms", raw.payload["verb"], when, "sms:same", text=raw.external_id)
+
+    result = ingest_batch(workspace=workspace, connector=Keyed(), items=[
+        RawItem("bad", {"verb": ""}), RawItem("good", {"verb": "message"}), RawItem("again", {"verb": "message"}),
+    ])
+    assert (result.new, result.duplicate, result.failed) == (1, 1, 1)
+    assert Activity.objects.get(workspace=workspace, dedup_key="sms:same").text == "good"
+    assert "verb must be" in ImportFailure.objects.get(external_id="bad").reason
 
 
 def test_dedup_key_of_only_control_characters_is_a_failure_not_an_empty_key(workspace):
