@@ -130,8 +130,8 @@ def _heat_svg(weeks: tuple[Week, ...], link: str | None) -> str:
             x, CELL, CELL, w.level, label,
         )
         if link is not None and w.count:
-            rect = format_html('<a href="{}since={}&amp;until={}">{}</a>', link, w.start.isoformat(),
-                               w.end.isoformat(), rect)
+            rect = format_html('<a href="{}since={}&amp;until={}" aria-label="{}">{}</a>', link,
+                               w.start.isoformat(), w.end.isoformat(), label, rect)
         cells.append(rect)
     labels, last_at = [], -99
     for i, w in enumerate(weeks):
@@ -140,9 +140,12 @@ def _heat_svg(weeks: tuple[Week, ...], link: str | None) -> str:
             last_at = i
     months = format_html_join("", '<text x="{}" y="{}" class="heat-month">{}</text>', labels)
     total = sum(w.count for w in weeks)
+    # Week links make the strip a group of links: as role="img" they would stay Tab stops that
+    # screen readers cannot see (axe's nested-interactive).
+    role = "group" if link is not None and total else "img"
     return format_html(
-        '<svg class="heat" role="img" viewBox="0 0 {} {}" width="{}" height="{}" '
+        '<svg class="heat" role="{}" viewBox="0 0 {} {}" width="{}" height="{}" '
         'xmlns="http://www.w3.org/2000/svg" aria-label="{}">{}{}</svg>',
-        width, height, width, height, f"{total} items in the last {len(weeks)} weeks",
+        role, width, height, width, height, f"{total} items in the last {len(weeks)} weeks",
         format_html_join("", "{}", ((c,) for c in cells)), months,
     )

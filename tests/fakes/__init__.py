@@ -8,6 +8,8 @@ they never import one another (tests/test_architecture.py checks it).
   with ``mesh_import``.
 - ``dovecot``: a real, throw-away Dovecot IMAP server on loopback.
 - ``browser``: headless Chromium (Debian's package) launched through Playwright.
+- ``a11y``: a page checked as an accessibility audit would (axe-core, sideways scrolling, the
+  keyboard's path), and the demo data with a login for those tests.
 - ``ticker``: a polled connector that needs no network, registered by the ``ticker`` fixture.
 - ``cli``: management commands run in-process, with their exit status and output.
 - ``readers``: a page's text and activities, a feed by its token in each format.

@@ -5,7 +5,9 @@
 // - live updates: an open contact page polls /contacts/<id>/since every 10 s and inserts the
 //   new items (server-rendered HTML) at the top of the timeline;
 // - "Older »" on a contact or device timeline appends the older page below what is shown
-//   (the server sends only those items and the next link); without script it loads the page.
+//   (the server sends only those items and the next link); without script it loads the page;
+// - a signed-in person with no time zone yet gets the browser's, sent once;
+// - j / k move the focus from timeline item to item.
 (function () {
   "use strict";
   var POLL_MS = 10000;
@@ -135,10 +137,57 @@
     });
   }
 
+  // A person with no time zone yet: send the browser's once (streams/timezones.py). The page
+  // is not reloaded under them; the footer says from when their zone applies.
+  function browserZone() {
+    var form = document.querySelector("form[data-browser-zone]");
+    if (!form || !window.fetch || !window.Intl) return;
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!zone) return;
+    form.elements.time_zone.value = zone;
+    fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" })
+      .then(function (response) {
+        var shown = document.querySelector("[data-time-zone]");
+        if (!response.ok || !shown || shown.dataset.timeZone === zone) return;
+        var note = document.createElement("span");
+        note.textContent = " · from the next page: " + zone + " (your browser's)";
+        shown.appendChild(note);
+      }).catch(function () { /* offline: the next page asks again */ });
+  }
+
+  // j / k: focus the next / previous timeline item, as mail and feed readers do; after the last
+  // item, j reaches "Older »" (Enter loads more). Tab from an item goes through its own links.
+  // Not while typing in a field, nor with a modifier (the browser's own shortcuts).
+  function timelineKeys() {
+    var timeline = document.querySelector("section.timeline");
+    if (!timeline) return;
+    var hint = document.querySelector("[data-keys-hint]");
+    if (hint) hint.hidden = false;
+    document.addEventListener("keydown", function (event) {
+      if ((event.key !== "j" && event.key !== "k") || event.ctrlKey || event.metaKey || event.altKey) return;
+      var target = event.target;
+      if (target.closest && target.closest("input, textarea, select, [contenteditable]")) return;
+      var stops = timeline.querySelectorAll("article.activity, nav.pager a.older");
+      if (!stops.length) return;
+      var at = -1;
+      for (var i = 0; i < stops.length; i++) {
+        if (stops[i].contains(document.activeElement)) { at = i; break; }
+      }
+      var next = event.key === "j" ? at + 1 : at - 1;
+      var stop = stops[Math.max(0, Math.min(stops.length - 1, next))];
+      if (stop.tagName === "ARTICLE") stop.setAttribute("tabindex", "-1");
+      stop.focus();
+      stop.scrollIntoView({ block: "nearest" });
+      event.preventDefault();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    browserZone();
     autosubmit();
     messages(document);
     live();
     more();
+    timelineKeys();
   });
 })();

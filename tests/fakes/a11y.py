@@ -1,0 +1,87 @@
+"""A person at a browser, checking a page as an accessibility audit would: axe-core's verdict
+(the build vendored in tests/vendor/axe-core/, see its fetch.sh), sideways scrolling, and the
+keyboard's path through the page; and the demo data with a login, as those tests use it.
+
+axe is added to every page of a browser context with ``with_axe`` (an init script: the pages'
+CSP allows no injected script tag, and an init script needs no exception to it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.management import call_command
+
+AXE = Path(__file__).resolve().parent.parent / "vendor" / "axe-core" / "axe.min.js"
+BLOCKING = ("serious", "critical")
+
+# axe's result reduced to what a failure message needs: rule, impact, help and where.
+_RUN_AXE = """async (impacts) => {
+  // The email iframes hold third-party mail, not Mesh's markup; axe would wait on each.
+  const result = await axe.run(document, {resultTypes: ["violations"], iframes: false});
+  return result.violations.filter(v => impacts.includes(v.impact)).map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ") + " — " + (n.failureSummary || "").replace(/\\s+/g, " ")),
+    more: Math.max(0, v.nodes.length - 5),
+  }));
+}"""
+
+
+def with_axe(context):
+    """The browser context, with axe-core loaded into each page it opens."""
+    context.add_init_script(path=str(AXE))
+    return context
+
+
+def axe_violations(page, impacts: tuple[str, ...] = BLOCKING) -> list[str]:
+    """axe's violations of these impacts on the page as it is now, one readable line each."""
+    found = page.evaluate(_RUN_AXE, list(impacts))
+    return [
+        f"{v['impact']} {v['id']} ({v['help']}): " + "; ".join(v["nodes"]) + (f" (+{v['more']} more)" if v["more"] else "")
+        for v in found
+    ]
+
+
+def sideways_overflow(page) -> int:
+    """How many CSS pixels the page is wider than the window (0 or less: no sideways scroll)."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/contacts/")
+
+
+def focused(page, selector: str) -> bool:
+    """Whether the element with the keyboard focus matches ``selector``."""
+    return page.evaluate("(s) => !!document.activeElement && document.activeElement.matches(s)", selector)
+
+
+def tab_to(page, selector: str, *, limit: int = 80, backwards: bool = False) -> int:
+    """Press Tab (Shift+Tab backwards) until the focus is on an element matching ``selector``;
+    the number of presses. AssertionError when it is not reached in ``limit`` presses, naming
+    where the focus went."""
+    path = []
+    for presses in range(1, limit + 1):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        if focused(page, selector):
+            return presses
+        path.append(page.evaluate(
+            "() => { const e = document.activeElement; return e ? e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')"
+            " + ' ' + (e.innerText || e.value || e.getAttribute('aria-label') || '').trim().slice(0, 30) : '' }"))
+    raise AssertionError(f"{selector} is not reached by {limit} Tab presses; the focus went: " + " → ".join(path))
+
+
+def load_demo(*, workspace: str, username: str, password: str):
+    """The bundled demo data (``mesh_demo``, as `make demo` loads it) in the test database,
+    with a login; Ana Souza, the demo's busiest person, as her contact."""
+    call_command("mesh_demo", "--no-serve", "--workspace", workspace, "--username", username,
+                 "--password", password, stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
+    from streams.models import Identity
+
+    ana = Identity.objects.select_related("contact").get(workspace__slug=workspace, kind="phone",
+                                                         value="+14155550100")
+    return ana.contact.root()

@@ -1,0 +1,140 @@
+"""Every page, as a person on a laptop (1280 px) and on a phone (390 px) gets it, against the
+demo data in headless Chromium: axe-core (vendored, tests/vendor/axe-core/) finds no violation
+of impact serious or critical, and nothing scrolls sideways (``scrollWidth <= clientWidth``).
+
+One test per width and colour scheme (dark mode has its own palette to check); each visits
+every page and reports every problem it found, not only the first."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.urls import Resolver404, resolve
+
+from tests.fakes.a11y import axe_violations, load_demo, log_in, sideways_overflow, with_axe
+from tests.fakes.browser import headless_chromium
+
+PASSWORD = "a11y-demo-password"
+PHONE_HEIGHT = {390: 844}
+
+# Pages other work adds: checked from the moment their URL exists.
+NEWER_PAGES = {
+    "going cold": "/cold/", "merge suggestions": "/contacts/suggestions/", "time zone settings": "/settings/time-zone/",
+}
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def ana(settings, monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made while the
+    # browser is open are plain synchronous calls all the same.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.MESH_PAGE_SIZE = 20  # so that the demo's timelines have an "Older" page
+    return load_demo(workspace="demo", username="a11y", password=PASSWORD)
+
+
+def member_pages(ana) -> dict[str, str]:
+    """Every page a member sees, by name, with the demo's data in it."""
+    from streams.models import Contact, Device, Source
+
+    others = Contact.objects.filter(workspace=ana.workspace, merged_into=None, is_self=False).exclude(pk=ana.pk)
+    other = others.exclude(name="").order_by("-last_activity_at").first()
+    device = Device.objects.filter(workspace=ana.workspace).order_by("pk").first()
+    source = Source.objects.filter(workspace=ana.workspace).order_by("pk").first()
+    contact = f"/contacts/{ana.pk}/"
+    pages = {
+        "contact list": "/contacts/",
+        "contact list, searched": f"/contacts/?q={other.name.split()[0]}",
+        "contact page": contact,
+        "text conversation": f"{contact}?channel=sms",
+        "email threads": f"{contact}?channel=email",
+        "older page": f"{contact}?channel=device",
+        "device list": "/devices/",
+        "device page": f"/devices/{device.pk}/",
+        "sources": "/sources/",
+        "add a source": "/sources/add/?connector=imap",
+        "edit a source": f"/sources/{source.pk}/edit/",
+        "remove a source": f"/sources/{source.pk}/remove/",
+        "search": "/search/?q=weekly",
+        "lifestream": f"/@{ana.workspace.slug}/",
+        "feed tokens": f"{contact}feed-tokens/",
+        "merge: find": f"{contact}merge/?q={other.name.split()[0]}",
+        "merge: preview": f"{contact}merge/?other={other.pk}",
+        "split off": f"{contact}unmerge/",
+    }
+    for name, path in NEWER_PAGES.items():
+        try:
+            resolve(path)
+        except Resolver404:
+            continue
+        pages[name] = path
+    return pages
+
+
+def check(page, url: str, name: str) -> list[str]:
+    response = page.goto(url)
+    problems = [] if response is not None and response.status == 200 else [f"answered {response and response.status}"]
+    overflow = sideways_overflow(page)
+    if overflow > 0:
+        problems.append(f"scrolls sideways by {overflow} px")
+    problems += axe_violations(page)
+    return [f"{name} ({url}): {p}" for p in problems]
+
+
+@pytest.mark.parametrize(("width", "scheme"), [(1280, "light"), (390, "light"), (390, "dark")])
+def test_every_page_passes_axe_and_does_not_scroll_sideways(live_server, ana, width, scheme):
+    base = live_server.url
+    problems: list[str] = []
+    with headless_chromium() as browser:
+        context = with_axe(browser.new_context(
+            viewport={"width": width, "height": PHONE_HEIGHT.get(width, 900)}, color_scheme=scheme,
+        ))
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        problems += check(page, f"{base}/accounts/login/", "log-in page")
+        problems += check(page, f"{base}/@{ana.workspace.slug}/", "lifestream, signed out")
+        log_in(page, base, "a11y", PASSWORD)
+        pages = member_pages(ana)
+        for name, path in pages.items():
+            problems += check(page, base + path, name)
+        # Opened up: the rename form, an email's message and the reply box are part of the page too.
+        page.goto(f"{base}/contacts/{ana.pk}/")
+        for summary in page.locator("details > summary").all()[:6]:
+            summary.click()
+        problems += [f"contact page, opened up: {p}" for p in axe_violations(page)]
+        context.close()
+    assert not problems, f"{len(problems)} problem(s) at {width} px, {scheme}:\n" + "\n".join(problems)
+    assert len(pages) >= 18
+
+
+def in_box(inner: dict, outer: dict) -> bool:
+    return inner["x"] >= outer["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+
+
+def test_the_heat_strip_starts_at_the_newest_weeks_on_a_phone(live_server, workspace, member, device_and_token,
+                                                               monkeypatch):
+    from tests.factories import PASSWORD as MEMBER_PASSWORD
+    from tests.factories import ingest_events, make_event
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    device, _ = device_and_token
+    now = dt.datetime.now(dt.UTC)
+    ingest_events(workspace, device, [
+        make_event(f"w{weeks}", type="battery", occurred_at=(now - dt.timedelta(weeks=weeks)).isoformat(),
+                   data={"battery": 50})
+        for weeks in (0, 1, 30, 50)
+    ])
+    with headless_chromium() as browser:
+        for width, oldest_shown in ((390, False), (1280, True)):
+            page = browser.new_page(viewport={"width": width, "height": 844})
+            log_in(page, live_server.url, member.username, MEMBER_PASSWORD)
+            page.goto(f"{live_server.url}/devices/{device.pk}/")
+            box = page.locator(".heat-scroll").bounding_box()
+            cells = page.locator("svg.heat rect")
+            assert cells.count() == 52
+            assert in_box(cells.last.bounding_box(), box), f"the current week is out of sight at {width} px"
+            assert in_box(cells.first.bounding_box(), box) is oldest_shown
+            assert sideways_overflow(page) <= 0
+            page.close()
