@@ -392,7 +392,8 @@ def test_merged_contact_shows_the_survivor(member_client, workspace, device):
 
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
     assert "<code>email:ana@work.example</code>" in body and "<code>phone:+14155550100</code>" in body
-    assert f'Merged here: <a href="/contacts/{work.pk}/">Ana W.</a>' in body
+    assert f'<li><a href="/contacts/{work.pk}/"><bdi>Ana W.</bdi></a>' in body  # under "Merged here:"
+    assert f'<a class="undo-merge" href="/contacts/{work.pk}/unmerge/">undo this merge</a>' in body
     assert len(page_activity_ids(member_client.get(f"/contacts/{ana.pk}/"))) == 2
     # The list shows only the survivor.
     body = text_of(member_client.get("/contacts/"))

@@ -228,7 +228,7 @@ def contact_merge_view(request: HttpRequest, contact_id: int) -> HttpResponse:
         except ServiceError as exc:
             messages.error(request, f"Not merged: {exc}.")
             return redirect("contact-detail", contact.pk)
-        messages.success(request, f"Merged “{merged}” into “{target}”. Undo it with “undo this merge”.")
+        messages.success(request, f"Merged “{merged}” into “{target}”; its page lists the merge, to undo it.")
         return redirect("contact-detail", target.pk)
     if request.method not in ("GET", "HEAD"):
         return HttpResponse(status=405)
