@@ -373,6 +373,7 @@ def inbound_kick(*, scope: str, item_ids: list[int]) -> None:
 
 
 def inbound_process(*, item_ids: list[int]) -> IngestResult:
+        connectors = {first.connector: connector}
     """Ingest stored raw items (idempotent: done items are skipped)."""
     total = IngestResult()
     # Items another task already stored still name their scope: whatever is pending there is
@@ -416,10 +417,18 @@ def inbound_process(*, item_ids: list[int]) -> IngestResult:
                 locked = mine + more
                 if not locked:
                     break
-                result = ingest_batch(
-                    workspace=first.workspace, connector=connector, source=first.source, device=first.device,
-                    items=[RawItem(i.external_id, i.payload, i.received_at) for i in locked],
-                )
+                result = IngestResult()
+                # A device's scope holds its API events and its OwnTracks messages: each part is
+                # read by its own connector's normalizer.
+                for key in dict.fromkeys(i.connector for i in locked):
+                    if key not in connectors:
+                        connectors[key] = registry.get(key)(
+                            {}, {}, context=connector_context(workspace=first.workspace, device=first.device))
+                    result.add(ingest_batch(
+                        workspace=first.workspace, connector=connectors[key], source=first.source,
+                        device=first.device,
+                        items=[RawItem(i.external_id, i.payload, i.received_at) for i in locked if i.connector == key],
+                    ))
                 InboundItem.objects.filter(pk__in=[i.pk for i in locked]).update(
                     state=InboundItem.State.DONE, processed_at=timezone.now()
                 )
