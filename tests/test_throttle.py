@@ -32,6 +32,7 @@ class Clock:
 @pytest.fixture(autouse=True)
 def clock(monkeypatch):
     cache.clear()
+    throttle._held.clear()
     clock = Clock()
     monkeypatch.setattr(throttle, "time", clock)
     yield clock
@@ -223,3 +224,31 @@ def test_on_redis_a_window_counts_in_one_round_trip_and_the_cache_reads_the_coun
         assert 0 < client.ttl(key) <= left + 1
     finally:
         client.delete(key)
+
+
+def test_a_large_limit_is_shared_in_groups_and_still_holds(monkeypatch, settings, clock):
+    """A feed token's thousands of polls a minute: one Redis round trip per 1/200 of the limit
+    and process, the events of other processes counted at each, and nothing over the limit
+    once the shared total says so."""
+    import os
+
+    from django.core.cache.backends.redis import RedisCache
+
+    redis_cache = RedisCache(os.environ["REDIS_URL"], {"KEY_PREFIX": f"mesh-test-throttle-{os.getpid()}"})
+    monkeypatch.setattr(throttle, "cache", redis_cache)
+    settings.MESH_FEED_RATE_PER_MINUTE = 1000  # groups of 5
+    subject = f"feed-token-groups-{clock.now}"
+    window, left = throttle.FEED_REQUESTS._window(clock.time())
+    plain_key = throttle.FEED_REQUESTS.key(subject, window)
+    client = throttle._redis_client()
+    try:
+        assert [throttle.FEED_REQUESTS.hit(subject) for _ in range(4)] == [0] * 4
+        assert redis_cache.get(plain_key) is None  # held back in this process
+        assert throttle.FEED_REQUESTS.hit(subject) == 0
+        assert redis_cache.get(plain_key) == 5
+        redis_cache.incr(plain_key, 990)  # the other workers' polls
+        assert [throttle.FEED_REQUESTS.hit(subject) for _ in range(5)] == [0] * 5  # 995 .. 1,000
+        assert redis_cache.get(plain_key) == 1000
+        assert throttle.FEED_REQUESTS.hit(subject) == left
+    finally:
+        client.delete(redis_cache.make_and_validate_key(plain_key))
