@@ -457,6 +457,10 @@ def drop_workspace(ws) -> None:
         # a nested loop over the whole workspace per row.
         cur.execute("ANALYZE")
     with transaction.atomic(), connection.cursor() as cur:
+        # No sync tombstones for a workspace that goes whole (migration 0013's triggers), and
+        # none of its log rows left behind.
+        cur.execute("SET LOCAL mesh.sync_log = 'off'")
+        cur.execute("DELETE FROM streams_change WHERE workspace_id = %s", [ws.pk])
         contact_ids = list(Contact.objects.filter(workspace=ws).values_list("pk", flat=True))
         device_ids = list(ws.devices.values_list("pk", flat=True))
         te = connection.ops.quote_name(TimelineEntry._meta.db_table)

@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "streams.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -88,6 +89,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
                 "streams.context_processors.workspaces",
+                "streams.timezones.time_zone",
             ],
         },
     },
@@ -123,6 +125,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-sources": {"task": "streams.tasks.dispatch_due_sources", "schedule": 60.0},
     "search-index": {"task": "streams.tasks.search_index", "schedule": 60.0},
+    "rank-refresh": {"task": "streams.tasks.rank_refresh", "schedule": 60.0},
+    "sync-prune": {"task": "streams.tasks.sync_prune", "schedule": 3600.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -203,6 +207,12 @@ MESH_FEED_RATE_PER_MINUTE = env_int("MESH_FEED_RATE_PER_MINUTE", 12000)
 # Proxies in front of gunicorn that append the client's address to X-Forwarded-For (0: the
 # limits per address use REMOTE_ADDR).
 MESH_TRUSTED_PROXIES = env_int("MESH_TRUSTED_PROXIES", 0)
+# Days the sync change log keeps (issue 16): older rows are pruned hourly by the beat, and a
+# device whose token is older than that downloads a snapshot again (410 reset_required).
+MESH_SYNC_HORIZON_DAYS = env_int("MESH_SYNC_HORIZON_DAYS", 90)
+# Decimal places a public place keeps on the lifestream and its feeds (2: about 1 km; 0 to 5).
+# Only devices whose places are public (Device.places_public) put places there at all.
+MESH_LIFESTREAM_PLACE_PRECISION = env_int("MESH_LIFESTREAM_PLACE_PRECISION", 2)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 # ModelBackend with the log-in lock in front (streams/throttle.py).

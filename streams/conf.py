@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "MQTT_CLIENT_ID": "mesh",  # fixed: the broker keeps the persistent session under it
     "FEED_RATE_PER_MINUTE": 12000,
     "TRUSTED_PROXIES": 0,
+    "SYNC_HORIZON_DAYS": 90,  # sync change log rows older than this are pruned; older tokens get 410
+    "LIFESTREAM_PLACE_PRECISION": 2,
 }
 
 

@@ -3,6 +3,9 @@
 Constraints live in the database, not only in code: ``(workspace, dedup_key)`` makes a
 re-import a no-op, ``(workspace, kind, value)`` makes an identity one row, and
 ``(kind, owner, activity)`` makes timeline fan-out idempotent.
+
+Long because: every model of the app is here, so the schema reads in one place (each area's
+models in a section of their own).
 """
 
 from __future__ import annotations
@@ -163,6 +166,14 @@ class Device(models.Model):
     # Latest known state (battery, location, ...) from its events.
     state = models.JSONField(default=dict, blank=True)
     activity_count = models.PositiveIntegerField(default=0)
+    # Whether its places (fixes, region transitions) may reach the public lifestream, coarsened
+    # (streams.places). Off by default: where someone is is private until they say otherwise.
+    places_public = models.BooleanField(default=False)
+    # What its token may read through the sync API (streams.selectors.sync): its own events,
+    # every device's events, or the contacts with their timelines.
+    sync_scope = models.CharField(
+        max_length=8, default="own", choices=[("own", "own"), ("devices", "devices"), ("contacts", "contacts")]
+    )
     # Every seq from 1 to this is held (stored raw); what is held above it is in DeviceSeqRange
     # (streams.devices).
     seq_high = models.BigIntegerField(default=0)
@@ -354,6 +365,12 @@ class Activity(models.Model):
                 fields=["erased_at"], name="activity_erased_idx", condition=models.Q(erased_at__isnull=False)
             ),
             models.Index(fields=["device"], name="activity_device_idx", condition=models.Q(device__isnull=False)),
+            # A device's fixes and named places newest first, for its visits (streams.places,
+            # computed on read); partial: only those rows pay for it on insert.
+            models.Index(
+                fields=["device", "verb", "-occurred_at", "-id"], name="activity_place_idx",
+                condition=models.Q(verb__in=["location", "place"], device__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -427,6 +444,52 @@ class TimelineEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}{self.owner_id} @ {self.occurred_at:%Y-%m-%d %H:%M} → {self.activity_id}"
+
+
+class Change(models.Model):
+    """One row of the sync change log: an activity, contact or identity changed. Written only by
+    database triggers (migration 0013), in the transaction of the change, so a committed change
+    is always logged and an aborted one never. Readers order by ``(xid, id)`` and serve only
+    rows of finished transactions (``streams.selectors.sync``); the object is served as it is
+    now, so the log holds no copy of it."""
+
+    class Kind(models.TextChoices):
+        ACTIVITY = "a"
+        CONTACT = "c"
+        IDENTITY = "i"
+
+    id = models.BigAutoField(primary_key=True)
+    # pg_current_xact_id() of the writing transaction (0 on SQLite, whose single writer makes
+    # ``id`` the commit order).
+    xid = models.BigIntegerField(default=0)
+    # Plain ids, no foreign keys: one check per logged row would cost ingest, and a tombstone
+    # outlives its object.
+    workspace_id = models.BigIntegerField()
+    kind = models.CharField(max_length=1, choices=Kind.choices)
+    object_id = models.BigIntegerField()
+    device_id = models.BigIntegerField(null=True, blank=True, help_text="The activity's device when logged.")
+    op = models.CharField(max_length=1, help_text="c created, u updated, e erased, d deleted, r renamed, "
+                                                  "m merged/moved, n unmerged (streams.selectors.sync.OPS)")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace_id", "xid", "id"], name="change_log_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}{self.object_id} {self.op} ({self.xid}, {self.id})"
+
+
+class ChangeHorizon(models.Model):
+    """How far a workspace's change log was pruned: a sync token at or below ``(xid, seq)`` may
+    have lost rows, so it is answered 410 (reset) rather than with a gappy stream."""
+
+    workspace_id = models.BigIntegerField(primary_key=True)
+    xid = models.BigIntegerField()
+    seq = models.BigIntegerField()
+    pruned_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"workspace {self.workspace_id} pruned to ({self.xid}, {self.seq})"
 
 
 class TsVectorField(models.Field):
@@ -561,3 +624,122 @@ class MergeSuggestion(models.Model):
 
     def __str__(self) -> str:
         return f"contacts {self.contact_a_id} and {self.contact_b_id}: {self.score:.2f} ({self.state})"
+
+
+# --- relationship strength and keep in touch (streams.ranking) --------------------------------
+
+
+class ConversationDay(models.Model):
+    """Relationship strength's aggregate: one conversation of a contact on one UTC day and
+    channel (``conversation``: the thread key, '' for the channel as a whole) with its counted
+    interactions (streams.ranking says which count). Ingest upserts it per batch; the score is
+    computed from these rows, so a chatty thread is one conversation a day however long."""
+
+    id = models.BigAutoField(primary_key=True)
+    # No FK constraint (as the fan-out rows): written only with the timeline rows it follows.
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+", db_index=False,
+                                db_constraint=False)
+    day = models.DateField()
+    channel = models.CharField(max_length=16)
+    conversation = models.CharField(max_length=255, blank=True)
+    inbound = models.PositiveIntegerField(default=0)
+    outbound = models.PositiveIntegerField(default=0)
+    mutual = models.PositiveIntegerField(default=0)  # calls and meetings: both ways by nature
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["contact", "day", "channel", "conversation"],
+                                               name="conversationday_unique")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} {self.day} {self.channel} {self.conversation!r}"
+
+
+class ContactStrength(models.Model):
+    """A contact's relationship strength and the parts it is made of, as of ``computed_on``
+    (computed from ConversationDay by streams.ranking; no row: nothing that counts yet)."""
+
+    contact = models.OneToOneField(Contact, primary_key=True, on_delete=models.CASCADE, related_name="strength",
+                                   db_constraint=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    score = models.PositiveSmallIntegerField(default=0)
+    tier = models.CharField(max_length=8)
+    conversations = models.PositiveIntegerField(default=0)  # conversation-days, all time
+    last_30 = models.PositiveIntegerField(default=0)
+    last_90 = models.PositiveIntegerField(default=0)
+    last_365 = models.PositiveIntegerField(default=0)
+    in_90 = models.PositiveIntegerField(default=0)  # of last_90: they wrote or called (or both ways)
+    out_90 = models.PositiveIntegerField(default=0)
+    in_365 = models.PositiveIntegerField(default=0)
+    out_365 = models.PositiveIntegerField(default=0)
+    channels_90 = models.JSONField(default=list, blank=True)
+    channels_365 = models.PositiveSmallIntegerField(default=0)
+    first_touch_at = models.DateTimeField(null=True, blank=True)
+    last_touch_at = models.DateTimeField(null=True, blank=True)
+    computed_on = models.DateField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "-score", "-contact"], name="strength_rank_idx"),
+            # "Anything computed before today?", asked before every read: an index probe.
+            models.Index(fields=["workspace", "computed_on"], name="strength_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id}: {self.score} ({self.tier})"
+
+
+class RankPending(models.Model):
+    """A contact whose ContactStrength is out of date (ingest queued it with its ConversationDay
+    rows); drained by the beat and before any read. No foreign keys: a durable queue."""
+
+    contact_id = models.BigIntegerField(primary_key=True)
+    workspace_id = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace_id"], name="rankpending_ws_idx")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} waiting for its strength"
+
+
+class KeepInTouch(models.Model):
+    """A contact's own cadence: ideally every ``every_days``, at most ``at_most_days`` apart."""
+
+    contact = models.OneToOneField(Contact, primary_key=True, on_delete=models.CASCADE, related_name="keep_in_touch")
+    every_days = models.PositiveIntegerField()
+    at_most_days = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id}: every {self.every_days} d, at most {self.at_most_days} d"
+
+
+class KeepInTouchDefault(models.Model):
+    """A workspace's cadence for the contacts of one strength tier that have none of their own
+    (no row: streams.ranking.DEFAULT_CADENCES)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    tier = models.CharField(max_length=8)
+    every_days = models.PositiveIntegerField(null=True, blank=True)  # None: no reminders for this tier
+    at_most_days = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "tier"], name="keepintouchdefault_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} {self.tier}: every {self.every_days} d, at most {self.at_most_days} d"
+
+
+class ColdFeedToken(models.Model):
+    """Access to a workspace's "going cold" list as a feed (JSON Feed, RSS) without a login:
+    random, stored as a SHA-256 hash, revocable (as FeedToken, which names one timeline)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=12, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.token_prefix}… (going cold, workspace {self.workspace_id})"

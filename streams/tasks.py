@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from connectors.base import ConnectorError, registry
 
+from . import ranking, sync
 from .conf import conf
 from .locks import SourceBusy, redis_client
 from .models import InboundItem, Source
@@ -108,6 +109,18 @@ def search_index(budget_s: float = 20.0) -> int:
             return done
     search_index.delay(budget_s)
     return done
+
+
+@shared_task(acks_late=True)
+def rank_refresh() -> int:
+    """Every minute (beat): re-score the contacts ingest queued, and every contact once a day."""
+    return ranking.rank_refresh_all()
+
+
+@shared_task(acks_late=True)
+def sync_prune() -> int:
+    """Hourly (beat): drop sync change log rows past MESH_SYNC_HORIZON_DAYS."""
+    return sync.sync_prune()
 
 
 @shared_task(acks_late=True)

@@ -3,7 +3,18 @@ from __future__ import annotations
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import contacts, devices, lifestream, linking, search, sources
+from .views import (
+    attachments,
+    contacts,
+    devices,
+    lifestream,
+    linking,
+    preferences,
+    ranking,
+    search,
+    sources,
+)
+from .views.sync import sync_changes
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/contacts/", permanent=False)),
@@ -17,10 +28,16 @@ urlpatterns = [
     path("contacts/suggestions/", linking.suggestion_list, name="suggestion-list"),
     path("contacts/suggestions/refresh/", linking.suggestions_refresh_view, name="suggestion-refresh"),
     path("contacts/suggestions/<int:suggestion_id>/reject/", linking.suggestion_reject_view, name="suggestion-reject"),
+    path("contacts/<int:contact_id>/cadence/", ranking.contact_cadence_view, name="contact-cadence"),
+    path("cold/", ranking.cold_list, name="cold-list"),
     path("activities/<int:activity_id>/body", contacts.activity_body, name="activity-body"),
+    path("activities/<int:activity_id>/attachments/<int:index>", attachments.activity_attachment,
+         name="activity-attachment"),
     path("search/", search.search, name="search"),
     path("devices/", devices.device_list, name="device-list"),
     path("devices/<int:device_id>/", devices.device_detail, name="device-detail"),
+    path("devices/<int:device_id>/places/public", devices.device_places_public_view, name="device-places-public"),
+    path("settings/time-zone/", preferences.time_zone_settings, name="time-zone"),
     path("sources/", sources.source_list, name="source-list"),
     path("sources/<int:source_id>/sync/", sources.source_sync_now, name="source-sync"),
     path("sources/add/", sources.source_add, name="source-add"),
@@ -29,6 +46,8 @@ urlpatterns = [
     path("sources/<int:source_id>/remove/", sources.source_remove_view, name="source-remove"),
     path("sources/<int:source_id>/failures/dismiss/", sources.source_failures_dismiss_view,
          name="source-failures-dismiss"),
+    # Mesh → device: the changes a device token may see (streams/selectors/sync.py).
+    path("api/v1/sync", sync_changes, name="sync"),
     # The public lifestream; its feeds (/@<workspace>/feed.rss|.atom|.json) are in feed_urls.
     path("@<slug:workspace>/", lifestream.lifestream, name="lifestream"),
 ]

@@ -4,8 +4,12 @@
   mesh_device list
   mesh_device revoke ID
   mesh_device rotate ID                 prints a new token; the old one stops working
+  mesh_device places ID public|private  whether its places reach the public lifestream, coarsened
+                                        (default private)
   mesh_device topic ID [TOPIC]          the MQTT base topic it publishes under (mesh_mqtt), e.g.
                                         owntracks/ana/phone or mesh/devices/ana-phone; none clears
+  mesh_device scope ID own|devices|contacts   what its token may read through the sync API
+                                        (add takes --scope too; default own)
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from django.core.management.base import CommandError
 from streams.cli import MeshCommand
 from streams.devices import TopicTaken, device_set_mqtt_topic
 from streams.models import Device
+from streams.places import device_places_public_set
 from streams.selectors import NO_PENDING, device_presence, inbound_pending
+from streams.selectors.sync import SCOPES
 from streams.services import device_create, device_revoke, device_rotate_token
+from streams.sync import device_sync_scope_set
 
 
 class Command(MeshCommand):
@@ -27,10 +34,17 @@ class Command(MeshCommand):
         add = sub.add_parser("add")
         add.add_argument("name")
         add.add_argument("--kind", default="")
+        add.add_argument("--scope", choices=SCOPES, default="own", help="what its token may sync (default own)")
         sub.add_parser("list")
+        places = sub.add_parser("places")
+        places.add_argument("id", type=int)
+        places.add_argument("visibility", choices=("public", "private"))
         topic = sub.add_parser("topic")
         topic.add_argument("id", type=int)
         topic.add_argument("topic", nargs="?", default="")
+        scope = sub.add_parser("scope")
+        scope.add_argument("id", type=int)
+        scope.add_argument("scope", choices=SCOPES)
         for name in ("revoke", "rotate"):
             p = sub.add_parser(name)
             p.add_argument("id", type=int)
@@ -40,6 +54,7 @@ class Command(MeshCommand):
         action = options["action"]
         if action == "add":
             device, token = device_create(workspace=workspace, name=options["name"], kind=options["kind"])
+            device_sync_scope_set(device=device, scope=options["scope"])
             self.emit(options, {"id": device.pk, "token": token},
                       f"device {device.pk} added.\ntoken (shown only now): {token}")
             return
@@ -57,6 +72,11 @@ class Command(MeshCommand):
         device = Device.objects.filter(workspace=workspace, pk=options["id"]).first()
         if device is None:
             raise CommandError(f"no device {options['id']} in workspace {workspace.slug}")
+        if action == "places":
+            device_places_public_set(device=device, public=options["visibility"] == "public")
+            self.emit(options, {"id": device.pk, "places_public": device.places_public},
+                      f"device {device.pk}: places {options['visibility']}")
+            return
         if action == "topic":
             try:
                 device_set_mqtt_topic(device=device, topic=options["topic"])
@@ -65,7 +85,11 @@ class Command(MeshCommand):
             self.emit(options, {"id": device.pk, "mqtt_topic": device.mqtt_topic},
                       f"device {device.pk} publishes under {device.mqtt_topic or '(no topic)'}")
             return
-        if action == "revoke":
+        if action == "scope":
+            device_sync_scope_set(device=device, scope=options["scope"])
+            self.emit(options, {"id": device.pk, "scope": device.sync_scope},
+                      f"device {device.pk} syncs scope {device.sync_scope}")
+        elif action == "revoke":
             device_revoke(device=device)
             self.emit(options, {"id": device.pk, "revoked": True}, f"device {device.pk} revoked")
         else:
