@@ -7,6 +7,8 @@
 #               them; extra pytest arguments: make test PYTEST_ARGS='-k feeds -x'), then the
 #               SQLite smoke suite (tests/sqlite/) on the embedded default
 #   make lint   ruff
+#   make screenshots  docs/screenshots/ again (mesh_screenshots: the demo on a throw-away SQLite
+#               database, headless Chromium, 1280 and 390 px wide)
 #   make clean  remove .venv, var/ (the demo database), build output
 #
 # Python: $PYTHON if set, else pyenv (honouring .python-version), python3.13, python3.12,
@@ -21,10 +23,10 @@ DEMO_ARGS   ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint clean
+.PHONY: help venv demo test lint screenshots clean
 
 help:
-	@echo "make venv | demo | test | lint | clean   (see the top of the Makefile)"
+	@echo "make venv | demo | test | lint | screenshots | clean   (see the top of the Makefile)"
 
 # Always runs (cheap): checks .venv's Python, (re)creates .venv if needed, and re-installs
 # only when pyproject.toml is newer than the stamp.
@@ -72,6 +74,9 @@ test: venv
 
 lint: venv
 	"$(VENV)/bin/ruff" check .
+
+screenshots: venv
+	"$(VENV_PY)" manage.py mesh_screenshots
 
 clean:
 	rm -rf "$(VENV)" var build *.egg-info

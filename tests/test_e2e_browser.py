@@ -4,8 +4,7 @@ pytest-django's live server loaded with the demo data (``mesh_demo``).
 
 Log in, open a contact, filter to SMS, load older items, open an email (its sandboxed iframe),
 see a live update arrive without a reload, and look at the public lifestream. Screenshots go
-to ``test-artifacts/`` (gitignored). With ``MESH_SCREENSHOTS=1`` the test also refreshes the
-README's ``docs/screenshots/contact.png`` and ``docs/screenshots/lifestream.png``.
+to ``test-artifacts/`` (gitignored); the README's come from ``mesh_screenshots``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from tests.fakes.browser import headless_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-DOCS = ROOT / "docs" / "screenshots"
 PASSWORD = "e2e-demo-password"
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,12 +42,9 @@ def demo(settings, monkeypatch):
     return ana.contact.root()
 
 
-def shot(page, name: str, *, docs: bool = False) -> None:
+def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-    if docs and os.environ.get("MESH_SCREENSHOTS") == "1":
-        DOCS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS / f"{name}.png"))
 
 
 def test_contact_page_in_a_real_browser(live_server, demo):
@@ -81,7 +76,7 @@ def test_contact_page_in_a_real_browser(live_server, demo):
         assert page.locator("svg.heat rect").count() == 52
         all_count = page.locator("article.activity").count()
         assert all_count == 20
-        shot(page, "contact", docs=True)
+        shot(page, "contact")
 
         # Filter to SMS.
         page.select_option('select[name="channel"]', "sms")
@@ -146,6 +141,6 @@ def test_contact_page_in_a_real_browser(live_server, demo):
         assert phone.locator(".life-item").count() > 0
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, "the lifestream scrolls sideways on a phone"
-        shot(phone, "lifestream", docs=True)
+        shot(phone, "lifestream")
     # No CSP violations or script errors on the way.
     assert not errors, errors
