@@ -13,7 +13,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from .export import rfc3339
-from .models import Contact, Workspace
+from .models import Contact, ContactStrength, Workspace
 from .services import workspace_get_or_create
 
 # Exit status of a command line that names something that is not there (an unknown workspace):
@@ -190,6 +190,7 @@ def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def contact_json(contact: Contact) -> dict:
+    strength = _strength(contact)
     return {
         "id": contact.pk,
         "name": contact.name,
@@ -197,4 +198,14 @@ def contact_json(contact: Contact) -> dict:
         "counts": contact.channel_counts or {},
         "last_activity_at": contact.last_activity_at,  # written by emit: RFC 3339 in JSON, readable otherwise
         "merged_into": contact.merged_into_id,
+        # Relationship strength (streams.ranking), 0 with no last touch when nothing counts yet.
+        "strength": strength.score if strength else 0,
+        "last_touch_at": strength.last_touch_at if strength else None,
     }
+
+
+def _strength(contact: Contact) -> ContactStrength | None:
+    try:
+        return contact.strength
+    except ContactStrength.DoesNotExist:
+        return None

@@ -42,6 +42,7 @@ from connectors.text import (
 from .dbstats import statistics_refresh
 from .identity import InvalidIdentity, Wanted, contacts_rename, display_source, identities_resolve, normalize
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
+from .ranking import conversation_days_add
 from .rawdb import IntArray, TextArray, copy_with_new_ids, raw_cursor
 from .search import search_queue
 from .timelines import activities_fan_out, timeline_rows_insert
@@ -158,6 +159,7 @@ def _ingest_batch(
         result.activity_ids = list(inserted.values())
         contact_rows = _participants_insert(fresh, parts, inserted, result)
         _timelines_fan_out(rows, inserted, contact_rows, result.activity_ids)
+        _ranking_update(workspace, rows, inserted, contact_rows)
         contacts_rename(renames)  # after the summary update has locked the contacts in id order
         _devices_state_update(fresh, rows, inserted)
         result.failed = len(failures)
@@ -286,6 +288,20 @@ def _timelines_fan_out(rows: list[_Row], inserted: dict[str, int], contact_rows:
         occurred={inserted[row.dedup_key]: row.occurred_at for row in rows if row.dedup_key in inserted},
     )
     search_queue(activity_ids=activity_ids)
+
+
+def _ranking_update(workspace: Workspace, rows: list[_Row], inserted: dict[str, int],
+                    contact_rows: list[tuple]) -> None:
+    """Relationship strength's aggregate, from the contact timeline rows just written: one
+    upsert for the batch (streams.ranking; contacts are re-scored off this path)."""
+    if not contact_rows:
+        return
+    by_id = {inserted[row.dedup_key]: row for row in rows if row.dedup_key in inserted}
+    conversation_days_add(workspace_id=workspace.pk, touches=[
+        (contact_id, row.channel, row.verb, row.direction, row.occurred_at, row.thread_key, row.automated,
+         str(row.extra.get("type", "")))
+        for contact_id, row in ((c, by_id[a]) for c, a in contact_rows)
+    ])
 
 
 def _devices_state_update(fresh: list, rows: list[_Row], inserted: dict[str, int]) -> None:

@@ -19,6 +19,7 @@ from django.db.models import Count, Max
 from django.utils.dateparse import parse_datetime
 
 from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry
+from .ranking import contact_rank_rebuild
 from .rawdb import IntArray, TextArray, ids_in, raw_cursor, update_from_unnest
 from .visibility import visible_q
 
@@ -236,6 +237,7 @@ def contact_summaries_refresh(*, contact_ids: Sequence[int]) -> None:
         c.activity_count = sum(c.channel_counts.values())
         c.last_activity_at = newest.get(c.pk)
     Contact.objects.bulk_update(contacts, ["channel_counts", "activity_count", "last_activity_at"])
+    contact_rank_rebuild(contact_ids=contact_ids)  # strength follows the same timelines
 
 
 def device_summaries_refresh(*, device_ids: Sequence[int]) -> None:

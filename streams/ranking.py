@@ -1,0 +1,463 @@
+"""Relationship strength (services): what counts as an interaction, the ``ConversationDay``
+aggregate that ingest keeps current in one statement per batch, and the ``ContactStrength`` rows
+computed from it (the formula is in ``streams.selectors.ranking``); cadences for keep in touch.
+
+What counts: an activity on a contact's timeline that is not erased, not automated (newsletters,
+no-reply mail), not device telemetry (battery, location, presence, ...) and not a draft; calls
+and meetings count both ways (a missed or rejected call only as theirs), anything else by its
+direction (one with no direction does not count). A conversation is the thread key, or the
+channel itself when there is none; it counts once per UTC day and channel however many messages
+it has. The last touch is the newest interaction that counts.
+
+Kept current by three paths that give the same rows:
+- ingest (``conversation_days_add``): the batch's new timeline rows, summed per conversation-day
+  in Python, upserted with one statement that also queues the contacts in ``RankPending``;
+- anything that rewrites timelines (merge, unmerge, reprocess, erasure, a workspace rebuild)
+  calls ``contact_summaries_refresh``, which calls ``contact_rank_rebuild`` for those contacts:
+  their rows are recomputed from their timelines and their strength at once;
+- ``workspace_rank_rebuild`` (``mesh_rank --rebuild``) recomputes everything from the timelines.
+``ContactStrength`` is computed from the rows only, as of a day: the queue is drained by the beat
+(``rank_refresh`` task) and before any read (``strengths_current``), and rows computed before
+today are recomputed then, so scores decay without ingest.
+
+The score (0-100) is a weighted sum of five factors, each 0-1, computed from the contact's
+``ConversationDay`` rows (one per conversation, day and channel; see ``streams.ranking`` for
+what counts):
+
+- frequency, 0.30: 1 - exp(-w / 8), w = conversation-days in the last 30 days + 1/2 of those
+  30-90 days old + 1/4 of those 90-365 days old;
+- recency, 0.25: 0.5 ** (days since the last touch / RECENCY_HALF_LIFE_DAYS);
+- reciprocity, 0.15: min(in, out) / max(in, out) over the last 365 days' conversation-days
+  (a call or meeting counts both ways);
+- breadth, 0.15: channels used in the last 365 days, up to 3, / 3;
+- tenure, 0.15: 1 - 0.5 ** (days from the first to the last touch / 365), so a long history
+  is not zeroed by a quiet month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models.fields.json import KeyTextTransform
+from django.utils import timezone
+
+from .models import (
+    Contact,
+    ContactStrength,
+    ConversationDay,
+    KeepInTouch,
+    KeepInTouchDefault,
+    RankPending,
+    TimelineEntry,
+    Workspace,
+)
+from .rawdb import IntArray, TextArray, ids_in, raw_cursor
+from .visibility import visible_q
+
+RECENCY_HALF_LIFE_DAYS = 30
+WEIGHTS = {"frequency": 0.30, "recency": 0.25, "reciprocity": 0.15, "breadth": 0.15, "tenure": 0.15}
+# Lowest score of each tier, strongest first; below the last: "faint".
+TIERS = (("strong", 60), ("steady", 35), ("weak", 15))
+FAINT = "faint"
+TIER_NAMES = (*(name for name, _ in TIERS), FAINT)
+# Cadences (ideal, at most) in days for contacts without their own, per tier; None: no reminders.
+DEFAULT_CADENCES: dict[str, tuple[int, int] | None] = {
+    "strong": (14, 42), "steady": (30, 90), "weak": None, FAINT: None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StrengthParts:
+    """What the score is computed from: counts of conversation-days and touch times."""
+
+    conversations: int
+    last_30: int
+    last_90: int
+    last_365: int
+    in_90: int
+    out_90: int
+    in_365: int
+    out_365: int
+    channels_90: tuple[str, ...]
+    channels_365: int
+    first_touch_at: dt.datetime | None
+    last_touch_at: dt.datetime | None
+
+
+def tier_of(score: int) -> str:
+    for name, low in TIERS:
+        if score >= low:
+            return name
+    return FAINT
+
+
+def strength_factors(parts: StrengthParts, *, today: dt.date) -> dict[str, float]:
+    """The five factors (0-1) of the score as of ``today``."""
+    weighted = parts.last_30 + (parts.last_90 - parts.last_30) / 2 + (parts.last_365 - parts.last_90) / 4
+    recency = tenure = 0.0
+    if parts.last_touch_at is not None:
+        quiet_days = max(0, (today - parts.last_touch_at.astimezone(dt.UTC).date()).days)
+        recency = 0.5 ** (quiet_days / RECENCY_HALF_LIFE_DAYS)
+        span = (parts.last_touch_at.astimezone(dt.UTC).date() - parts.first_touch_at.astimezone(dt.UTC).date()).days
+        tenure = 1 - 0.5 ** (span / 365)
+    both = max(parts.in_365, parts.out_365)
+    return {
+        "frequency": 1 - math.exp(-weighted / 8),
+        "recency": recency,
+        "reciprocity": min(parts.in_365, parts.out_365) / both if both else 0.0,
+        "breadth": min(parts.channels_365, 3) / 3,
+        "tenure": tenure,
+    }
+
+
+def strength_score(parts: StrengthParts, *, today: dt.date) -> int:
+    factors = strength_factors(parts, today=today)
+    return round(100 * sum(WEIGHTS[name] * value for name, value in factors.items()))
+
+
+def strength_parts(*, today: dt.date, contact_ids: list[int] | None = None,
+                   workspace_id: int | None = None) -> dict[int, StrengthParts]:
+    """The parts of every contact (of ``contact_ids``, or of the workspace) that has
+    conversation-days, from ``ConversationDay`` in two grouped reads."""
+    if contact_ids is not None:
+        if not contact_ids:
+            return {}
+        pred, params = ids_in(contact_ids)
+        where = f"contact_id {pred}"
+    else:
+        where = f"contact_id IN (SELECT id FROM {_t(Contact)} WHERE workspace_id = %s)"
+        params = [workspace_id]
+    d30, d90, d365 = (today - dt.timedelta(days=n - 1) for n in (30, 90, 365))
+    theirs, ours = "(inbound > 0 OR mutual > 0)", "(outbound > 0 OR mutual > 0)"
+    sql = f"""
+        SELECT contact_id, COUNT(*),
+               SUM(CASE WHEN day >= %s THEN 1 ELSE 0 END), SUM(CASE WHEN day >= %s THEN 1 ELSE 0 END),
+               SUM(CASE WHEN day >= %s THEN 1 ELSE 0 END),
+               SUM(CASE WHEN day >= %s AND {theirs} THEN 1 ELSE 0 END),
+               SUM(CASE WHEN day >= %s AND {ours} THEN 1 ELSE 0 END),
+               SUM(CASE WHEN day >= %s AND {theirs} THEN 1 ELSE 0 END),
+               SUM(CASE WHEN day >= %s AND {ours} THEN 1 ELSE 0 END),
+               COUNT(DISTINCT CASE WHEN day >= %s THEN channel END), MIN(first_at), MAX(last_at)
+        FROM {_t(ConversationDay)} WHERE {where} GROUP BY contact_id
+    """
+    channels_sql = f"SELECT DISTINCT contact_id, channel FROM {_t(ConversationDay)} WHERE {where} AND day >= %s"
+    with connection.cursor() as cur:
+        cur.execute(sql, [*(d.isoformat() for d in (d30, d90, d365, d90, d90, d365, d365, d365)), *params])
+        rows = cur.fetchall()
+        cur.execute(channels_sql, [*params, d90.isoformat()])
+        channels: dict[int, list[str]] = {}
+        for contact_id, channel in cur.fetchall():
+            channels.setdefault(contact_id, []).append(channel)
+    out = {}
+    for contact_id, total, l30, l90, l365, in90, out90, in365, out365, ch365, first, last in rows:
+        out[contact_id] = StrengthParts(
+            total, l30, l90, l365, in90, out90, in365, out365, tuple(sorted(channels.get(contact_id, ()))), ch365,
+            _aware(first), _aware(last),
+        )
+    return out
+
+
+def _aware(value):
+    """SQLite's MIN/MAX of a datetime column comes back as text."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+# Device events that describe the device, not a conversation with anyone.
+TELEMETRY_VERBS = frozenset({
+    "battery", "charging", "location", "place", "presence", "network", "wifi", "motion", "steps", "heartbeat",
+    "screen", "app", "status",
+})
+BOTH_WAYS_VERBS = frozenset({"call", "meeting"})
+UNANSWERED = ("missed", "rejected", "declined", "busy", "voicemail")
+REFRESH_CHUNK = 2000
+
+
+class RankError(ValueError):
+    """A cadence or setting that cannot be saved as asked; the message is for the user."""
+
+
+def interaction_way(*, verb: str, direction: str, automated: bool, event_type: str = "") -> str | None:
+    """How an activity counts: "in", "out", "both", or None when it does not count."""
+    if automated or verb in TELEMETRY_VERBS or verb == "draft":
+        return None
+    if verb in BOTH_WAYS_VERBS and not any(word in (event_type or "") for word in UNANSWERED):
+        return "both"
+    if direction in ("in", "out"):
+        return direction
+    return "in" if verb in BOTH_WAYS_VERBS else None
+
+
+Key = tuple[int, dt.date, str, str]  # contact, day, channel, conversation
+
+
+def _add(acc: dict, contact_id: int, channel: str, verb: str, direction: str, occurred_at: dt.datetime,
+         thread_key: str, automated: bool, event_type: str) -> None:
+    way = interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)
+    if way is None:
+        return
+    occurred_at = occurred_at.astimezone(dt.UTC)
+    key = (contact_id, occurred_at.date(), channel, thread_key or "")
+    row = acc.get(key)
+    if row is None:
+        row = acc[key] = [0, 0, 0, occurred_at, occurred_at]
+    row[{"in": 0, "out": 1, "both": 2}[way]] += 1
+    row[3] = min(row[3], occurred_at)
+    row[4] = max(row[4], occurred_at)
+
+
+def conversation_days_add(*, workspace_id: int, touches: Iterable[tuple]) -> None:
+    """Ingest's step: ``touches`` are (contact id, channel, verb, direction, occurred_at,
+    thread_key, automated, event type) of the timeline rows a batch just wrote. Summed per
+    conversation-day, upserted, and the contacts queued for their strength, in one statement."""
+    acc: dict[Key, list] = {}
+    for touch in touches:
+        _add(acc, *touch)
+    if acc:
+        _upsert(workspace_id, acc)
+
+
+def _upsert(workspace_id: int, acc: dict[Key, list]) -> None:
+    keys = sorted(acc)  # rows locked in one order: two batches of the same contacts cannot deadlock
+    table, pending = _t(ConversationDay), _t(RankPending)
+    merge = """ON CONFLICT (contact_id, day, channel, conversation) DO UPDATE SET
+               inbound = {t}.inbound + excluded.inbound, outbound = {t}.outbound + excluded.outbound,
+               mutual = {t}.mutual + excluded.mutual,
+               first_at = {least}({t}.first_at, excluded.first_at), last_at = {greatest}({t}.last_at, excluded.last_at)"""
+    columns = "(contact_id, day, channel, conversation, inbound, outbound, mutual, first_at, last_at)"
+    if connection.vendor == "postgresql":
+        sql = f"""
+            WITH up AS (
+                INSERT INTO {table} {columns}
+                SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::text[], %s::int[], %s::int[],
+                                     %s::int[], %s::timestamptz[], %s::timestamptz[])
+                {merge.format(t=table, least="LEAST", greatest="GREATEST")}
+                RETURNING contact_id
+            )
+            INSERT INTO {pending} (contact_id, workspace_id)
+            SELECT DISTINCT contact_id, %s FROM up ON CONFLICT DO NOTHING
+        """
+        rows = [acc[k] for k in keys]
+        with raw_cursor() as cur:
+            cur.execute(sql, [
+                IntArray([k[0] for k in keys]), TextArray([k[1].isoformat() for k in keys]),
+                TextArray([k[2] for k in keys]), TextArray([k[3] for k in keys]),
+                IntArray([r[0] for r in rows]), IntArray([r[1] for r in rows]), IntArray([r[2] for r in rows]),
+                TextArray([r[3].isoformat() for r in rows]), TextArray([r[4].isoformat() for r in rows]),
+                workspace_id,
+            ])
+        return
+    # SQLite: MIN/MAX of two values; timestamps as Django stores them (naive UTC text).
+    with connection.cursor() as cur:
+        for i in range(0, len(keys), 100):
+            part = keys[i : i + 100]
+            params: list = []
+            for k in part:
+                r = acc[k]
+                params += [k[0], k[1].isoformat(), k[2], k[3], r[0], r[1], r[2], _db_time(r[3]), _db_time(r[4])]
+            cur.execute(
+                f"INSERT INTO {table} {columns} VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
+                + merge.format(t=table, least="MIN", greatest="MAX"), params,
+            )
+        ids = sorted({k[0] for k in keys})
+        cur.execute(f"INSERT INTO {pending} (contact_id, workspace_id) VALUES "
+                    + ", ".join(["(%s, %s)"] * len(ids)) + " ON CONFLICT DO NOTHING",
+                    [v for cid in ids for v in (cid, workspace_id)])
+
+
+def _db_time(value: dt.datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _t(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+# --- recomputing from the timelines --------------------------------------------------------------
+
+
+def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = None) -> None:
+    """Recompute these contacts' conversation-days from their timelines (the same sums ingest
+    made) and their strength. Called by ``contact_summaries_refresh``: merges, unmerges,
+    reprocessing and erasure keep ranking right through it."""
+    contact_ids = sorted({int(c) for c in contact_ids})
+    if not contact_ids:
+        return
+    # Joining the caller's transaction, never a savepoint (here and below): SQLite refuses one
+    # while a statement of the caller is still open (the timeline rebuild's INSERT … RETURNING).
+    with transaction.atomic(savepoint=False):
+        for i in range(0, len(contact_ids), REFRESH_CHUNK):
+            chunk = contact_ids[i : i + REFRESH_CHUNK]
+            ConversationDay.objects.filter(contact_id__in=chunk).delete()
+            acc: dict[Key, list] = {}
+            rows = (
+                TimelineEntry.objects.filter(visible_q("activity__"), kind="c", owner_id__in=chunk)
+                .annotate(event_type=KeyTextTransform("type", "activity__extra"))
+                .values_list("owner_id", "activity__channel", "activity__verb", "activity__direction",
+                             "activity__occurred_at", "activity__thread_key", "activity__automated", "event_type")
+                .iterator(chunk_size=5000)
+            )
+            for owner_id, channel, verb, direction, occurred_at, thread_key, automated, event_type in rows:
+                _add(acc, owner_id, channel, verb, direction, occurred_at, thread_key, automated, event_type or "")
+            if acc:
+                _upsert_rebuilt(acc)
+        strengths_refresh(contact_ids=contact_ids, today=today)
+
+
+def _upsert_rebuilt(acc: dict[Key, list]) -> None:
+    ConversationDay.objects.bulk_create([
+        ConversationDay(contact_id=k[0], day=k[1], channel=k[2], conversation=k[3], inbound=r[0], outbound=r[1],
+                        mutual=r[2], first_at=r[3], last_at=r[4])
+        for k, r in sorted(acc.items())
+    ], batch_size=2000)
+
+
+def workspace_rank_rebuild(*, workspace: Workspace, today: dt.date | None = None) -> int:
+    """Throw away and recompute every conversation-day and strength of a workspace from its
+    timelines (``mesh_rank --rebuild``). Returns the number of contacts with a strength."""
+    ids = list(Contact.objects.filter(workspace=workspace).values_list("pk", flat=True))
+    with transaction.atomic(savepoint=False):
+        RankPending.objects.filter(workspace_id=workspace.pk).delete()
+        contact_rank_rebuild(contact_ids=ids, today=today)
+    return ContactStrength.objects.filter(workspace=workspace).count()
+
+
+# --- strengths -------------------------------------------------------------------------------------
+
+
+def strengths_refresh(*, contact_ids: Sequence[int] | None = None, workspace: Workspace | None = None,
+                      today: dt.date | None = None) -> int:
+    """Compute and store the strength of these contacts (or all of a workspace's) as of
+    ``today`` (default: the UTC date). A contact with nothing that counts has no row."""
+    today = today or timezone.now().astimezone(dt.UTC).date()
+    if contact_ids is None:
+        ids = list(Contact.objects.filter(workspace=workspace).values_list("pk", flat=True))
+    else:
+        ids = sorted({int(c) for c in contact_ids})
+    done = 0
+    for i in range(0, len(ids), REFRESH_CHUNK):
+        chunk = ids[i : i + REFRESH_CHUNK]
+        parts = strength_parts(today=today, contact_ids=chunk)
+        workspaces = dict(Contact.objects.filter(pk__in=list(parts)).values_list("pk", "workspace_id"))
+        rows = []
+        for contact_id, p in parts.items():
+            score = strength_score(p, today=today)
+            rows.append(ContactStrength(
+                contact_id=contact_id, workspace_id=workspaces[contact_id], score=score, tier=tier_of(score),
+                conversations=p.conversations, last_30=p.last_30, last_90=p.last_90, last_365=p.last_365,
+                in_90=p.in_90, out_90=p.out_90, in_365=p.in_365, out_365=p.out_365, channels_90=list(p.channels_90),
+                channels_365=p.channels_365, first_touch_at=p.first_touch_at, last_touch_at=p.last_touch_at,
+                computed_on=today,
+            ))
+        with transaction.atomic(savepoint=False):
+            ContactStrength.objects.filter(contact_id__in=[c for c in chunk if c not in parts]).delete()
+            ContactStrength.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["contact"],
+                update_fields=[f.name for f in ContactStrength._meta.concrete_fields if f.name != "contact"],
+            )
+        done += len(rows)
+    return done
+
+
+def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date | None = None) -> int:
+    """Drain the queue (one workspace's, or all): the queued contacts' strengths are recomputed.
+    An entry is taken off before its contact is read, so a batch that commits meanwhile queues
+    it again rather than being missed. Returns the contacts refreshed."""
+    total = 0
+    while True:
+        with transaction.atomic(savepoint=False):
+            qs = RankPending.objects.all() if workspace is None else RankPending.objects.filter(
+                workspace_id=workspace.pk)
+            ids = list(qs.order_by("contact_id").values_list("contact_id", flat=True)[:REFRESH_CHUNK])
+            if not ids:
+                return total
+            RankPending.objects.filter(contact_id__in=ids).delete()
+            strengths_refresh(contact_ids=ids, today=today)
+        total += len(ids)
+
+
+def strengths_current(*, workspace: Workspace, today: dt.date | None = None) -> None:
+    """Before a read: the queue drained and every strength computed as of today (the first read
+    of a day recomputes the workspace's: scores decay without ingest)."""
+    today = today or timezone.now().astimezone(dt.UTC).date()
+    rank_pending_refresh(workspace=workspace, today=today)
+    stale = list(ContactStrength.objects.filter(workspace=workspace, computed_on__lt=today)
+                 .values_list("contact_id", flat=True))
+    if stale:
+        strengths_refresh(contact_ids=stale, today=today)
+
+
+def rank_refresh_all(*, today: dt.date | None = None) -> int:
+    """The beat's task: drain the queue and bring every workspace's strengths to today."""
+    count = rank_pending_refresh(today=today)
+    for workspace in Workspace.objects.filter(pk__in=ContactStrength.objects.filter(
+            computed_on__lt=today or timezone.now().astimezone(dt.UTC).date()).values("workspace_id")):
+        strengths_current(workspace=workspace, today=today)
+    return count
+
+
+# --- cadences ---------------------------------------------------------------------------------------
+
+
+def _check_cadence(every_days: int, at_most_days: int | None) -> int:
+    if every_days < 1:
+        raise RankError("the interval must be at least a day")
+    at_most_days = at_most_days or every_days * 3
+    if at_most_days < every_days:
+        raise RankError(f"'at most' ({at_most_days} d) is shorter than the interval ({every_days} d)")
+    if at_most_days > 3660:
+        raise RankError("'at most' is longer than ten years")
+    return at_most_days
+
+
+def contact_cadence_set(*, workspace: Workspace, contact: Contact, every_days: int | None,
+                        at_most_days: int | None = None) -> KeepInTouch | None:
+    """A contact's own cadence (``every_days`` None: removed, so its tier's default applies).
+    'At most' defaults to three times the interval. Set on the surviving contact of a merge."""
+    if contact.workspace_id != workspace.pk:
+        raise RankError("contact is not in this workspace")
+    contact = contact.root()
+    if every_days is None:
+        KeepInTouch.objects.filter(contact=contact).delete()
+        return None
+    at_most_days = _check_cadence(every_days, at_most_days)
+    row, _ = KeepInTouch.objects.update_or_create(
+        contact=contact, defaults={"every_days": every_days, "at_most_days": at_most_days})
+    return row
+
+
+def tier_cadence_set(*, workspace: Workspace, tier: str, every_days: int | None,
+                     at_most_days: int | None = None) -> KeepInTouchDefault:
+    """The workspace's default cadence for a tier (``every_days`` None: no reminders for it)."""
+    if tier not in TIER_NAMES:
+        raise RankError(f"unknown tier {tier!r}: use one of {', '.join(TIER_NAMES)}")
+    if every_days is not None:
+        at_most_days = _check_cadence(every_days, at_most_days)
+    else:
+        at_most_days = None
+    row, _ = KeepInTouchDefault.objects.update_or_create(
+        workspace=workspace, tier=tier, defaults={"every_days": every_days, "at_most_days": at_most_days})
+    return row
+
+
+def parse_days(text: str) -> int:
+    """'14', '14d', '2w' or '3m' (30-day months) as days; RankError otherwise."""
+    value = str(text).strip().lower()
+    units = {"d": 1, "w": 7, "m": 30, "y": 365}
+    factor = units.get(value[-1:], None)
+    number = value[:-1] if factor else value
+    try:
+        days = int(number) * (factor or 1)
+    except ValueError:
+        raise RankError(f"{text!r} is not a number of days (e.g. 14d, 2w, 3m)") from None
+    if days < 1:
+        raise RankError(f"{text!r} is not a positive number of days")
+    return days
+
