@@ -24,8 +24,10 @@ from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Source, Workspace
 from ..presenters import decorate_activities, render_activities, timeline_blocks
+from ..ranking import strengths_current
 from ..selectors import BadCursor, ContactCursor, Cursor
 from ..selectors.linking import merge_suggestion_get
+from ..selectors.ranking import StrengthCursor, contacts_by_strength
 from ..services import ServiceError, contact_merge, contact_unmerge
 from .common import (
     MORE_HEADER,
@@ -37,6 +39,7 @@ from .common import (
     timeline_request,
     wants_more,
 )
+from .ranking import contact_rank_context
 
 LIVE_MAX = 50  # more new items than this in one poll: the page says "reload" instead
 EPOCH_CURSOR = Cursor(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), 0)
@@ -58,24 +61,33 @@ def contact_list(request: HttpRequest) -> HttpResponse:
     channel = request.GET.get("channel", "")
     if channel not in CHANNELS:
         channel = ""
+    sort = "strength" if request.GET.get("sort") == "strength" else ""
+    cursor_type = StrengthCursor if sort else ContactCursor
     try:
-        before = ContactCursor.decode(request.GET.get("before"))
+        before = cursor_type.decode(request.GET.get("before"))
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
     contacts: list[Contact] = []
     next_url = ""
     if workspace is not None:
         size = conf.PAGE_SIZE
-        rows = list(selectors.contacts_list(workspace=workspace, search=q, channel=channel, before=before)[: size + 1])
+        if sort:
+            strengths_current(workspace=workspace)
+            listed = contacts_by_strength(workspace=workspace, search=q, channel=channel, before=before)
+        else:
+            listed = selectors.contacts_list(workspace=workspace, search=q, channel=channel, before=before)
+        rows = list(listed[: size + 1])
         contacts = rows[:size]
         if len(rows) > size:
-            next_url = query_string({"q": q, "channel": channel, "before": ContactCursor.after(contacts[-1]).encode()})
+            next_url = query_string({"q": q, "channel": channel, "sort": sort,
+                                     "before": cursor_type.after(contacts[-1]).encode()})
         for c in contacts:
             c.identity_list = sorted(c.identities.all(), key=lambda i: (i.kind, i.value))
             c.channel_list = sorted((c.channel_counts or {}).items())
     return render(request, "streams/contact_list.html", {
         "workspace": workspace, "contacts": contacts, "q": q, "channel": channel, "channels": CHANNELS,
-        "next_url": next_url, "first_url": reverse("contact-list") + query_string({"q": q, "channel": channel}),
+        "next_url": next_url, "sort": sort,
+        "first_url": reverse("contact-list") + query_string({"q": q, "channel": channel, "sort": sort}),
         "paged": before is not None,
     })
 
@@ -111,7 +123,7 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
     # A contact merged into another has no timeline of its own: the page points to the survivor.
     survivor = contact.root() if contact.merged_into_id else None
     page = None if survivor else timeline("c", contact.pk, filters, before)
-    activities = decorate_activities(page.activities) if page else []
+    activities = decorate_activities(page.activities, region=contact.workspace.region) if page else []
     render_activities(activities, contact=contact, highlight=highlight)
     if page is not None and wants_more(request, before):
         return timeline_more(request, blocks=timeline_blocks(activities), filters=filters, page=page)
@@ -136,6 +148,7 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
         "live_after": _head_cursor(activities),
         "live_poll_ms": conf.LIVE_POLL_MS,
         "sms": _sms_state(contact.workspace, identities) if not survivor else {"possible": False},
+        **(contact_rank_context(contact) if not survivor else {}),
     })
 
 
@@ -155,7 +168,8 @@ def contact_since(request: HttpRequest, contact_id: int) -> HttpResponse:
     if len(new) > LIVE_MAX:
         return JsonResponse({"count": len(new), "after": after.encode(), "html": "", "reload": True})
     by_id = selectors.activities_by_ids(ids=[c.activity_id for c in new])
-    activities = decorate_activities([by_id[c.activity_id] for c in reversed(new) if c.activity_id in by_id])
+    activities = decorate_activities([by_id[c.activity_id] for c in reversed(new) if c.activity_id in by_id],
+                                     region=contact.workspace.region)
     render_activities(activities, contact=contact, live=True)
     html = "".join(a.fragment for a in activities)
     new_after = (new[-1] if new else after).encode()

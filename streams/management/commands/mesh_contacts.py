@@ -1,6 +1,9 @@
 """List, merge and unmerge contacts.
 
-  mesh_contacts list [--search Q] [--limit N]
+  mesh_contacts list [--search Q] [--limit N] [--sort recent|strength]
+  mesh_contacts cold [--limit N]   contacts past their keep-in-touch cadence, most urgent first
+  mesh_contacts cadence ID --every 14d [--at-most 42d] | --clear     a contact's own cadence
+  mesh_contacts cadence --tier strong|steady|weak|faint --every 14d [--at-most 42d] | --clear
   mesh_contacts merge A B [--into A|B] [--dry-run]
                               merge B into A (or A into B with --into B); prints the resulting
                               contact, or with --dry-run what would move, overlap and be named
@@ -15,12 +18,28 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
+from django.utils import timezone
 
-from streams.cli import MeshCommand, contact_json, human_table
+from streams.cli import USAGE_ERROR, MeshCommand, contact_json, human_table
 from streams.contacts import contact_merge_preview, contact_unmerge_preview
 from streams.linking import merge_suggestion_accept, merge_suggestion_reject, merge_suggestions_refresh
+from streams.ranking import (
+    TIER_NAMES,
+    RankError,
+    contact_cadence_set,
+    parse_days,
+    strengths_current,
+    tier_cadence_set,
+)
 from streams.selectors import contacts_list
 from streams.selectors.linking import merge_suggestion_get, merge_suggestions_open
+from streams.selectors.ranking import (
+    contact_cadence,
+    contact_strength,
+    contacts_by_strength,
+    going_cold,
+    tier_cadences,
+)
 from streams.services import ServiceError, contact_merge, contact_unmerge
 
 
@@ -32,6 +51,17 @@ class Command(MeshCommand):
         ls = sub.add_parser("list")
         ls.add_argument("--search", default="")
         ls.add_argument("--limit", type=int, default=0, help="at most N contacts (0: all)")
+        ls.add_argument("--sort", choices=["recent", "strength"], default="recent",
+                        help="most recently active first (default), or strongest relationship first")
+        cold = sub.add_parser("cold")
+        cold.add_argument("--limit", type=int, default=0, help="at most N contacts (0: all)")
+        cadence = sub.add_parser("cadence")
+        cadence.add_argument("contact", nargs="?", help="the contact (or --tier)")
+        cadence.add_argument("--tier", choices=TIER_NAMES, help="set the workspace's default for a tier instead")
+        cadence.add_argument("--every", help="ideal interval: 14, 14d, 2w, 3m")
+        cadence.add_argument("--at-most", dest="at_most", help="longest interval (default: 3 × --every)")
+        cadence.add_argument("--clear", action="store_true",
+                             help="remove the contact's own cadence (its tier's applies), or a tier's reminders")
         merge = sub.add_parser("merge")
         merge.add_argument("a")
         merge.add_argument("b")
@@ -52,8 +82,15 @@ class Command(MeshCommand):
     def handle(self, *args, **options):
         workspace = self.workspace(options)
         action = options["action"]
+        if action in ("cold", "cadence"):
+            self.keep_in_touch(workspace, options)
+            return
         if action == "list":
-            qs = contacts_list(workspace=workspace, search=options["search"])
+            strengths_current(workspace=workspace)
+            if options["sort"] == "strength":
+                qs = contacts_by_strength(workspace=workspace, search=options["search"])
+            else:
+                qs = contacts_list(workspace=workspace, search=options["search"]).select_related("strength")
             if options["limit"]:
                 qs = qs[: options["limit"]]
             rows = [contact_json(c) for c in qs]
@@ -88,6 +125,38 @@ class Command(MeshCommand):
                 self.emit(options, rows, human_table(rows, ["id", "name", "identities", "counts", "last_activity_at"]))
         except ServiceError as exc:
             raise CommandError(str(exc)) from None
+
+    def keep_in_touch(self, workspace, options) -> None:
+        if options["action"] == "cold":
+            strengths_current(workspace=workspace)
+            rows = [e.as_json() for e in going_cold(workspace=workspace, now=timezone.now(),
+                                                    limit=options["limit"] or None)]
+            self.emit(options, rows, human_table(
+                rows, ["id", "name", "strength", "tier", "state", "last_touch_at", "due_at"], empty="nobody is going cold"))
+            return
+        if (options["contact"] is None) == (options["tier"] is None):
+            raise CommandError("name a contact ID or --tier", returncode=USAGE_ERROR)
+        try:
+            every = None if options["clear"] or not options["every"] else parse_days(options["every"])
+            most = parse_days(options["at_most"]) if options["at_most"] and every else None
+            if options["tier"]:
+                if every or options["clear"]:
+                    tier_cadence_set(workspace=workspace, tier=options["tier"], every_days=every, at_most_days=most)
+                pair = tier_cadences(workspace=workspace)[options["tier"]]
+                self.emit(options, {"tier": options["tier"], "every_days": pair[0] if pair else None,
+                                    "at_most_days": pair[1] if pair else None})
+                return
+            contact = self.contact(workspace, options["contact"]).root()
+            if every or options["clear"]:
+                contact_cadence_set(workspace=workspace, contact=contact, every_days=every, at_most_days=most)
+            strengths_current(workspace=workspace)
+            strength = contact_strength(contact=contact)
+            cadence = contact_cadence(contact=contact, tier=strength.tier if strength else None)
+        except RankError as exc:
+            raise CommandError(str(exc)) from None
+        self.emit(options, {"id": contact.pk, "every_days": cadence.every_days if cadence else None,
+                            "at_most_days": cadence.at_most_days if cadence else None,
+                            "own": cadence.own if cadence else False})
 
     def suggestions(self, workspace, options) -> None:
         if options["refresh"]:

@@ -1,0 +1,120 @@
+"""Keep in touch on the web: the "going cold" page and its feed tokens, the feed itself
+(``/feeds/cold/<token>.rss|.json``), a contact's cadence form, and the strength card of the
+contact page (``contact_rank_context``)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST, require_safe
+
+from ..cold_feed import (
+    CONTENT_TYPES,
+    FEED_LIMIT,
+    cold_feed_render,
+    cold_feed_token_create,
+    cold_feed_token_revoke,
+    cold_feed_tokens,
+    cold_feed_urls,
+    cold_feed_workspace,
+)
+from ..models import Contact
+from ..ranking import (
+    WEIGHTS,
+    RankError,
+    contact_cadence_set,
+    parse_days,
+    strength_factors,
+    strengths_current,
+)
+from ..selectors.ranking import (
+    contact_cadence,
+    contact_strength,
+    going_cold,
+    stored_parts,
+    strength_explained,
+)
+from .common import member_workspace
+
+PAGE_LIMIT = 200
+NEW_TOKEN_KEY = "mesh_new_cold_token"
+
+
+@login_required
+def cold_list(request: HttpRequest) -> HttpResponse:
+    """Contacts past their cadence, most urgent first; POST makes or revokes the feed token."""
+    workspace = member_workspace(request)
+    if request.method == "POST" and workspace is not None:
+        # POST-redirect-GET, the new token waiting in the session (never in a URL) until the
+        # page shows it once, as the contact feed tokens page does (docs/design.md).
+        if request.POST.get("action") == "revoke":
+            n = cold_feed_token_revoke(workspace=workspace)
+            messages.success(request, f"Revoked {n} feed token{'s' if n != 1 else ''}.")
+        else:
+            _row, request.session[NEW_TOKEN_KEY] = cold_feed_token_create(workspace=workspace)
+        return redirect("cold-list", permanent=False)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse(status=405)
+    token = request.session.pop(NEW_TOKEN_KEY, None)
+    new_urls = cold_feed_urls(token, base=request.build_absolute_uri("/")) if token else None
+    entries = []
+    if workspace is not None:
+        strengths_current(workspace=workspace)
+        entries = going_cold(workspace=workspace, now=timezone.now(), limit=PAGE_LIMIT)
+    return render(request, "streams/cold.html", {
+        "workspace": workspace, "entries": entries, "new_urls": new_urls,
+        "tokens": cold_feed_tokens(workspace=workspace) if workspace is not None else [],
+    })
+
+
+@require_safe
+def cold_feed(request: HttpRequest, token: str, fmt: str) -> HttpResponse:
+    """The going-cold list as a feed; an unknown, revoked or malformed token is 404 alike."""
+    workspace = cold_feed_workspace(token)
+    if workspace is None or fmt not in CONTENT_TYPES:
+        raise Http404("no such feed")
+    strengths_current(workspace=workspace)
+    now = timezone.now()
+    entries = going_cold(workspace=workspace, now=now, limit=FEED_LIMIT)
+    body = cold_feed_render(workspace=workspace, entries=entries, fmt=fmt, base_url=request.build_absolute_uri("/"),
+                            now=now)
+    response = HttpResponse(body, content_type=CONTENT_TYPES[fmt])
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@login_required
+@require_POST
+def contact_cadence_view(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = get_object_or_404(Contact.objects.select_related("workspace"), pk=contact_id,
+                                workspace__memberships__user=request.user)
+    try:
+        if request.POST.get("action") == "clear":
+            contact_cadence_set(workspace=contact.workspace, contact=contact, every_days=None)
+            messages.success(request, "Cadence removed: the tier's default applies.")
+        else:
+            every = parse_days(request.POST.get("every", ""))
+            most = request.POST.get("at_most", "").strip()
+            contact_cadence_set(workspace=contact.workspace, contact=contact, every_days=every,
+                                at_most_days=parse_days(most) if most else None)
+            messages.success(request, "Cadence saved.")
+    except RankError as exc:
+        messages.error(request, f"Cadence not saved: {exc}.")
+    return redirect("contact-detail", contact.pk)
+
+
+def contact_rank_context(contact: Contact) -> dict:
+    """The contact page's strength card: the score, its parts in words, the factors, the cadence."""
+    strengths_current(workspace=contact.workspace)
+    row = contact_strength(contact=contact)
+    factors = []
+    if row is not None:
+        values = strength_factors(stored_parts(row), today=row.computed_on)
+        factors = [(name, round(100 * value), round(100 * WEIGHTS[name])) for name, value in values.items()]
+    return {
+        "strength": row, "strength_text": strength_explained(row), "strength_factors": factors,
+        "cadence": contact_cadence(contact=contact, tier=row.tier if row else None),
+    }

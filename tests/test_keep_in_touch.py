@@ -1,0 +1,159 @@
+"""Keep in touch: cadences (a contact's own, a tier's default), the last touch (any interaction
+that counts, either way; not a newsletter), the going-cold list's order on the page, in
+``mesh_contacts cold --json`` and in its JSON/RSS feed behind a revocable token."""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.etree.ElementTree as ET
+
+import pytest
+from django.utils import timezone
+
+from connectors.base import RawItem
+from streams.ingest import ingest_batch
+from streams.models import ContactStrength, KeepInTouch
+from streams.ranking import (
+    RankError,
+    contact_cadence_set,
+    parse_days,
+    strengths_current,
+    tier_cadence_set,
+)
+from streams.selectors.ranking import going_cold
+from tests.factories import DraftConnector, contact_for
+from tests.fakes.cli import RFC3339_Z, run, run_json
+
+
+class AutomatedDrafts(DraftConnector):
+    def normalize(self, raw):
+        draft = super().normalize(raw)
+        draft.automated = bool(raw.payload.get("automated"))
+        return draft
+
+
+def phone(n: int) -> str:
+    return f"+1415555{n:04d}"
+
+
+def touch(workspace, n: int, days_ago: float, *, direction="in", automated=False, key=""):
+    """Person ``n`` texted (or was texted) ``days_ago`` days ago."""
+    when = timezone.now() - dt.timedelta(days=days_ago)
+    fields = {"channel": "sms", "occurred_at": when.isoformat(), "direction": direction, "automated": automated,
+              "participants": [{"role": "from" if direction == "in" else "to", "kind": "phone", "value": phone(n),
+                                "display": f"Person {n}"}]}
+    connector = AutomatedDrafts({}, {}, context={"region": workspace.region})
+    ingest_batch(workspace=workspace, connector=connector, items=[RawItem(key or f"{n}-{days_ago}-{direction}", fields)])
+    return contact_for(workspace, "phone", phone(n))
+
+
+@pytest.fixture
+def people(workspace):
+    """Three people with their own cadences: 1 is 6 days past a 14-day cadence, 2 is 23 days
+    past a 7-day one (and past its 21-day maximum: cold), 3 is not due."""
+    one, two, three = touch(workspace, 1, 20), touch(workspace, 2, 30), touch(workspace, 3, 5)
+    contact_cadence_set(workspace=workspace, contact=one, every_days=14, at_most_days=42)
+    contact_cadence_set(workspace=workspace, contact=two, every_days=7, at_most_days=21)
+    contact_cadence_set(workspace=workspace, contact=three, every_days=30)
+    return one, two, three
+
+
+def test_going_cold_lists_who_is_past_their_cadence_most_urgent_first(workspace, people):
+    one, two, three = people
+    strengths_current(workspace=workspace)
+    entries = going_cold(workspace=workspace, now=timezone.now())
+    assert [e.contact_id for e in entries] == [two.pk, one.pk]
+    assert [e.state for e in entries] == ["cold", "due"]
+    assert entries[1].due_at == ContactStrength.objects.get(contact=one).last_touch_at + dt.timedelta(days=14)
+    assert KeepInTouch.objects.get(contact=three).at_most_days == 90  # at most: 3 × the interval by default
+
+
+def test_a_reply_resets_the_cadence_and_a_newsletter_does_not(workspace, people):
+    one, two, _three = people
+    touch(workspace, 2, 1, automated=True, key="newsletter")
+    strengths_current(workspace=workspace)
+    assert [e.contact_id for e in going_cold(workspace=workspace, now=timezone.now())] == [two.pk, one.pk]
+    touch(workspace, 2, 1, direction="in", key="reply")
+    strengths_current(workspace=workspace)
+    assert [e.contact_id for e in going_cold(workspace=workspace, now=timezone.now())] == [one.pk]
+
+
+def test_tier_defaults_apply_to_contacts_without_a_cadence_of_their_own(workspace):
+    person = touch(workspace, 4, 100)
+    strengths_current(workspace=workspace)
+    tier = ContactStrength.objects.get(contact=person).tier
+    assert going_cold(workspace=workspace, now=timezone.now()) == []  # weak and faint: no reminders by default
+    tier_cadence_set(workspace=workspace, tier=tier, every_days=30, at_most_days=60)
+    [entry] = going_cold(workspace=workspace, now=timezone.now())
+    assert (entry.contact_id, entry.own_cadence, entry.every_days, entry.state) == (person.pk, False, 30, "cold")
+    tier_cadence_set(workspace=workspace, tier=tier, every_days=None)
+    assert going_cold(workspace=workspace, now=timezone.now()) == []
+
+
+def test_cadences_refuse_what_makes_no_sense(workspace):
+    person = touch(workspace, 5, 1)
+    with pytest.raises(RankError):
+        contact_cadence_set(workspace=workspace, contact=person, every_days=30, at_most_days=10)
+    with pytest.raises(RankError):
+        tier_cadence_set(workspace=workspace, tier="best-friends", every_days=7)
+    with pytest.raises(RankError):
+        parse_days("soon")
+    assert [parse_days(t) for t in ("14", "14d", "2w", "3m")] == [14, 14, 14, 90]
+
+
+def test_cli_cold_json_and_cadence(workspace, people):
+    one, two, three = people
+    rows = run_json("mesh_contacts", "cold", "--workspace", "acme")
+    assert [r["id"] for r in rows] == [two.pk, one.pk]
+    assert {"id", "name", "last_touch_at", "due_at", "strength"} <= set(rows[0])
+    assert RFC3339_Z.match(rows[0]["last_touch_at"]) and RFC3339_Z.match(rows[0]["due_at"])
+    assert rows[0]["name"] == "Person 2" and isinstance(rows[0]["strength"], int)
+    out = run_json("mesh_contacts", "cadence", str(three.pk), "--every", "2d", "--at-most", "1w", "--workspace", "acme")
+    assert out == {"id": three.pk, "every_days": 2, "at_most_days": 7, "own": True}
+    assert [r["id"] for r in run_json("mesh_contacts", "cold", "--workspace", "acme")] == [two.pk, three.pk, one.pk]
+    cleared = run_json("mesh_contacts", "cadence", str(three.pk), "--clear", "--workspace", "acme")
+    assert cleared["own"] is False
+    tier = run_json("mesh_contacts", "cadence", "--tier", "steady", "--every", "3w", "--workspace", "acme")
+    assert tier == {"tier": "steady", "every_days": 21, "at_most_days": 63}
+    status, _out, err = run("mesh_contacts", "cadence", str(one.pk), "--every", "soon", "--workspace", "acme")
+    assert status == 1 and "not a number of days" in err
+    assert run("mesh_contacts", "cadence", "--workspace", "acme")[0] == 2
+
+
+def test_the_going_cold_page_and_the_cadence_form(workspace, people, member_client):
+    one, two, three = people
+    page = member_client.get("/cold/").content.decode()
+    assert 'href="/cold/"' in page  # in the navigation
+    assert page.index("Person 2") < page.index("Person 1") and "Person 3" not in page
+    response = member_client.post(f"/contacts/{three.pk}/cadence/", {"every": "1d", "at_most": "2d"})
+    assert response.status_code == 302
+    assert KeepInTouch.objects.get(contact=three).every_days == 1
+    assert "Person 3" in member_client.get("/cold/").content.decode()
+    response = member_client.post(f"/contacts/{three.pk}/cadence/", {"every": "whenever"}, follow=True)
+    assert response.status_code == 200 and "Cadence not saved" in response.content.decode()
+    member_client.post(f"/contacts/{three.pk}/cadence/", {"action": "clear"})
+    assert not KeepInTouch.objects.filter(contact=three).exists()
+
+
+def test_the_going_cold_feed_behind_a_revocable_token(workspace, people, client, member_client):
+    one, two, _three = people
+    created = run_json("mesh_rank", "--feed-token", "create", "--workspace", "acme")
+    json_path = created["urls"]["json"].split("://", 1)[1].split("/", 1)[1]
+    rss_path = created["urls"]["rss"].split("://", 1)[1].split("/", 1)[1]
+    feed = client.get("/" + json_path)
+    assert feed.status_code == 200 and feed["Content-Type"].startswith("application/feed+json")
+    items = feed.json()["items"]
+    assert [i["_mesh"]["id"] for i in items] == [two.pk, one.pk]
+    assert items[0]["url"].endswith(f"/contacts/{two.pk}/") and items[0]["title"].startswith("Person 2:")
+    rss = client.get("/" + rss_path)
+    titles = [t.text for t in ET.fromstring(rss.content).iter("title")]
+    assert rss.status_code == 200 and titles[1].startswith("Person 2:") and titles[2].startswith("Person 1:")
+    assert client.get("/feeds/cold/mf_nonsense.json").status_code == 404
+    assert run_json("mesh_rank", "--feed-token", "revoke", "--workspace", "acme") == {"revoked": 1}
+    assert client.get("/" + json_path).status_code == 404
+    # The page makes one too, shown once.
+    response = member_client.post("/cold/", {"action": "create"})
+    assert response.status_code == 302  # the token is shown by the page it redirects to, once
+    page = member_client.get("/cold/").content.decode()
+    assert "/feeds/cold/mf_" in page and ".rss" in page
+    assert "/feeds/cold/mf_" not in member_client.get("/cold/").content.decode()
