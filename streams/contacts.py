@@ -90,6 +90,7 @@ def _shared_threads(target: Contact, other: Contact) -> int:
 class UnmergePart:
     contact: Contact
     identities: list[Identity]
+    name_back: str = ""  # the name the contact it leaves gets back (the merge took this one's)
 
 
 def contact_unmerge_preview(*, workspace: Workspace, contact: Contact) -> tuple[Contact, list[UnmergePart]]:
@@ -104,7 +105,15 @@ def contact_unmerge_preview(*, workspace: Workspace, contact: Contact) -> tuple[
         if not detach:
             raise ServiceError(f"contact {contact.pk} has nothing merged into it")
     parts = [
-        UnmergePart(c, list(Identity.objects.filter(home_contact__in=contact_subtree_ids(c)).order_by("kind", "value")))
+        UnmergePart(c, list(Identity.objects.filter(home_contact__in=contact_subtree_ids(c)).order_by("kind", "value")),
+                    _name_back(c))
         for c in detach
     ]
     return root, parts
+
+
+def _name_back(child: Contact) -> str:
+    undo = child.merge_undo or {}
+    if undo and child.merged_into_id and child.merged_into.name == undo.get("took"):
+        return undo.get("name", "")
+    return ""

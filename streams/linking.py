@@ -373,6 +373,8 @@ def merge_suggestions_refresh(*, workspace: Workspace, threshold: float = SUGGES
     result = RefreshResult()
     now = timezone.now()
     with transaction.atomic():
+        # One refresh at a time per workspace: two at once would both create the same new pairs.
+        Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
         stored = merge_suggestions_stored(workspace=workspace)
         rejected = _rejected(stored, roots)
         by_pair = {(s.contact_a_id, s.contact_b_id): s for s in stored}

@@ -19,6 +19,7 @@ from connectors.text import MAX_JSON_DEPTH
 
 from .feeds.entries import owner_wrote
 from .models import Activity, Contact, Device
+from .places import public_extra, public_place_line
 from .selectors.devices import device_presence
 
 # --- activities: display values ------------------------------------------------------------------
@@ -378,13 +379,21 @@ def decorate_lifestream_activities(activities: list[Activity]) -> list[Activity]
     """Display values for the public page, under the feeds' rule "the lifestream names no one"
     (docs/feeds.md): the subject, text, link and details of an item are shown only where the
     owner wrote it; anything else (a received message, a device's note about a call) shows its
-    kind and time. The page never shows participants."""
+    kind and time. The page never shows participants, and a place only coarsened
+    (``streams.places.public_extra``)."""
+    for a in activities:
+        a.public_place = ""
+        if a.channel == "device":
+            a.extra = public_extra(a.verb, a.extra)
+            a.public_place = public_place_line(a.verb, a.extra)
     for a in decorate_activities(activities):
         sender = next((p for p in a.persons if p.role in ("from", "author")), None)
         if owner_wrote(a, a.persons, sender):
             a.shown_subject, a.shown_text = a.subject, a.text
+            if a.public_place:  # said once, on its own line
+                a.extra_items = []
         else:
-            a.shown_subject = a.shown_text = a.link = ""
+            a.shown_subject = a.shown_text = a.link = a.public_place = ""
             a.extra_items = []
     return activities
 

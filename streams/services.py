@@ -138,6 +138,8 @@ def connector_context(*, workspace: Workspace, device: Device | None = None) -> 
             f"{k}:{v}" for k, v in Identity.objects.filter(workspace=workspace, is_self=True).values_list("kind", "value")
         ],
         "device_id": device.pk if device else None,
+        # The device's places go to the lifestream (a connector of fixes makes them public).
+        "places_public": bool(device and device.places_public),
     }
 
 
@@ -373,7 +375,6 @@ def inbound_kick(*, scope: str, item_ids: list[int]) -> None:
 
 
 def inbound_process(*, item_ids: list[int]) -> IngestResult:
-        connectors = {first.connector: connector}
     """Ingest stored raw items (idempotent: done items are skipped)."""
     total = IngestResult()
     # Items another task already stored still name their scope: whatever is pending there is
@@ -396,6 +397,7 @@ def inbound_process(*, item_ids: list[int]) -> IngestResult:
             connector = source_connector(source=first.source)
         else:
             connector = cls({}, {}, context=connector_context(workspace=first.workspace, device=first.device))
+        connectors = {first.connector: connector}
         mine_ids = [i.pk for i in group]
         while True:
             with transaction.atomic():

@@ -13,6 +13,7 @@ from connectors.base import RawItem
 from connectors.device.connector import DeviceConnector
 from streams.identity import identity_mark_self
 from streams.ingest import ingest_batch
+from streams.places import device_places_public_set
 from tests.factories import ingest_mail, make_event
 from tests.fakes.readers import FORMATS, get
 
@@ -46,6 +47,7 @@ def public_items(workspace, device):
     with a mention: each with a named counterpart; the device event ids carry the numbers."""
     identity_mark_self(workspace=workspace, kind="phone", value=OWNER_PHONE)
     identity_mark_self(workspace=workspace, kind="x", value="111", display="@owner")
+    device_places_public_set(device=device, public=True)  # its places may be public (test_places_privacy.py)
     connector = DeviceConnector({}, {}, context={"device_id": device.pk, "region": workspace.region})
     events = [
         make_event("call-+14155550123", type="call.incoming", visibility="public",

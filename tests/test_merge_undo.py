@@ -183,3 +183,9 @@ def test_web_preview_chooses_the_survivor_and_the_page_undoes_one_merge(workspac
     assert Contact.objects.get(pk=phone.pk).merged_into_id is None
     assert Contact.objects.get(pk=work.pk).merged_into_id == mail.pk
     assert timelines(workspace) == rebuilt(workspace)
+
+
+def test_the_undo_page_says_which_name_comes_back(workspace, people, member_client):
+    contact_merge(workspace=workspace, target=people["phone"], other=people["mail"])
+    page = member_client.get(f"/contacts/{people['mail'].pk}/unmerge/").content.decode()
+    assert "<bdi>Ana Souza</bdi> gets back its name “<bdi>Ana</bdi>”." in page

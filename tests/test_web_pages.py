@@ -20,6 +20,7 @@ from django.test import override_settings
 from connectors.base import RawItem
 from streams.ingest import ingest_batch
 from streams.models import Activity, Contact, Source
+from streams.places import device_places_public_set
 from tests.factories import (
     ANA_NUMBER,
     ANA_PHONE,
@@ -382,6 +383,7 @@ def lifestream_history(workspace, device):
                    visibility="public"),
     ]
     ingest_events(workspace, device, events)
+    device_places_public_set(device=device, public=True)  # its places reach the lifestream (test_places_privacy.py)
     ingest_drafts(workspace, [
         ("priv-mail", from_ana(channel="email", occurred_at="2026-05-01T13:00:00+00:00", subject="PRIVATE mail subject")),
         ("pub-post", {"channel": "twitter", "verb": "post", "direction": "out", "occurred_at": "2026-05-01T14:00:00+00:00",

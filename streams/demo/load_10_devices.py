@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from streams.models import Device
+from streams.places import device_places_public_set
 from streams.services import device_create
 
 from . import HERE, import_file
@@ -16,6 +17,8 @@ def load(workspace, note) -> dict:
         device = Device.objects.filter(workspace=workspace, name=name).first()
         if device is None:
             device, _token = device_create(workspace=workspace, name=name, kind=kind)
+            if kind == "phone":  # the phone's public fixes show, coarsened, on the demo lifestream
+                device_places_public_set(device=device, public=True)
         counts[name] = import_file(workspace=workspace, connector="device", name=f"{name} events (demo)",
                                    path=HERE / filename, device=device)
         note(f"imported {filename}: {counts[name]}")

@@ -31,6 +31,7 @@ from ..models import (
 )
 from ..rawdb import prepared_fetch, raw_cursor
 from ..visibility import erased_q, visible_q, visible_sql
+from .places import place_hidden_q
 
 
 def timeline_entries(*, kind: str, owner_id: int, erased: bool = False) -> QuerySet[TimelineEntry]:
@@ -56,8 +57,9 @@ def workspace_activities(*, workspace: Workspace | int) -> QuerySet[Activity]:
 
 def lifestream_activities(*, workspace: Workspace, erased: bool = False) -> QuerySet[Activity]:
     """A workspace's public activities: its lifestream page and feeds (on activity_public_idx);
-    with ``erased``, also the erased ones (the feeds' tombstones)."""
-    qs = Activity.objects.filter(workspace=workspace, visibility="public")
+    with ``erased``, also the erased ones (the feeds' tombstones). Places only from devices
+    whose places are public (``place_hidden_q``)."""
+    qs = Activity.objects.filter(workspace=workspace, visibility="public").exclude(place_hidden_q(workspace=workspace))
     return qs if erased else qs.filter(visible_q())
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_safe
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
 from .. import selectors
 from ..heatmap import heat_svg, heat_weeks
 from ..models import Device
+from ..places import device_places_panel, device_places_public_set
 from ..presenters import (
     Block,
     decorate_activities,
@@ -73,5 +74,15 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
         "state_items": device_state_items(device.state), "status": device_status(device),
         "pending": selectors.inbound_pending(workspace=device.workspace, scope=scope).get(scope, NO_PENDING),
         "heat": heat_svg(weeks, link="?"), "highlight": highlight,
+        "places": device_places_panel(device=device),
         **pager(filters, page, before),
     })
+
+
+@login_required
+@require_POST
+def device_places_public_view(request: HttpRequest, device_id: int) -> HttpResponse:
+    """Whether the device's places may reach the public lifestream (coarsened)."""
+    device = get_object_or_404(Device, pk=device_id, workspace__memberships__user=request.user)
+    device_places_public_set(device=device, public=request.POST.get("public") == "1")
+    return redirect("device-detail", device.pk)
