@@ -216,7 +216,8 @@ def _add(acc: dict, contact_id: int, channel: str, verb: str, direction: str, oc
 def conversation_days_add(*, workspace_id: int, touches: Iterable[tuple]) -> None:
     """Ingest's step: ``touches`` are (contact id, channel, verb, direction, occurred_at,
     thread_key, automated, event type) of the timeline rows a batch just wrote. Summed per
-    conversation-day, upserted, and the contacts queued for their strength, in one statement."""
+    conversation-day, upserted, and the contacts queued for their strength, in one statement
+    on PostgreSQL (a data-modifying WITH)."""
     acc: dict[Key, list] = {}
     for touch in touches:
         _add(acc, *touch)
@@ -239,10 +240,9 @@ def _upsert(workspace_id: int, acc: dict[Key, list]) -> None:
                 SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::text[], %s::int[], %s::int[],
                                      %s::int[], %s::timestamptz[], %s::timestamptz[])
                 {merge.format(t=table, least="LEAST", greatest="GREATEST")}
-                RETURNING contact_id
             )
             INSERT INTO {pending} (contact_id, workspace_id)
-            SELECT DISTINCT contact_id, %s FROM up ON CONFLICT DO NOTHING
+            SELECT unnest(%s::bigint[]), %s ON CONFLICT DO NOTHING
         """
         rows = [acc[k] for k in keys]
         with raw_cursor() as cur:
@@ -251,7 +251,7 @@ def _upsert(workspace_id: int, acc: dict[Key, list]) -> None:
                 TextArray([k[2] for k in keys]), TextArray([k[3] for k in keys]),
                 IntArray([r[0] for r in rows]), IntArray([r[1] for r in rows]), IntArray([r[2] for r in rows]),
                 TextArray([r[3].isoformat() for r in rows]), TextArray([r[4].isoformat() for r in rows]),
-                workspace_id,
+                IntArray(sorted({k[0] for k in keys})), workspace_id,
             ])
         return
     # SQLite: MIN/MAX of two values; timestamps as Django stores them (naive UTC text).

@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='ConversationDay',
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
+                ('pk', models.CompositePrimaryKey('contact', 'day', 'channel', 'conversation', blank=True, editable=False, primary_key=True, serialize=False)),
                 ('day', models.DateField()),
                 ('channel', models.CharField(max_length=16)),
                 ('conversation', models.CharField(blank=True, max_length=255)),
@@ -80,9 +80,6 @@ class Migration(migrations.Migration):
                 ('last_at', models.DateTimeField()),
                 ('contact', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='streams.contact')),
             ],
-            options={
-                'constraints': [models.UniqueConstraint(fields=('contact', 'day', 'channel', 'conversation'), name='conversationday_unique')],
-            },
         ),
         migrations.CreateModel(
             name='KeepInTouchDefault',
