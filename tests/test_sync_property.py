@@ -55,7 +55,7 @@ def _nth(items: list, n: int):
 
 
 @pytest.mark.django_db(transaction=True)  # the sync API serves committed changes only
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=3, max_size=14))
 def test_replicas_equal_the_server_after_any_interleaving(transactional_db, tmp_path, ops):

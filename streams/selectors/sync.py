@@ -24,6 +24,7 @@ import binascii
 import time
 from dataclasses import dataclass, replace
 
+import orjson
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
@@ -31,7 +32,7 @@ from ..export import activity_as2
 from ..models import Activity, Change, ChangeHorizon, Contact, Device, Identity, TimelineEntry
 from ..rawdb import IntArray, raw_cursor
 from ..visibility import visible_sql
-from .timelines import Person, _json_value, _persons_sql, activities_by_ids, workspace_activities
+from .timelines import Person, _persons_sql, activities_by_ids, workspace_activities
 
 SCOPES = ("own", "devices", "contacts")
 OPS = {"c": "created", "u": "updated", "e": "erased", "d": "deleted", "r": "renamed", "m": "moved", "n": "unmerged"}
@@ -338,13 +339,19 @@ def _activity_documents_pg(device: Device, ids: list[int]) -> dict[int, dict]:
                     if scope == "devices" else bool(item.contact_ids))  # the scopes of _activity_scope_q
         if not in_scope:
             continue
-        item.persons = [Person(*p) for p in _json_value(item.persons) or ()]
-        item.attachments = _json_value(item.attachments) or []
+        item.persons = [Person(*p) for p in _loads(item.persons) or ()]
+        item.attachments = _loads(item.attachments) or []
         doc = docs[item.id] = activity_as2(item, contact_ids=item.contact_ids)
-        delivery = _json_value(item.delivery)
+        delivery = _loads(item.delivery)
         if delivery:
             doc["mesh:delivery"] = delivery
     return docs
+
+
+def _loads(value):
+    """A json column as the raw cursor gives it (text here: Django's loaders), decoded with orjson
+    (the standard library's was a fifth of a catch-up page)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def sync_state(*, device: Device) -> dict[tuple[str, int], dict]:
