@@ -20,6 +20,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from connectors.text import clean_text
+
 from .conf import conf
 from .crypto import token_hash
 from .heatmap import heat_forget
@@ -33,6 +35,7 @@ from .timelines import contact_summaries_refresh, device_summaries_refresh
 TOKEN_PREFIX = "mf_"
 # What a token we issued looks like; anything else is refused before a database lookup.
 TOKEN_RE = re.compile(r"^mf_[A-Za-z0-9_-]{43}$")
+MAX_LABEL = 100  # FeedToken.label's column
 TOMBSTONE_DAYS = 30
 FORMATS = ("rss", "atom", "json", "as2")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
@@ -80,6 +83,13 @@ def _check_tier(tier: str) -> str:
     return tier
 
 
+def _clean_label(label: str) -> str:
+    label = " ".join(clean_text(str(label or "")).split())
+    if len(label) > MAX_LABEL:
+        raise FeedTokenError(f"a label has at most {MAX_LABEL} characters")
+    return label
+
+
 def _active_for(*, contact: Contact | None = None, device: Device | None = None):
     qs = FeedToken.objects.filter(revoked_at=None)
     if device is not None:
@@ -94,10 +104,13 @@ def feed_token_create(
     contact: Contact | None = None,
     device: Device | None = None,
     tier: str = FeedToken.Tier.METADATA,
+    label: str = "",
 ) -> tuple[FeedToken, str]:
-    """A new token for a contact's (a merged contact: its surviving root's) or a device's feed.
-    Returns the row and the token, which is shown only now."""
+    """A new token for a contact's (a merged contact: its surviving root's) or a device's feed,
+    with a ``label`` saying what it is for. Returns the row and the token, which is shown only
+    now."""
     _check_tier(tier)
+    label = _clean_label(label)
     if (contact is None) == (device is None):
         raise FeedTokenError("a feed token is for one contact or one device")
     if contact is not None:
@@ -111,28 +124,35 @@ def feed_token_create(
     token = _new_token()
     row = FeedToken.objects.create(
         workspace=workspace, contact=contact, device=device, tier=tier,
-        token_hash=token_hash(token), token_prefix=token[:12],
+        token_hash=token_hash(token), token_prefix=token[:12], label=label,
     )
     return row, token
 
 
-def feed_token_revoke(*, workspace: Workspace, contact: Contact | None = None, device: Device | None = None) -> int:
-    """Revoke every live token of a contact (with those of contacts merged into it) or device.
-    Returns how many were revoked."""
+def feed_token_revoke(
+    *, workspace: Workspace, contact: Contact | None = None, device: Device | None = None, token_id: int | None = None
+) -> int:
+    """Revoke every live token of a contact (with those of contacts merged into it) or device,
+    or with ``token_id`` that one of them alone. Returns how many were revoked."""
     if (contact is None) == (device is None):
         raise FeedTokenError("revoke the tokens of one contact or one device")
     owner = contact if contact is not None else device
     if owner.workspace_id != workspace.pk:
         raise FeedTokenError("not in this workspace")
-    return _active_for(contact=contact, device=device).update(revoked_at=timezone.now())
+    tokens = _active_for(contact=contact, device=device)
+    if token_id is not None:
+        tokens = tokens.filter(pk=token_id)
+    return tokens.update(revoked_at=timezone.now())
 
 
 @transaction.atomic
 def feed_token_rotate(
-    *, workspace: Workspace, contact: Contact | None = None, device: Device | None = None, tier: str | None = None
+    *, workspace: Workspace, contact: Contact | None = None, device: Device | None = None, tier: str | None = None,
+    label: str | None = None,
 ) -> tuple[FeedToken, str]:
-    """Revoke the live tokens and issue one new one. Without ``tier`` the new token keeps the
-    tier of the newest token it replaces (metadata when there was none)."""
+    """Revoke the live tokens and issue one new one. Without ``tier`` (``label``) the new token
+    keeps the tier (label) of the newest token it replaces (metadata, no label when there was
+    none)."""
     if contact is not None and contact.workspace_id == workspace.pk:
         contact = contact.root()
     previous = _active_for(contact=contact, device=device).order_by("-created_at", "-pk").first() if (
@@ -140,9 +160,11 @@ def feed_token_rotate(
     ) else None
     if tier is None:
         tier = previous.tier if previous else FeedToken.Tier.METADATA
+    if label is None:
+        label = previous.label if previous else ""
     _check_tier(tier)
     feed_token_revoke(workspace=workspace, contact=contact, device=device)
-    return feed_token_create(workspace=workspace, contact=contact, device=device, tier=tier)
+    return feed_token_create(workspace=workspace, contact=contact, device=device, tier=tier, label=label)
 
 
 def token_select_sql(*, owner_columns: bool = False) -> str:

@@ -25,16 +25,13 @@ from dataclasses import dataclass
 from functools import cache, cached_property, partial
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
-    HttpResponseNotAllowed,
 )
-from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import feedgenerator
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
@@ -44,20 +41,14 @@ from ..conf import conf
 from ..crypto import token_hash
 from ..feed_tokens import (
     FeedOwner,
-    FeedTokenError,
-    feed_token_create,
     feed_token_resolve,
-    feed_token_revoke,
-    feed_token_rotate,
     feed_token_touch,
-    feed_tokens_for,
-    feed_urls,
     owner_from_token,
     token_from_values,
     token_select_sql,
     token_well_formed,
 )
-from ..models import Activity, Contact, FeedToken, Workspace
+from ..models import Activity, FeedToken, Workspace
 from ..rawdb import prepared_fetch
 from ..selectors.timelines import BadCursor, Cursor, activities_for_tier, timeline_scan_sql
 from ..throttle import feed_throttle
@@ -401,42 +392,3 @@ def token_feed(request: HttpRequest, token: str, fmt: str) -> HttpResponse:
 @require_safe
 def lifestream_feed(request: HttpRequest, workspace: str, fmt: str) -> HttpResponse:
     return _LIFESTREAM_FEEDS[fmt](request, workspace=workspace)
-
-
-# --- pages: feed tokens on a contact, and the minimal lifestream page ----------------------------
-
-
-@login_required
-def contact_feed_tokens(request: HttpRequest, contact_id: int) -> HttpResponse:
-    """The contact's feed tokens: list them, create, rotate or revoke. A new token is shown
-    once, on the page that answers the POST that made it."""
-    contact = get_object_or_404(
-        Contact.objects.select_related("workspace"), pk=contact_id, workspace__memberships__user=request.user
-    )
-    root = contact.root()
-    new_token = ""
-    message = ""
-    if request.method == "POST":
-        action = request.POST.get("action", "")
-        tier = request.POST.get("tier") or None
-        try:
-            if action == "create":
-                _row, new_token = feed_token_create(
-                    workspace=contact.workspace, contact=root, tier=tier or FeedToken.Tier.METADATA
-                )
-            elif action == "rotate":
-                _row, new_token = feed_token_rotate(workspace=contact.workspace, contact=root, tier=tier)
-            elif action == "revoke":
-                n = feed_token_revoke(workspace=contact.workspace, contact=root)
-                message = f"{n} token{'s' if n != 1 else ''} revoked."
-            else:
-                return HttpResponseBadRequest("unknown action")
-        except FeedTokenError as exc:
-            return HttpResponseBadRequest(str(exc))
-    elif request.method != "GET":
-        return HttpResponseNotAllowed(["GET", "POST"])
-    return render(request, "feeds/contact_feed_tokens.html", {
-        "workspace": contact.workspace, "contact": root, "tokens": feed_tokens_for(contact=root),
-        "tiers": FeedToken.Tier.choices, "new_token": new_token,
-        "new_urls": feed_urls(new_token, base=_base_url(request)) if new_token else {}, "message": message,
-    })

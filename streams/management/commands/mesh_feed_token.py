@@ -1,8 +1,8 @@
 """Feed tokens: follow one relationship in a feed reader or another tool, without a login.
 
-  mesh_feed_token create CONTACT [--tier metadata|subject|full]
-  mesh_feed_token create --device ID [--tier ...]
-  mesh_feed_token rotate CONTACT|--device ID [--tier ...]   revoke the live tokens, issue one
+  mesh_feed_token create CONTACT [--tier metadata|subject|full] [--label TEXT]
+  mesh_feed_token create --device ID [--tier ...] [--label TEXT]
+  mesh_feed_token rotate CONTACT|--device ID [--tier ...] [--label TEXT]   revoke the live tokens, issue one
   mesh_feed_token revoke CONTACT|--device ID                prints {"revoked": n}
 
 create and rotate print {"token", "urls": {"rss", "atom", "json", "as2"}}; the token is shown
@@ -40,6 +40,8 @@ class Command(MeshCommand):
                 p.add_argument("--tier", choices=FeedToken.Tier.values,
                                default=FeedToken.Tier.METADATA if name == "create" else None,
                                help="what the feed shows (create: metadata; rotate: the replaced token's)")
+                p.add_argument("--label", default="" if name == "create" else None,
+                               help="what the token is for (rotate: the replaced token's)")
 
     def handle(self, *args, **options):
         workspace = self.workspace(options)
@@ -62,10 +64,10 @@ class Command(MeshCommand):
                 return
             if action == "create":
                 _row, token = feed_token_create(workspace=workspace, contact=contact, device=device,
-                                                tier=options["tier"])
+                                                tier=options["tier"], label=options["label"])
             else:
                 _row, token = feed_token_rotate(workspace=workspace, contact=contact, device=device,
-                                                tier=options["tier"])
+                                                tier=options["tier"], label=options["label"])
         except FeedTokenError as exc:
             raise CommandError(str(exc)) from None
         urls = feed_urls(token, base=public_base_url())
