@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from django import forms
 from django.http import QueryDict
+from django.utils import timezone
 
 from .selectors import search_terms
 
@@ -75,4 +76,7 @@ class TimelineFilters:
 
 
 def _midnight(day: str) -> dt.datetime | None:
-    return dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=dt.UTC) if day else None
+    # The reader's midnight (streams.timezones): a day filter takes the days the page shows.
+    if not day:
+        return None
+    return dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=timezone.get_current_timezone())

@@ -17,8 +17,11 @@ from django.utils.timesince import timesince
 
 from connectors.text import MAX_JSON_DEPTH
 
+from .activity_rows import activity_row, card_verb, run_summary
+from .attachments import attachments_served
 from .feeds.entries import owner_wrote
 from .models import Activity, Contact, Device
+from .people import identity_text
 from .places import public_extra, public_place_line
 from .selectors.devices import device_presence
 
@@ -32,6 +35,8 @@ DELIVERY_LABELS = {
     "receiving": "receiving", "received": "received",
 }
 DELIVERY_BAD = {"undelivered", "failed"}
+# Declared types offered a "View" link; the server shows one inline only if its bytes agree.
+PREVIEW_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 
 def _duration(seconds) -> str:
@@ -149,9 +154,10 @@ def _int(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def decorate_activities(activities: list[Activity]) -> list[Activity]:
+def decorate_activities(activities: list[Activity], *, region: str = "") -> list[Activity]:
     """Attach display values to each activity of a page (no queries: the selector attached
-    each activity's participants as ``persons``)."""
+    each activity's participants as ``persons``). ``region``: the workspace's, for phone
+    numbers (national format at home)."""
     for a in activities:
         extra = a.extra if isinstance(a.extra, dict) else {}
         a.extra_items = _extra_items(extra) if a.channel == "device" else []
@@ -172,17 +178,24 @@ def decorate_activities(activities: list[Activity]) -> list[Activity]:
             "bad": state in DELIVERY_BAD, "error_code": _plain(delivery.get("error_code") or ""),
         } if state and not (a.direction == "in" and state in ("received", "receiving")) else None
         a.is_dm = a.channel == "twitter" and a.verb in ("message", "dm", "direct_message")
+        served = attachments_served(connector=a.connector)
         a.attachment_list = [
             {"name": _plain(att.get("name") or att.get("filename") or "attachment"),
              "type": _plain(att.get("mediaType") or att.get("content_type") or att.get("type") or ""),
-             "size": _size(att.get("size")), "inline": bool(att.get("content_id"))}
-            for att in (a.attachments or []) if isinstance(att, dict)
+             "size": _size(att.get("size")), "inline": bool(att.get("content_id")),
+             # Its place in the stored list is its URL (/activities/<id>/attachments/<index>).
+             "index": index if served else None,
+             "preview": served and str(att.get("mediaType") or att.get("type") or "").lower() in PREVIEW_TYPES}
+            for index, att in enumerate(a.attachments or []) if isinstance(att, dict)
         ]
         a.people = [
             {"role": p.role, "name": p.name, "label": p.label,
-             "contact_id": None if p.is_self else p.contact_id, "is_self": p.is_self}
+             "contact_id": None if p.is_self else p.contact_id, "is_self": p.is_self,
+             "text": identity_text(p.kind, p.value, p.display, region)}
             for p in a.persons
         ]
+        a.row = activity_row(a)
+        a.verb_label = card_verb(a)
     return activities
 
 
@@ -191,7 +204,7 @@ def decorate_activities(activities: list[Activity]) -> list[Activity]:
 # The key holds everything the fragment depends on, so an entry is never stale: the activity's
 # updated_at (bumped by delivery-state changes and reprocessing), its participants' contacts
 # (merges), its device's name, and how the page shows it.
-FRAGMENT_VERSION = "web-1"
+FRAGMENT_VERSION = "web-3"
 FRAGMENT_SECONDS = 24 * 3600
 
 
@@ -201,11 +214,17 @@ def render_activities(activities: list[Activity], *, contact: Contact | None = N
     if not activities:
         return
     tpl = get_template("streams/_activity.html")
-    page_key = (contact.pk if contact else None, hide_device, tuple(highlight or ()), live, show_date)
+    # Times are rendered in the reader's zone (streams.timezones): part of the key.
+    page_key = (contact.pk if contact else None, hide_device, tuple(highlight or ()), live, show_date,
+                timezone.get_current_timezone_name())
     keys = {}
     for a in activities:
+        # Nothing the page already says: not the contact whose page it is, not the owner (the
+        # direction says which way it went).
+        a.shown_people = [p for p in a.people if not p["is_self"] and not (contact and p["contact_id"] == contact.pk)]
         parts = (a.pk, a.updated_at.isoformat(), a.device.name if a.device else "",
-                 tuple((p.role, p.contact_id, p.display) for p in a.persons), page_key)
+                 tuple((p.role, p.contact_id, p.display) for p in a.persons), tuple(p["text"] for p in a.people),
+                 page_key)
         keys[a.pk] = f"mesh:frag:{FRAGMENT_VERSION}:{a.pk}:" + hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
     cached = cache.get_many(list(keys.values()))
     fresh = {}
@@ -222,10 +241,11 @@ def render_activities(activities: list[Activity], *, contact: Contact | None = N
 
 @dataclass
 class Block:
-    """What the timeline shows as one piece: a single activity, an email thread, or an SMS
-    conversation (a run of texts on one day). Items are oldest first, to read top to bottom."""
+    """What the timeline shows as one piece: a single activity, an email thread, an SMS
+    conversation (a run of texts on one day), or a folded run of one device event (battery
+    reports, location updates). Items are oldest first, to read top to bottom."""
 
-    kind: str  # "single", "thread", "sms"
+    kind: str  # "single", "thread", "sms", "run"
     items: list[Activity] = field(default_factory=list)
 
     @property
@@ -233,12 +253,21 @@ class Block:
         return self.items[-1]
 
     @property
+    def oldest(self) -> Activity:
+        return self.items[0]
+
+    @property
     def day(self) -> dt.date:
-        return self.newest.occurred_at.astimezone(dt.UTC).date()
+        return _local_day(self.newest)
 
     @property
     def subject(self) -> str:
         return next((a.subject for a in self.items if a.subject), "")
+
+    @property
+    def summary(self) -> dict:
+        """A run's one line ("Battery 31–80 % · 7 reports")."""
+        return run_summary(self.items, _run_noun(self.oldest))
 
 
 def _thread_of(a: Activity) -> str:
@@ -246,13 +275,17 @@ def _thread_of(a: Activity) -> str:
     return a.thread_key or str(extra.get("thread") or "")
 
 
-def timeline_blocks(activities: list[Activity]) -> list[Block]:
+def timeline_blocks(activities: list[Activity], *, conversations: bool = True) -> list[Block]:
     """Group a newest-first page: every message of an email thread on the page joins the
-    thread's newest one; consecutive texts of one day read as one conversation."""
+    thread's newest one; consecutive texts of one day read as one conversation; consecutive
+    one-line device events of one kind on one day fold into a run, as on the lifestream
+    (``_similar_key``, ``AGGREGATE_MIN``). Days are the reader's (the active time zone).
+    Without ``conversations`` (a device's page, where texts are with different people) only
+    runs are folded."""
     blocks: list[Block] = []
     threads: dict[str, Block] = {}
     for a in activities:
-        if a.channel == "email" and _thread_of(a):
+        if conversations and a.channel == "email" and _thread_of(a):
             key = _thread_of(a)
             block = threads.get(key)
             if block is None:
@@ -260,16 +293,28 @@ def timeline_blocks(activities: list[Activity]) -> list[Block]:
                 blocks.append(block)
             block.items.insert(0, a)
             continue
-        if a.channel == "sms" or (a.channel == "device" and str(a.event_type).startswith("sms.")):
-            last = blocks[-1] if blocks else None
-            if (last is not None and last.kind == "sms"
-                    and last.items[0].occurred_at.astimezone(dt.UTC).date() == a.occurred_at.astimezone(dt.UTC).date()):
+        last = blocks[-1] if blocks else None
+        if conversations and (a.channel == "sms" or (a.channel == "device" and str(a.event_type).startswith("sms."))):
+            if last is not None and last.kind == "sms" and _local_day(last.oldest) == _local_day(a):
                 last.items.insert(0, a)
                 continue
             blocks.append(Block("sms", [a]))
             continue
+        if getattr(a, "row", None) and a.channel == "device":
+            if last is not None and last.kind == "run" and _same_run(last.oldest, a):
+                last.items.insert(0, a)
+                continue
+            blocks.append(Block("run", [a]))
+            continue
         blocks.append(Block("single", [a]))
-    return blocks
+    # A run too short to fold is its items, newest first like the page.
+    folded: list[Block] = []
+    for block in blocks:
+        if block.kind == "run" and len(block.items) < AGGREGATE_MIN:
+            folded.extend(Block("single", [a]) for a in reversed(block.items))
+        else:
+            folded.append(block)
+    return folded
 
 
 # --- devices and sources -------------------------------------------------------------------------
@@ -361,7 +406,7 @@ class LifeEntry:
 
     @property
     def day(self) -> dt.date:
-        return _utc_day(self.first)
+        return _local_day(self.first)
 
 
 def _similar_key(a: Activity) -> tuple | None:
@@ -371,8 +416,19 @@ def _similar_key(a: Activity) -> tuple | None:
     return None  # messages and posts are what people come to read
 
 
-def _utc_day(a: Activity) -> dt.date:
-    return a.occurred_at.astimezone(dt.UTC).date()
+def _local_day(a: Activity) -> dt.date:
+    """The item's day where the reader is (the active time zone: streams.timezones)."""
+    return timezone.localtime(a.occurred_at).date()
+
+
+def _same_run(a: Activity, b: Activity) -> bool:
+    """Two items that fold into one run: similar (``_similar_key``) and on the same day."""
+    key = _similar_key(a)
+    return key is not None and key == _similar_key(b) and _local_day(a) == _local_day(b)
+
+
+def _run_noun(a: Activity) -> str:
+    return RUN_NOUNS.get(a.event_type) or f"{str(a.event_type).replace('_', ' ')} events"
 
 
 def decorate_lifestream_activities(activities: list[Activity]) -> list[Activity]:
@@ -407,15 +463,14 @@ def lifestream_entries(activities: list[Activity]) -> list[LifeEntry]:
     def flush():
         if len(run) >= AGGREGATE_MIN:
             a = run[0]
-            noun = RUN_NOUNS.get(a.event_type) or f"{str(a.event_type).replace('_', ' ')} events"
-            entries.append(LifeEntry(list(run), noun=noun, source_name=a.device.name if a.device else ""))
+            entries.append(LifeEntry(list(run), noun=_run_noun(a), source_name=a.device.name if a.device else ""))
         else:
             entries.extend(LifeEntry([x]) for x in run)
         run.clear()
 
     for a in activities:
         key = _similar_key(a)
-        if run and (key is None or key != _similar_key(run[0]) or _utc_day(a) != _utc_day(run[0])):
+        if run and (key is None or not _same_run(run[0], a)):
             flush()
         if key is None:
             entries.append(LifeEntry([a]))

@@ -95,7 +95,7 @@ class DraftConnector(Connector):
             subject=p.get("subject", ""), text=p.get("text", ""), html=p.get("html", ""), url=p.get("url", ""),
             thread_key=p.get("thread_key", ""), visibility=p.get("visibility", "private"),
             participants=[ParticipantDraft(**x) for x in p.get("participants", [])],
-            attachments=p.get("attachments", []), extra=p.get("extra", {}),
+            attachments=p.get("attachments", []), extra=p.get("extra", {}), automated=p.get("automated", False),
         )
 
 

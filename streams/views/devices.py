@@ -14,11 +14,11 @@ from ..heatmap import heat_svg, heat_weeks
 from ..models import Device
 from ..places import device_places_panel, device_places_public_set
 from ..presenters import (
-    Block,
     decorate_activities,
     device_state_items,
     device_status,
     render_activities,
+    timeline_blocks,
 )
 from ..selectors import NO_PENDING, BadCursor
 from .common import (
@@ -59,10 +59,11 @@ def device_detail(request: HttpRequest, device_id: int) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     highlight = selectors.highlight_terms(filters.q)
     page = timeline("d", device.pk, filters, before)
-    activities = decorate_activities(page.activities)
+    activities = decorate_activities(page.activities, region=device.workspace.region)
     render_activities(activities, hide_device=True, highlight=highlight)
-    # A device's events are not threads or conversations: each is its own block.
-    blocks = [Block("single", [a]) for a in activities]
+    # A device's events are not threads or conversations (its texts are with many people);
+    # runs of one kind of event fold.
+    blocks = timeline_blocks(activities, conversations=False)
     if wants_more(request, before):
         return timeline_more(request, blocks=blocks, filters=filters, page=page)
     weeks = heat_weeks(kind="d", owner_id=device.pk, summary=(

@@ -28,7 +28,7 @@ def search(request: HttpRequest) -> HttpResponse:
     if workspace is not None and filters.q:
         page = selectors.workspace_search_page(workspace=workspace, q=filters.q, before=before,
                                                limit=conf.PAGE_SIZE, **filters.selector_kwargs())
-    activities = decorate_activities(page.activities) if page else []
+    activities = decorate_activities(page.activities, region=workspace.region) if page else []
     render_activities(activities, highlight=highlight)
     return render(request, "streams/search.html", {
         "workspace": workspace, "filters": filters, "activities": activities, "channels": CHANNELS,
