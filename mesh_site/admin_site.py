@@ -26,6 +26,11 @@ class SuperuserAuthenticationForm(AdminAuthenticationForm):
 class MeshAdminSite(admin.AdminSite):
     login_form = SuperuserAuthenticationForm
     login_template = "registration/admin_login.html"
+    # Shown by templates/admin/base_site.html, which also links Mesh's favicon.
+    site_header = "Mesh administration"
+    site_title = "Mesh administration"
+    index_title = "Every workspace"
+    site_url = "/contacts/"
 
     def has_permission(self, request):
         return request.user.is_active and request.user.is_superuser
