@@ -127,6 +127,7 @@ CELERY_BEAT_SCHEDULE = {
     "search-index": {"task": "streams.tasks.search_index", "schedule": 60.0},
     "rank-refresh": {"task": "streams.tasks.rank_refresh", "schedule": 60.0},
     "sync-prune": {"task": "streams.tasks.sync_prune", "schedule": 3600.0},
+    "merge-suggestions": {"task": "streams.tasks.merge_suggestions_refresh", "schedule": 86400.0},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -20,8 +20,9 @@ counts, since they are one clue told several ways. The score combines the rest a
 clues: ``1 - Π(1 - weight)``. A pair is suggested from ``SUGGEST_AT``.
 
 Computed by ``merge_suggestions_refresh(workspace=…)``, a pass over the whole workspace
-(``mesh_contacts suggestions --refresh``, the suggestions page's "Look again"), not after each
-ingest batch: the evidence is pairwise across the workspace, and ingest stays what it was.
+(``mesh_contacts suggestions --refresh``, the suggestions page's "Look again", and daily the
+beat's ``streams.tasks.merge_suggestions_refresh``), not after each ingest batch: the evidence
+is pairwise across the workspace, and ingest stays what it was.
 A rejected pair is never suggested again unless evidence of a stronger kind than any it had
 when rejected appears; it follows its contacts through later merges. Nothing is merged without
 a person unless the workspace sets ``auto_merge_score`` (None by default: never).

@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from connectors.base import ConnectorError, registry
 
-from . import ranking, sync
+from . import linking, ranking, sync
 from .conf import conf
 from .locks import SourceBusy, redis_client
-from .models import InboundItem, Source
+from .models import InboundItem, Source, Workspace
 from .search import KICK_KEY, search_index_pending
 from .services import inbound_process, source_sync
 from .timelines import activities_fan_out
@@ -121,6 +121,14 @@ def rank_refresh() -> int:
 def sync_prune() -> int:
     """Hourly (beat): drop sync change log rows past MESH_SYNC_HORIZON_DAYS."""
     return sync.sync_prune()
+
+
+@shared_task(acks_late=True)
+def merge_suggestions_refresh() -> int:
+    """Daily (beat): every workspace's merge suggestions looked at again (streams.linking), so
+    new evidence shows without anyone asking, and auto-merges run where a workspace set a score.
+    Returns the number of open suggestions."""
+    return sum(linking.merge_suggestions_refresh(workspace=ws).suggested for ws in Workspace.objects.order_by("pk"))
 
 
 @shared_task(acks_late=True)

@@ -350,3 +350,11 @@ def test_the_benchmark_plant_is_deterministic_and_its_count_is_honest(db):
     # Initials alone stay under the threshold by design; every other planted kind is found.
     found = {kind: tuple(map(int, v.split("/"))) for kind, v in result["found_by_planted_kind"].items()}
     assert found["initials"][0] == 0 and all(n == total for kind, (n, total) in found.items() if kind != "initials")
+
+
+def test_the_daily_task_refreshes_every_workspace(owned, namesakes, settings):
+    from streams.tasks import merge_suggestions_refresh as task
+
+    assert settings.CELERY_BEAT_SCHEDULE["merge-suggestions"]["task"] == "streams.tasks.merge_suggestions_refresh"
+    assert task.delay().get() == 1
+    assert MergeSuggestion.objects.filter(workspace=owned, state="open").count() == 1
