@@ -1,13 +1,14 @@
-"""Devices in the mesh: what Mesh records about a device as its events arrive, whichever door
-they came through (the device API, OwnTracks over HTTP, MQTT through ``mesh_mqtt``).
+"""Devices in the mesh: their tokens, and what Mesh records about a device as its events
+arrive, whichever door they came through (the device API, OwnTracks over HTTP, MQTT through
+``mesh_mqtt``). ``streams.services`` re-exports what connectors call.
 
 - **seq**: a pushed event may carry ``seq``, the device's own sequence number (1, 2, 3, …).
   A seq is *held* once its event is stored raw, in the transaction that stores it
   (``streams.services.device_events_store``): durable in the database, so the device need not
   send it again whatever ingest later makes of it. Mesh keeps ``Device.seq_high`` (every seq
-  from 1 to it is held) and the ranges held above it (``DeviceSeqRange``, merged on write under
-  the device's row lock, so concurrent batches of one device apply one after the other). A seq
-  already held changes nothing.
+  from 1 to it is held) and the ranges held above it (``DeviceSeqRange``, merged on write). The
+  transaction takes the device's row lock first, so concurrent batches of one device apply one
+  after the other. A seq already held changes nothing.
 - **presence**: the device seen at each contact (``last_seen_at``), and offline from its MQTT
   last will (``offline_at``); the rule that reads them is ``selectors.devices.device_presence``.
 """
@@ -15,15 +16,18 @@ they came through (the device API, OwnTracks over HTTP, MQTT through ``mesh_mqtt
 from __future__ import annotations
 
 import datetime as dt
+import secrets as pysecrets
 from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 from django.db.models import Value
 from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
 from connectors.base import RawItem
 
-from .models import Device, DeviceSeqRange
+from .crypto import token_hash
+from .models import Device, DeviceSeqRange, Workspace
 
 # A seq is a PostgreSQL bigint.
 MAX_SEQ = 2**63 - 1
@@ -31,6 +35,34 @@ MAX_SEQ = 2**63 - 1
 
 class TopicTaken(ValueError):
     """Another device already has this MQTT topic."""
+
+
+def device_create(*, workspace: Workspace, name: str, kind: str = "") -> tuple[Device, str]:
+    """Create a device and return it with its token (shown once; only the hash is stored)."""
+    token = "mesh_dev_" + pysecrets.token_urlsafe(32)  # 256 bits
+    device = Device.objects.create(
+        workspace=workspace, name=name, kind=kind, token_hash=token_hash(token), token_prefix=token[:12]
+    )
+    return device, token
+
+
+def device_rotate_token(*, device: Device) -> str:
+    token = "mesh_dev_" + pysecrets.token_urlsafe(32)
+    device.token_hash = token_hash(token)
+    device.token_prefix = token[:12]
+    device.revoked_at = None
+    device.save(update_fields=["token_hash", "token_prefix", "revoked_at"])
+    return token
+
+
+def device_revoke(*, device: Device) -> None:
+    Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now())
+
+
+def device_by_token(token: str) -> Device | None:
+    if not token or len(token) > 200:
+        return None
+    return Device.objects.select_related("workspace").filter(token_hash=token_hash(token)).first()
 
 
 def item_seq(payload) -> int | None:
@@ -44,14 +76,22 @@ def item_seq(payload) -> int | None:
     return None
 
 
-def device_push_record(*, device: Device, items: Iterable[RawItem], seen_at: dt.datetime | None) -> None:
-    """Inside the transaction that stores ``items`` raw: the device seen at ``seen_at`` (None:
-    not a sign of life, e.g. a retained MQTT message), and the seqs the items carry held. Both
-    take the device's row lock, which orders concurrent batches of one device."""
-    seqs = sorted({s for item in items if (s := item_seq(item.payload)) is not None})
-    if seen_at is not None:
+def device_push_lock(*, device: Device, seen_at: dt.datetime | None) -> None:
+    """First in the transaction that stores a device's pushed items: the device's row lock, so
+    that concurrent batches of one device store one after the other (two batches inserting
+    overlapping raw rows in different orders would deadlock), and the device seen at
+    ``seen_at`` (None: not a sign of life, e.g. a retained MQTT message)."""
+    if seen_at is not None:  # the update takes the lock
         Device.objects.filter(pk=device.pk).update(
             last_seen_at=Coalesce(Greatest("last_seen_at", Value(seen_at)), Value(seen_at)))
+    else:
+        list(Device.objects.select_for_update(no_key=True).filter(pk=device.pk).values_list("pk"))
+
+
+def device_seqs_hold(*, device: Device, items: Iterable[RawItem]) -> None:
+    """After ``device_push_lock``, in the same transaction: the seqs the stored items carry
+    held."""
+    seqs = sorted({s for item in items if (s := item_seq(item.payload)) is not None})
     if seqs:
         _seqs_hold(device.pk, seqs)
 
@@ -99,8 +139,7 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _seqs_hold(device_id: int, seqs: list[int]) -> None:
-    high = (Device.objects.select_for_update(no_key=True).filter(pk=device_id)
-            .values_list("seq_high", flat=True).get())
+    high = Device.objects.filter(pk=device_id).values_list("seq_high", flat=True).get()
     runs = _runs([s for s in seqs if s > high])
     if not runs:
         return

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import secrets as pysecrets
 import time
 from collections.abc import Iterable
 
@@ -22,7 +21,7 @@ from connectors.base import Connector, ConnectorError, RawItem, registry
 from connectors.text import clean_text
 
 from .conf import conf
-from .crypto import secrets_decrypt, secrets_encrypt, token_hash
+from .crypto import secrets_decrypt, secrets_encrypt
 
 # Re-exported ``as`` themselves: connectors reach ``streams`` only through ``streams.services``
 # (and selectors), so the services kept in modules of their own (``delivery``, ``webhooks``) and
@@ -30,7 +29,11 @@ from .crypto import secrets_decrypt, secrets_encrypt, token_hash
 from .delivery import activity_delivery_update as activity_delivery_update
 from .delivery import delivery_report_receive as delivery_report_receive
 from .delivery import delivery_reports_apply as delivery_reports_apply
-from .devices import device_push_record
+from .devices import device_by_token as device_by_token
+from .devices import device_create as device_create
+from .devices import device_push_lock, device_seqs_hold
+from .devices import device_revoke as device_revoke
+from .devices import device_rotate_token as device_rotate_token
 from .identity import InvalidIdentity as InvalidIdentity
 from .identity import identity_mark_self, merge_name_apply, merge_name_undo, merge_order
 from .identity import normalize_phone as normalize_phone
@@ -257,28 +260,6 @@ def source_health(*, source: Source, now: dt.datetime | None = None) -> dict:
 # --- devices ----------------------------------------------------------------------------------
 
 
-def device_create(*, workspace: Workspace, name: str, kind: str = "") -> tuple[Device, str]:
-    """Create a device and return it with its token (shown once; only the hash is stored)."""
-    token = "mesh_dev_" + pysecrets.token_urlsafe(32)  # 256 bits
-    device = Device.objects.create(
-        workspace=workspace, name=name, kind=kind, token_hash=token_hash(token), token_prefix=token[:12]
-    )
-    return device, token
-
-
-def device_rotate_token(*, device: Device) -> str:
-    token = "mesh_dev_" + pysecrets.token_urlsafe(32)
-    device.token_hash = token_hash(token)
-    device.token_prefix = token[:12]
-    device.revoked_at = None
-    device.save(update_fields=["token_hash", "token_prefix", "revoked_at"])
-    return token
-
-
-def device_revoke(*, device: Device) -> None:
-    Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now())
-
-
 def device_events_store(
     *, device: Device, items: list[RawItem], at: dt.datetime | None, connector: str = "device",
 ) -> tuple[list[int], int]:
@@ -287,15 +268,10 @@ def device_events_store(
     (``streams.devices``). ``connector``: whose normalizer reads them (``owntracks`` for the
     app's own messages)."""
     with transaction.atomic():
+        device_push_lock(device=device, seen_at=at)
         stored = inbound_store(workspace=device.workspace, connector=connector, items=items, device=device)
-        device_push_record(device=device, items=items, seen_at=at)
+        device_seqs_hold(device=device, items=items)
     return stored
-
-
-def device_by_token(token: str) -> Device | None:
-    if not token or len(token) > 200:
-        return None
-    return Device.objects.select_related("workspace").filter(token_hash=token_hash(token)).first()
 
 
 # --- push (webhooks, device API) --------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""Device events: pushed over HTTP (``POST /api/v1/devices/events``) or imported from a JSONL
-file (``mesh_import device FILE.jsonl --device ID``). Both paths share one schema and one
-normalizer, and an event's identity is (device, event id), so a file import of events already
-pushed adds nothing."""
+"""Device events: pushed over HTTP (``POST /api/v1/devices/events``) or MQTT
+(``mesh/devices/<name>/events``, through ``mesh_mqtt``), or imported from a JSONL file
+(``mesh_import device FILE.jsonl --device ID``). All three share one schema and one normalizer,
+and an event's identity is (device, event id), so an event that came through two doors is one."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.conf import settings
 
 from connectors.base import (
     ActivityDraft,
@@ -20,7 +25,7 @@ from connectors.base import (
 )
 from connectors.text import MAX_JSON_DEPTH, clean_json, clean_text, json_depth
 
-from .schema import parse_json, parse_time, too_deep, validate_event
+from .schema import check_batch, parse_json, parse_time, too_deep, validate_event
 
 MAX_LINE_BYTES = 1_000_000
 
@@ -49,6 +54,8 @@ class DeviceConnector(Connector):
     # Devices push their events to POST /api/v1/devices/events (views.py), an API, not a hook.
     urls = "connectors.device.urls"
     url_mount = "api/v1/devices/"
+    # MQTT (mesh_mqtt): the same JSON as the API's POST, on the device's base topic + /events.
+    mqtt_topics = ("mesh/devices/+/events",)
 
     def device_id(self) -> int:
         device = self.config.device or self.context.get("device_id")
@@ -87,6 +94,34 @@ class DeviceConnector(Connector):
                     yield Batch(items, {"offset": fh.tell(), "line": line_no})
                     items = []
             yield Batch(items, {"offset": fh.tell(), "line": line_no})
+
+    def mqtt_message(self, topic: str, payload: bytes, received_at: dt.datetime | None = None) -> list[RawItem]:
+        """``{"events": [...]}``, as ``POST /api/v1/devices/events`` takes it. Each valid event is
+        the item the API stores for it (a resend through either door is a duplicate); an invalid
+        one, which no one is there to answer, becomes a skip record keyed by its content, so
+        that a corrected event with the same id is still stored."""
+        device = self.device_id()
+        if len(payload) > settings.MESH_INGEST_MAX_BYTES:
+            raise ValueError(f"payload larger than {settings.MESH_INGEST_MAX_BYTES} bytes")
+        try:
+            doc = clean_json(parse_json(payload))
+        except ValueError as exc:
+            raise ValueError(f"payload is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+            raise ValueError('payload must be a JSON object {"events": [...]}')
+        events = doc["events"]
+        if len(events) > settings.MESH_INGEST_MAX_EVENTS:
+            raise ValueError(f"more than {settings.MESH_INGEST_MAX_EVENTS} events in one message")
+        accepted, errors, _ = check_batch(events)
+        items = [RawItem(f"{device}/{event['id']}", event, received_at) for event in accepted]
+        for index in dict.fromkeys(e["index"] for e in errors):
+            reasons = "; ".join(f"{e['field'] or 'event'}: {e['error']}" for e in errors if e["index"] == index)
+            text = json.dumps(events[index], ensure_ascii=False, sort_keys=True)
+            digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+            items.append(RawItem(f"{device}/invalid-{digest}",
+                                 {"_error": f"event {index} of an MQTT message: {reasons}", "_text": text[:2000]},
+                                 received_at))
+        return items
 
     @staticmethod
     def _raw(device: int, text: str, line_no: int) -> RawItem:

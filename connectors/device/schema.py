@@ -1,6 +1,6 @@
 """The device event schema, shared by the HTTP ingest API and the JSONL file import.
 
-An event: ``{"id", "type", "occurred_at", "data"?, "participants"?, "visibility"?}``.
+An event: ``{"id", "type", "occurred_at", "seq"?, "data"?, "participants"?, "visibility"?}``.
 ``validate_event`` returns every problem it finds as (field, message), so a client can fix all
 of them from one 400. Both doors clean every string first (``clean_json``): NUL and other
 control characters go, a lone surrogate becomes U+FFFD, ids and object keys included, so an
@@ -28,6 +28,8 @@ MAX_AHEAD = MAX_CLOCK_SKEW
 # What one event's ``data`` may hold, as JSON: real events (OwnTracks, notifications) are a few
 # hundred bytes. Bounded so that no stored event can make a page slow or deep to render.
 MAX_DATA_BYTES = 65_536
+# ``seq``, the device's own sequence number (1, 2, 3, …), is a PostgreSQL bigint.
+MAX_SEQ = 2**63 - 1
 
 
 def _no_constant(name: str):
@@ -93,6 +95,10 @@ def validate_event(event: Any) -> list[tuple[str, str]]:
         errors.append(("data", "must be a JSON object"))
     elif json_depth(data) <= MAX_JSON_DEPTH and len(json.dumps(data)) > MAX_DATA_BYTES:
         errors.append(("data", f"larger than {MAX_DATA_BYTES} bytes as JSON"))
+    if "seq" in event:
+        seq = event["seq"]
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq <= MAX_SEQ:
+            errors.append(("seq", f"must be a whole number from 1 to {MAX_SEQ}"))
     visibility = event.get("visibility", "private")
     if visibility not in ("private", "public"):
         errors.append(("visibility", "must be 'private' or 'public'"))
@@ -115,3 +121,38 @@ def validate_event(event: Any) -> list[tuple[str, str]]:
             if "name" in p and not isinstance(p["name"], str):
                 errors.append((f"{where}.name", "must be a string"))
     return errors
+
+
+def check_batch(events: list) -> tuple[list[dict], list[dict], int]:
+    """A batch of events as (the events to store, each id once; the problems, as
+    ``{"index", "id", "field", "error"}``; how many were repeats of an earlier event of the
+    batch). Two events with one id and different content, or two with one ``seq``, are a
+    problem: which of them would the id or the seq name?"""
+    errors: list[dict] = []
+    accepted: list[dict] = []
+    first_seen: dict[str, int] = {}
+    seq_seen: dict[int, int] = {}
+    repeated = 0
+    for index, event in enumerate(events):
+        problems = validate_event(event)
+        for field, message in problems:
+            errors.append({"index": index, "id": event.get("id") if isinstance(event, dict) else None,
+                           "field": field, "error": message})
+        if problems:
+            continue
+        event_id = str(event["id"])
+        if event_id in first_seen:
+            if events[first_seen[event_id]] != event:
+                errors.append({"index": index, "id": event["id"], "field": "id",
+                               "error": f"duplicate id in this batch (also at index {first_seen[event_id]}) with different content"})
+            else:
+                repeated += 1
+            continue
+        seq = event.get("seq")
+        if seq is not None and seq_seen.setdefault(seq, index) != index:
+            errors.append({"index": index, "id": event["id"], "field": "seq",
+                           "error": f"seq {seq} is also at index {seq_seen[seq]}, another event"})
+            continue
+        first_seen[event_id] = index
+        accepted.append(event)
+    return accepted, errors, repeated

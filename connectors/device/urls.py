@@ -8,4 +8,5 @@ from . import views
 
 urlpatterns = [
     path("events", views.device_events, name="device-events"),
+    path("me/status", views.device_status, name="device-status"),
 ]

@@ -7,6 +7,8 @@ they never import one another (tests/test_architecture.py checks it).
 - ``x_api``: a local X API v2 server; ``x_archive``: X archives built from the fixtures, imported
   with ``mesh_import``.
 - ``dovecot``: a real, throw-away Dovecot IMAP server on loopback.
+- ``mosquitto``: the machine's MQTT broker, a throw-away Mosquitto to restart, and a device's
+  QoS 1 publisher.
 - ``browser``: headless Chromium (Debian's package) launched through Playwright.
 - ``a11y``: a page checked as an accessibility audit would (axe-core, sideways scrolling, the
   keyboard's path), and the demo data with a login for those tests.
