@@ -17,9 +17,9 @@ from django.views.decorators.vary import vary_on_headers
 from .. import selectors
 from ..conf import conf
 from ..contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
-from ..linking import merge_suggestion_accept
 from ..forms import CHANNELS, DIRECTIONS
 from ..heatmap import heat_svg, heat_weeks
+from ..linking import merge_suggestion_accept
 from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Source, Workspace

@@ -22,7 +22,11 @@ from django.utils import timezone
 
 from streams.cli import USAGE_ERROR, MeshCommand, contact_json, human_table
 from streams.contacts import contact_merge_preview, contact_unmerge_preview
-from streams.linking import merge_suggestion_accept, merge_suggestion_reject, merge_suggestions_refresh
+from streams.linking import (
+    merge_suggestion_accept,
+    merge_suggestion_reject,
+    merge_suggestions_refresh,
+)
 from streams.ranking import (
     TIER_NAMES,
     RankError,
