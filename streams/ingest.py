@@ -40,7 +40,14 @@ from connectors.text import (
 )
 
 from .dbstats import statistics_refresh
-from .identity import InvalidIdentity, Wanted, contacts_rename, display_source, identities_resolve, normalize
+from .identity import (
+    InvalidIdentity,
+    Wanted,
+    contacts_rename,
+    display_source,
+    identities_resolve,
+    normalize,
+)
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
 from .ranking import conversation_days_add
 from .rawdb import IntArray, TextArray, copy_with_new_ids, raw_cursor
