@@ -301,3 +301,26 @@ def test_api_events_and_owntracks_messages_of_one_device_are_each_read_by_their_
     assert set(Activity.objects.values_list("dedup_key", flat=True)) == {
         f"device:{device.pk}/b1", f"owntracks:{device.pk}/location/1777640400"}
     assert not InboundItem.objects.filter(state="pending").exists()
+
+
+def test_mesh_import_reads_a_recorder_file_once(tmp_path, device):
+    """``mesh_import owntracks FILE --device ID``: the Recorder's lines; a second import is all
+    duplicates."""
+    import io
+
+    from django.core.management import call_command
+
+    path = tmp_path / "2026-05.rec"
+    path.write_text("".join(f"2026-05-01T12:00:{i:02d}Z\t*                 \t{json.dumps(fixture(name))}\n"
+                            for i, name in enumerate(["location__ios_http", "transition__enter", "beacon__ranging"])))
+    runs = []
+    for _ in range(2):
+        out = io.StringIO()
+        try:
+            call_command("mesh_import", "owntracks", str(path), "--device", str(device.pk), "--workspace", "acme",
+                         "--json", stdout=out)
+        except SystemExit:  # exit 1 when items failed and none was stored (the second run): JSON all the same
+            pass
+        runs.append(json.loads(out.getvalue()))
+    assert [(r["fetched"], r["new"], r["duplicate"], r["failed"]) for r in runs] == [(3, 2, 0, 1), (3, 0, 2, 1)]
+    assert Activity.objects.filter(device=device, dedup_key__startswith=f"owntracks:{device.pk}/").count() == 2
