@@ -131,6 +131,9 @@ def normalize_message(raw: RawItem, *, device: int, places_public: bool = False)
         raise BadItem(str(message["_error"]))
     kind = message.get("_type")
     build = BUILDERS.get(kind) if isinstance(kind, str) else None
+    if kind == "encrypted":
+        raise BadItem("OwnTracks message is encrypted (the app's payload encryption): kept raw, not readable "
+                      "without its key; turn encryption off in the app to import its messages")
     if build is None:
         raise BadItem(f"OwnTracks message of type {str(kind)[:40]!r} is kept raw and not imported "
                       f"(Mesh reads {', '.join(KNOWN_TYPES)})")
