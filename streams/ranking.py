@@ -37,6 +37,7 @@ what counts):
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -349,21 +350,54 @@ def strengths_refresh(*, contact_ids: Sequence[int] | None = None, workspace: Wo
         rows = []
         for contact_id, p in parts.items():
             score = strength_score(p, today=today)
-            rows.append(ContactStrength(
-                contact_id=contact_id, workspace_id=workspaces[contact_id], score=score, tier=tier_of(score),
-                conversations=p.conversations, last_30=p.last_30, last_90=p.last_90, last_365=p.last_365,
-                in_90=p.in_90, out_90=p.out_90, in_365=p.in_365, out_365=p.out_365, channels_90=list(p.channels_90),
-                channels_365=p.channels_365, first_touch_at=p.first_touch_at, last_touch_at=p.last_touch_at,
-                computed_on=today,
-            ))
+            rows.append((contact_id, workspaces[contact_id], score, tier_of(score), p))
         with transaction.atomic(savepoint=False):
             ContactStrength.objects.filter(contact_id__in=[c for c in chunk if c not in parts]).delete()
-            ContactStrength.objects.bulk_create(
-                rows, update_conflicts=True, unique_fields=["contact"],
-                update_fields=[f.name for f in ContactStrength._meta.concrete_fields if f.name != "contact"],
-            )
+            _strengths_write(rows, today)
         done += len(rows)
     return done
+
+
+_STRENGTH_COLUMNS = ("contact_id", "workspace_id", "score", "tier", "conversations", "last_30", "last_90", "last_365",
+                     "in_90", "out_90", "in_365", "out_365", "channels_90", "channels_365", "first_touch_at",
+                     "last_touch_at", "computed_on")
+
+
+def _strengths_write(rows: list[tuple], today: dt.date) -> None:
+    """Upsert (contact, workspace, score, tier, parts) rows. PostgreSQL: one statement over
+    arrays (the ORM's bulk_create spent two thirds of a refresh preparing values)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        ContactStrength.objects.bulk_create([
+            ContactStrength(contact_id=c, workspace_id=w, score=score, tier=tier, conversations=p.conversations,
+                            last_30=p.last_30, last_90=p.last_90, last_365=p.last_365, in_90=p.in_90,
+                            out_90=p.out_90, in_365=p.in_365, out_365=p.out_365, channels_90=list(p.channels_90),
+                            channels_365=p.channels_365, first_touch_at=p.first_touch_at,
+                            last_touch_at=p.last_touch_at, computed_on=today)
+            for c, w, score, tier, p in rows
+        ], update_conflicts=True, unique_fields=["contact"], update_fields=list(_STRENGTH_COLUMNS[1:]))
+        return
+    counts = ("conversations", "last_30", "last_90", "last_365", "in_90", "out_90", "in_365", "out_365")
+    columns = ", ".join(_STRENGTH_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _STRENGTH_COLUMNS[1:])
+    with raw_cursor() as cur:
+        cur.execute(
+            f"""INSERT INTO {_t(ContactStrength)} ({columns})
+                SELECT c, w, s, t, {", ".join(counts)}, ch::jsonb, n, f, l, %s::date
+                FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[], %s::text[],
+                            {", ".join(["%s::int[]"] * len(counts))}, %s::text[], %s::smallint[],
+                            %s::timestamptz[], %s::timestamptz[])
+                     AS u(c, w, s, t, {", ".join(counts)}, ch, n, f, l)
+                ON CONFLICT (contact_id) DO UPDATE SET {updates}""",
+            [today.isoformat(), IntArray([r[0] for r in rows]), IntArray([r[1] for r in rows]),
+             IntArray([r[2] for r in rows]), TextArray([r[3] for r in rows]),
+             *(IntArray([getattr(r[4], name) for r in rows]) for name in counts),
+             TextArray([json.dumps(list(r[4].channels_90)) for r in rows]),
+             IntArray([r[4].channels_365 for r in rows]),
+             TextArray([r[4].first_touch_at.isoformat() for r in rows]),
+             TextArray([r[4].last_touch_at.isoformat() for r in rows])],
+        )
 
 
 def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date | None = None) -> int:
