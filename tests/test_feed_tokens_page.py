@@ -16,6 +16,7 @@ from streams.crypto import token_hash
 from streams.feed_tokens import FeedTokenError, feed_token_create, feed_token_rotate
 from streams.models import FeedToken
 from tests.factories import PASSWORD, ana, contact_for, ingest_mail, mail
+from tests.fakes.a11y import axe_violations, sideways_overflow, with_axe
 from tests.fakes.browser import headless_chromium
 
 TOKEN = re.compile(r">(mf_[A-Za-z0-9_-]{43})<")
@@ -126,11 +127,12 @@ def test_rotate_keeps_the_label_unless_given(workspace, contact):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_in_a_browser_a_reload_after_create_creates_nothing(live_server, workspace, member):
+@pytest.mark.parametrize("width", [1280, 390])
+def test_in_a_browser_a_reload_after_create_creates_nothing(live_server, workspace, member, width):
     ingest_mail(workspace, [mail(1)])
     contact = ana(workspace)
     with headless_chromium() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = with_axe(browser.new_context(viewport={"width": width, "height": 900}))
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
         page = context.new_page()
         page.set_default_timeout(10_000)
@@ -147,6 +149,9 @@ def test_in_a_browser_a_reload_after_create_creates_nothing(live_server, workspa
         token = page.inner_text("#new-token-value")
         assert "mf_" not in page.url
         assert page.input_value("#token-tier") == "full"
+        # The page with its new token and a revoke confirmation open, audited as issue 18 asks.
+        page.click("details.confirm > summary")
+        assert axe_violations(page) == [] and sideways_overflow(page) <= 0
 
         # The copy button appears with script, and copies the token.
         page.click("button[data-copy=new-token-value]")
