@@ -10,7 +10,8 @@ window of 2,000 fixes is read and clustered in milliseconds whatever the size of
   of consecutive fixes all within ``STAY_RADIUS_M`` of its first fix, lasting at least
   ``STAY_MIN``, is a visit from its first fix to its last. A fix's own accuracy widens the
   radius it is judged by (by at most the radius itself), and a fix less accurate than
-  ``MAX_ACCURACY_M`` neither starts nor breaks a stay: a cell-tower fix 2 km off is noise.
+  ``MAX_ACCURACY_M`` neither starts nor breaks a stay: a cell-tower fix 2 km off is noise. Fixes
+  more than ``MAX_GAP`` apart are not one stay (nothing is known of the time between).
 - **Transitions**: an OwnTracks ``enter`` then ``leave`` of a region is a visit with exact times
   and the region's name; a stay point overlapping one is the same visit and is dropped.
 - **Names**: the defined region (``place.defined``) whose circle holds the visit's centre, else
@@ -35,6 +36,9 @@ from .selectors.places import PLACE_VERBS, device_place_events, device_region_ev
 # What makes a stay: 100 m is a building and its car park, 10 minutes more than a red light.
 STAY_RADIUS_M = 100.0
 STAY_MIN = dt.timedelta(minutes=10)
+# Two fixes further apart than this say nothing about the time between (a phone off, a day
+# without reports): a stay ends at the first of them. A night at home without a report is less.
+MAX_GAP = dt.timedelta(hours=12)
 MAX_ACCURACY_M = 1000.0
 # How many of the newest fixes a device page clusters.
 VISIT_WINDOW = 2000
@@ -96,7 +100,8 @@ def _within(anchor: Fix, fix: Fix, radius: float) -> bool:
 
 
 def stay_points(fixes: Iterable[Fix], *, radius: float = STAY_RADIUS_M, min_stay: dt.timedelta = STAY_MIN,
-                max_accuracy: float = MAX_ACCURACY_M, ongoing: bool = True) -> list[Visit]:
+                max_accuracy: float = MAX_ACCURACY_M, max_gap: dt.timedelta = MAX_GAP,
+                ongoing: bool = True) -> list[Visit]:
     """The stays in ``fixes`` (oldest first), each a Visit from its first fix to its last. With
     ``ongoing``, a stay that the newest fix is still part of has no departure."""
     usable = [f for f in fixes if f.accuracy <= max_accuracy]
@@ -105,7 +110,8 @@ def stay_points(fixes: Iterable[Fix], *, radius: float = STAY_RADIUS_M, min_stay
     while i < len(usable):
         anchor = usable[i]
         j = i + 1
-        while j < len(usable) and _within(anchor, usable[j], radius):
+        while (j < len(usable) and usable[j].at - usable[j - 1].at <= max_gap
+               and _within(anchor, usable[j], radius)):
             j += 1
         run = usable[i:j]
         if run[-1].at - anchor.at >= min_stay:

@@ -78,6 +78,13 @@ def test_a_fix_far_off_but_imprecise_does_not_break_a_stay():
     assert stay_points(precise) == []
 
 
+def test_fixes_days_apart_are_not_one_stay_but_a_night_is():
+    days = [fix(0, HOME), fix(4 * 24 * 60, north(HOME, 10)), fix(4 * 24 * 60 + 1, north(HOME, 3000))]
+    assert stay_points(days) == []
+    night = [fix(0, HOME), fix(10 * 60, north(HOME, 10)), fix(10 * 60 + 1, north(HOME, 3000))]
+    assert [(v.arrival, v.departure) for v in stay_points(night)] == [(T0, T0 + dt.timedelta(hours=10))]
+
+
 def test_a_cell_tower_fix_is_ignored():
     fixes = [fix(0, HOME), fix(5, north(HOME, 2500), accuracy=3000), fix(12, north(HOME, 20)),
              fix(13, north(HOME, 4000))]
