@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.core.cache import cache
 from django.template.loader import get_template
@@ -256,8 +257,9 @@ class Block:
     def oldest(self) -> Activity:
         return self.items[0]
 
-    @property
+    @cached_property
     def day(self) -> dt.date:
+        # Read several times per block by the template; the block is complete by then.
         return _local_day(self.newest)
 
     @property
