@@ -52,6 +52,7 @@ from .models import (
 from .queue import task_send
 from .selectors import NO_PENDING, contact_subtree_ids, inbound_pending
 from .throttle import device_api_throttle as device_api_throttle  # for the device API view
+from .throttle import device_token as device_token  # the token of a Bearer or Basic request
 from .timelines import contact_timelines_rebuild
 from .webhooks import source_mark_self as source_mark_self
 from .webhooks import source_secrets as source_secrets

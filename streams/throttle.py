@@ -15,6 +15,8 @@ see docs/design.md.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import math
@@ -270,6 +272,21 @@ DEVICE_API_BAD_TOKENS = Limit("device-bad-token-ip", "DEVICE_API_RATE_BAD_TOKENS
 FEED_REQUESTS = Limit("feed-token", "FEED_RATE_PER_MINUTE", 60)
 
 
+def device_token(request: HttpRequest) -> str:
+    """The device token a request presents: ``Authorization: Bearer <token>``, or the password
+    of HTTP Basic credentials (how the OwnTracks app sends it); "" when there is none."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2].strip()
+
+
 def device_api_throttle(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Requests per device token, and failed token attempts per address (an address that keeps
     presenting bad tokens is refused before any lookup)."""
@@ -280,9 +297,9 @@ def device_api_throttle(view: Callable[..., HttpResponse]) -> Callable[..., Http
         wait = DEVICE_API_BAD_TOKENS.exceeded(ip)
         if wait:
             return too_many_requests(wait, "too many failed token attempts from this address", as_json=True)
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            wait = DEVICE_API_REQUESTS.hit(token.strip())
+        token = device_token(request)
+        if token:
+            wait = DEVICE_API_REQUESTS.hit(token)
             if wait:
                 return too_many_requests(wait, "too many requests for this device token", as_json=True)
         response = view(request, *args, **kwargs)

@@ -239,6 +239,18 @@ def test_missing_or_wrong_credentials_are_refused_asking_for_basic(post, device_
     assert InboundItem.objects.count() == 0
 
 
+def test_basic_credentials_are_rate_limited_per_token(post, settings, workspace):
+    from streams.services import device_create
+
+    settings.MESH_DEVICE_API_RATE_PER_MINUTE = 2
+    for tst in (1777640400, 1777640460):
+        assert post({**fixture("location__android_ping"), "tst": tst}).status_code == 200
+    refused = post({**fixture("location__android_ping"), "tst": 1777640520})
+    assert refused.status_code == 429 and "too many requests for this device token" in refused.json()["error"]
+    _, other = device_create(workspace=workspace, name="Tablet")
+    assert post(fixture("location__android_ping"), auth=basic("jane", other)).status_code == 200
+
+
 def test_a_revoked_device_is_refused(post, device):
     from streams.services import device_revoke
 

@@ -1,8 +1,9 @@
 """``POST /api/v1/owntracks``: the OwnTracks app in HTTP mode.
 
 The app sends one message per request with HTTP Basic credentials (Mesh reads the password as
-the device token; the user name is the OwnTracks user) or, from other clients, ``Authorization:
-Bearer <token>``. Checked in this order: token (401), size (413), an OwnTracks message (400:
+the device token, rate-limited per token like the device API) or, from other clients,
+``Authorization: Bearer <token>``; its ``X-Limit-U``/``X-Limit-D`` headers (the OwnTracks user
+and device) name the topic kept with the message. Checked in this order: token (401), size (413), an OwnTracks message (400:
 not JSON, not an object, no ``_type``). A message is then stored raw (one row per message
 identity, so the app's retries are one event) and answered ``200 []``, the empty list of
 friends' messages the app expects; ingest runs after commit. A message Mesh does not read (an
@@ -12,16 +13,13 @@ record with its reason, not an error answer: the app would otherwise resend it f
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from streams.services import device_api_throttle, device_by_token, device_events_store
+from streams.services import device_api_throttle, device_by_token, device_events_store, device_token
 
 from .connector import OwnTracksConnector
 from .messages import NotOwnTracks, parse_message, raw_item, topic_from_headers, with_topic
@@ -34,26 +32,11 @@ def _error(status: int, message: str) -> JsonResponse:
     return response
 
 
-def request_token(request: HttpRequest) -> tuple[str, str]:
-    """(token, OwnTracks user) from ``Authorization``: Basic user:token, or Bearer token."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip(), ""
-    if scheme.lower() != "basic":
-        return "", ""
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return "", ""
-    user, _, password = decoded.partition(":")
-    return password.strip(), user.strip()
-
-
 @csrf_exempt
 @require_POST
 @device_api_throttle
 def owntracks_http(request: HttpRequest) -> JsonResponse:
-    token, user = request_token(request)
+    token = device_token(request)
     if not token:
         return _error(401, "missing credentials: the device token as the password (HTTP Basic) or a Bearer token")
     device = device_by_token(token)
@@ -74,7 +57,7 @@ def owntracks_http(request: HttpRequest) -> JsonResponse:
         return _error(400, str(exc))
     if message is None:  # the app posts an empty body when a friend is deleted
         return JsonResponse([], safe=False)
-    topic = topic_from_headers(request.headers.get("X-Limit-U") or user, request.headers.get("X-Limit-D") or "")
+    topic = topic_from_headers(request.headers.get("X-Limit-U") or "", request.headers.get("X-Limit-D") or "")
     if topic:
         message = with_topic(message, topic)
     now = timezone.now()
