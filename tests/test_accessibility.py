@@ -11,7 +11,14 @@ import datetime as dt
 
 import pytest
 
-from tests.fakes.a11y import axe_violations, load_demo, log_in, sideways_overflow, with_axe
+from tests.fakes.a11y import (
+    axe_violations,
+    load_demo,
+    log_in,
+    sideways_overflow,
+    sticking_out,
+    with_axe,
+)
 from tests.fakes.browser import headless_chromium
 
 PASSWORD = "a11y-demo-password"
@@ -68,7 +75,7 @@ def check(page, url: str, name: str) -> list[str]:
     problems = [] if response is not None and response.status == 200 else [f"answered {response and response.status}"]
     overflow = sideways_overflow(page)
     if overflow > 0:
-        problems.append(f"scrolls sideways by {overflow} px")
+        problems.append(f"scrolls sideways by {overflow} px: {sticking_out(page)}")
     problems += axe_violations(page)
     return [f"{name} ({url}): {p}" for p in problems]
 
@@ -134,3 +141,27 @@ def test_the_heat_strip_starts_at_the_newest_weeks_on_a_phone(live_server, works
             assert in_box(cells.first.bounding_box(), box) is oldest_shown
             assert sideways_overflow(page) <= 0
             page.close()
+
+
+def test_long_names_and_addresses_do_not_widen_the_pages_on_a_phone(live_server, workspace, member, device_and_token,
+                                                                    monkeypatch):
+    from tests.factories import PASSWORD as MEMBER_PASSWORD
+    from tests.factories import contact_for, ingest_events, make_event
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    device, _ = device_and_token
+    address = "a.very.long.mailbox.name.that.never.breaks@" + "sub." * 8 + "example.com"
+    ingest_events(workspace, device, [make_event(
+        "long-1", type="sms.received", occurred_at=dt.datetime.now(dt.UTC).isoformat(),
+        data={"text": "https://example.com/" + "x" * 120, "subject": "Re: " + "Unbroken" * 20},
+        participants=[{"kind": "email", "value": address, "role": "from", "name": "Maximiliana" * 6},
+                      {"kind": "phone", "value": "+14155550142", "role": "from", "name": "Maximiliana" * 6}],
+    )])
+    contact = contact_for(workspace, "email", address)
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        log_in(page, live_server.url, member.username, MEMBER_PASSWORD)
+        for path in ("/contacts/", f"/contacts/{contact.pk}/", f"/devices/{device.pk}/", "/search/?q=Unbroken"):
+            page.goto(live_server.url + path)
+            assert sideways_overflow(page) <= 0, f"{path} scrolls sideways on a phone: {sticking_out(page)}"
+        page.close()

@@ -47,6 +47,22 @@ def sideways_overflow(page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
+def sticking_out(page, limit: int = 5) -> list[str]:
+    """The innermost elements that reach past the window's right edge, for a failure message."""
+    return page.evaluate("""(limit) => {
+      const width = document.documentElement.clientWidth, out = [];
+      for (const e of document.querySelectorAll("body *")) {
+        if (e.getBoundingClientRect().right <= width + 0.5) continue;
+        if ([...e.children].some(c => c.getBoundingClientRect().right > width + 0.5)) continue;
+        const name = (n) => n.tagName.toLowerCase() + (typeof n.className === "string" && n.className.trim()
+          ? "." + n.className.trim().split(/\\s+/).join(".") : "");
+        out.push(name(e.parentElement) + " > " + name(e) + " right=" + Math.round(e.getBoundingClientRect().right));
+        if (out.length >= limit) break;
+      }
+      return out;
+    }""", limit)
+
+
 def log_in(page, base_url: str, username: str, password: str) -> None:
     page.goto(f"{base_url}/accounts/login/")
     page.fill("#id_username", username)
