@@ -8,6 +8,7 @@ every page and reports every problem it found, not only the first."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from tests.fakes.a11y import (
 )
 from tests.fakes.browser import headless_chromium
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # gitignored, as the e2e test's
 PASSWORD = "a11y-demo-password"
 PHONE_HEIGHT = {390: 844}
 
@@ -158,10 +160,15 @@ def test_long_names_and_addresses_do_not_widen_the_pages_on_a_phone(live_server,
                       {"kind": "phone", "value": "+14155550142", "role": "from", "name": "Maximiliana" * 6}],
     )])
     contact = contact_for(workspace, "email", address)
+    type(device).objects.filter(pk=device.pk).update(name="PixelPhone" * 8)
+    ARTIFACTS.mkdir(exist_ok=True)
     with headless_chromium() as browser:
         page = browser.new_page(viewport={"width": 390, "height": 844})
         log_in(page, live_server.url, member.username, MEMBER_PASSWORD)
-        for path in ("/contacts/", f"/contacts/{contact.pk}/", f"/devices/{device.pk}/", "/search/?q=Unbroken"):
+        for path in ("/contacts/", f"/contacts/{contact.pk}/", f"/contacts/{contact.pk}/merge/?q=Maximiliana",
+                     f"/contacts/{contact.pk}/feed-tokens/", "/devices/", f"/devices/{device.pk}/",
+                     "/search/?q=Unbroken", "/cold/", "/contacts/suggestions/"):
             page.goto(live_server.url + path)
+            page.screenshot(path=str(ARTIFACTS / f"long-names-{path.strip('/').split('?')[0].replace('/', '-')}.png"))
             assert sideways_overflow(page) <= 0, f"{path} scrolls sideways on a phone: {sticking_out(page)}"
         page.close()
