@@ -179,8 +179,10 @@ def test_heat_strip_counts_weeks_and_follows_new_items(member_client, workspace,
     assert svg.count("<rect") == 52
     assert svg.count(": 3 items</title>") == 3  # this week and the two before
     assert "<script" not in svg
-    # Each busy week links to the timeline filtered to it.
-    assert re.search(r'<a href="\?since=\d{4}-\d\d-\d\d&amp;until=\d{4}-\d\d-\d\d"><rect', svg)
+    # Each busy week links to the timeline filtered to it, named for screen readers; with links
+    # the strip is a group of them (as an img they would be Tab stops nobody can hear).
+    assert re.search(r'<a href="\?since=\d{4}-\d\d-\d\d&amp;until=\d{4}-\d\d-\d\d" aria-label="Week of [^"]+: 3 items"><rect', svg)
+    assert svg.startswith('<svg class="heat" role="group"')
     # A new item changes the contact's summary, so the cached strip is not reused.
     ingest_events(workspace, device, [make_event("h-new", occurred_at=now.isoformat(), participants=[ANA_PHONE])])
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
