@@ -7,7 +7,7 @@ real ingest path, so the change log is written by its triggers as in production.
 through Django's test client in this process: middleware, the token check, the rate limit,
 the selectors and the JSON, without a socket. Figures: changes/s over the whole catch-up (and
 each page's p50/p95), the same for a full download from ``since=0``, and the up-to-date poll's
-p50/p95/max over ``samples`` requests.
+p50/p95/max over ``samples`` requests, through the test client and as ``sync_page`` alone.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class SyncBench:
         self._load(ws, device)
         self.results["catch_up"] = self._catch_up(token, start_token, "log")
         self.results["full_download"] = self._catch_up(token, "0", "snapshot")
-        self.results["poll_up_to_date_ms"] = self._poll(token, self.results["catch_up"].pop("_next"))
+        up_to_date = self.results["catch_up"].pop("_next")
+        self.results["poll_up_to_date_ms"] = self._poll(token, up_to_date)
+        self.results["poll_selector_ms"] = self._poll_selector(device, up_to_date)
         self.results["full_download"].pop("_next")
         if not self.keep:
             self._drop(ws)
@@ -136,6 +138,21 @@ class SyncBench:
         figures = {**pct(ms), "cpu_ms_mean": round((time.process_time() - cpu0) * 1000 / self.samples, 3)}
         self.say(f"up-to-date poll: p50 {figures['p50']} ms, p95 {figures['p95']} ms")
         return figures
+
+    def _poll_selector(self, device, since: str) -> dict:
+        """The same poll as ``sync_page`` alone: the server's work without the HTTP stack."""
+        from streams.models import Device
+        from streams.selectors.sync import sync_page
+
+        device = Device.objects.select_related("workspace").get(pk=device.pk)
+        for _ in range(20):
+            sync_page(device=device, since=since, limit=self.page)
+        ms = []
+        for _ in range(self.samples):
+            t = time.perf_counter()
+            sync_page(device=device, since=since, limit=self.page)
+            ms.append((time.perf_counter() - t) * 1000)
+        return pct(ms)
 
     def _drop(self, ws) -> None:
         from streams.models import ChangeHorizon
