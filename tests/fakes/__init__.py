@@ -16,4 +16,5 @@ they never import one another (tests/test_architecture.py checks it).
 - ``cli``: management commands run in-process, with their exit status and output.
 - ``readers``: a page's text and activities, a feed by its token in each format.
 - ``subprocesses``: Mesh in other processes (worker, gunicorn) on the test database.
+- ``sync_http``: the sync client's HTTP through Django's test client, and a replica pulled with it.
 """
