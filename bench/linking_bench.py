@@ -68,11 +68,15 @@ class Plant:
         self.names: set[str] = set()
 
     def surname(self) -> str:
+        tries = 0
         while True:
-            name = "".join(self.rng.choice(SYLLABLES) for _ in range(self.rng.randint(2, 3))).capitalize()
+            # Two or three syllables (27,900 names); four once those run short (--contacts 50000).
+            size = self.rng.randint(2, 3) if tries < 20 else 4
+            name = "".join(self.rng.choice(SYLLABLES) for _ in range(size)).capitalize()
             if name not in self.names:
                 self.names.add(name)
                 return name
+            tries += 1
 
     def full_name(self) -> tuple[str, str]:
         return self.rng.choice(FIRST), self.surname()
