@@ -7,10 +7,13 @@ Celery queue of the benchmark's own that no worker reads: this measures the door
   events (ids and seqs rising per device) as fast as the server answers. Events accepted per
   second over the whole load, request latencies, and a check: every event stored once, every
   device's ``high_seq`` equal to what it sent.
-- **MQTT**: ``manage.py mesh_mqtt`` in its own process on the broker (``MESH_MQTT_URL``), and
-  one QoS 1 publisher sending ``--messages`` messages (one event each) for ``--clients``
-  devices on ``mesh/devices/<name>/events``. Messages stored per second, from the first
-  publish until the last one is a committed row, and the same check.
+- **MQTT**: ``manage.py mesh_mqtt`` in its own process and one QoS 1 publisher sending
+  ``--messages`` messages (one event each) for ``--clients`` devices on
+  ``mesh/devices/<name>/events`` as fast as it can. Messages stored per second, from the first
+  publish until the last one is a committed row, and the same check. The broker is a
+  throw-away Mosquitto of the benchmark's own, with no limit on what it queues for a client
+  (a machine's broker keeps 1,000 per client by default and drops the rest, so a publisher
+  faster than any subscriber loses messages there), unless ``--mqtt-url`` names one.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import pwd
+import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -47,6 +54,7 @@ SERVER_ENV = {
     "DJANGO_SETTINGS_MODULE": "mesh_site.settings",
 }
 OCCURRED = "2026-05-01T10:00:00Z"
+MOSQUITTO = "/usr/sbin/mosquitto"
 
 
 def _event(device: int, n: int) -> dict:
@@ -60,6 +68,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _children_cpu() -> float:
+    """CPU seconds of the children that have ended (gunicorn's workers through their master)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _stop(proc: subprocess.Popen) -> str:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -71,12 +85,39 @@ def _stop(proc: subprocess.Popen) -> str:
     return out or ""
 
 
+class OwnBroker:
+    """A throw-away Mosquitto: a temporary directory, a free port, an unbounded queue."""
+
+    def __enter__(self) -> str:
+        self.dir = tempfile.mkdtemp(prefix="mesh-bench-mqtt-")
+        self.port = _free_port()
+        conf = Path(self.dir) / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
+                        f"max_inflight_messages 0\nuser {pwd.getpwuid(os.getuid()).pw_name}\n")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return f"mqtt://127.0.0.1:{self.port}"
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the benchmark's Mosquitto did not start") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        _stop(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class DeviceBench:
     def __init__(self, *, clients: int = 16, batches: int = 20, batch_size: int = 100, workers: int = 4,
-                 messages: int = 20000, http: bool = True, mqtt: bool = True, keep: bool = False,
-                 log: Callable[[str], None] = print):
+                 messages: int = 20000, http: bool = True, mqtt: bool = True, mqtt_url: str = "",
+                 keep: bool = False, log: Callable[[str], None] = print):
         self.clients, self.batches, self.batch_size, self.workers = clients, batches, batch_size, workers
         self.messages, self.do_http, self.do_mqtt, self.keep = messages, http, mqtt, keep
+        self.mqtt_url = mqtt_url
         self.log = log
         self.env = {**os.environ, **SERVER_ENV}
 
@@ -91,8 +132,11 @@ class DeviceBench:
         try:
             if self.do_http:
                 results["http"] = self.http()
-            if self.do_mqtt:
-                results["mqtt"] = self.mqtt()
+            if self.do_mqtt and self.mqtt_url:
+                results["mqtt"] = self.mqtt(self.mqtt_url)
+            elif self.do_mqtt:
+                with OwnBroker() as url:
+                    results["mqtt"] = self.mqtt(url)
         finally:
             self._purge_queue()
             if not self.keep:
@@ -151,6 +195,7 @@ class DeviceBench:
         *devices, warm = self._devices("HTTP bench", extra=1)
         close_old_connections()
         port = _free_port()
+        cpu0 = _children_cpu()
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "mesh_site.wsgi", "-w", str(self.workers), "-b", f"127.0.0.1:{port}",
              "--backlog", "2048", "--log-level", "warning"],
@@ -172,6 +217,8 @@ class DeviceBench:
             result = self._post_all(port, [(d, t) for d, t, _ in devices], batches=self.batches, first_seq=1)
         finally:
             out = _stop(server)
+        # All of gunicorn's CPU, warm-up and start included: the machine is shared, wall time is not Mesh's alone.
+        result["server_cpu_seconds"] = round(_children_cpu() - cpu0, 2)
         if result["errors"]:
             self.log(out[-2000:])
         total = self.batches * self.batch_size
@@ -226,7 +273,7 @@ class DeviceBench:
 
     # --- MQTT -------------------------------------------------------------------------------
 
-    def mqtt(self) -> dict:
+    def mqtt(self, url: str) -> dict:
         from streams.models import InboundItem
         from streams.mqtt import BrokerConfig
 
@@ -234,16 +281,20 @@ class DeviceBench:
         ids = [d for d, _, _ in devices]
         per_device = self.messages // self.clients
         total = per_device * self.clients
-        broker = BrokerConfig.from_settings()
+        broker = BrokerConfig(url)
         cid = f"mesh-bench-{uuid.uuid4().hex[:8]}"
-        env = {**self.env, "MESH_MQTT_CLIENT_ID": cid}
+        env = {**self.env, "MESH_MQTT_CLIENT_ID": cid, "MESH_MQTT_URL": url}
         close_old_connections()
+        cpu0 = _children_cpu()
         ingest = subprocess.Popen([sys.executable, "manage.py", "mesh_mqtt", "--json"], cwd=ROOT, env=env,
                                   start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            time.sleep(3)  # connected and subscribed (its session is new: nothing is queued before)
-            if ingest.poll() is not None:
-                raise RuntimeError(f"mesh_mqtt exited: {ingest.communicate()[0][-2000:]}")
+            started = []  # its session is new: what is published before it subscribed is lost
+            while not any("subscribed" in line for line in started):
+                line = ingest.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"mesh_mqtt exited: {''.join(started)[-2000:]}")
+                started.append(line)
             # Bodies built before the clock starts: the figure is Mesh's, not the publisher's.
             plan = [(devices[i % self.clients][2] + "/events",
                      json.dumps({"events": [_event(devices[i % self.clients][0], i // self.clients + 1)]}))
@@ -269,6 +320,7 @@ class DeviceBench:
             pub.loop_stop()
         finally:
             out = _stop(ingest)
+            cpu = _children_cpu() - cpu0
             self._forget(broker, cid)
         counts = {}
         for line in out.splitlines():
@@ -276,6 +328,7 @@ class DeviceBench:
                 counts = json.loads(line)
         result = {"messages": total, "devices": self.clients, "seconds": round(elapsed, 2),
                   "messages_per_s": round(stored / elapsed, 1), "broker_acknowledged": acknowledged[0],
+                  "mesh_mqtt_cpu_seconds": round(cpu, 2),
                   "mesh_mqtt": counts}
         result.update(self._check(devices, per_device))
         return result

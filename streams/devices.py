@@ -76,24 +76,28 @@ def item_seq(payload) -> int | None:
     return None
 
 
-def device_push_lock(*, device: Device, seen_at: dt.datetime | None) -> None:
+def device_push_lock(*, device: Device) -> int:
     """First in the transaction that stores a device's pushed items: the device's row lock, so
     that concurrent batches of one device store one after the other (two batches inserting
-    overlapping raw rows in different orders would deadlock), and the device seen at
-    ``seen_at`` (None: not a sign of life, e.g. a retained MQTT message)."""
-    if seen_at is not None:  # the update takes the lock
-        Device.objects.filter(pk=device.pk).update(
-            last_seen_at=Coalesce(Greatest("last_seen_at", Value(seen_at)), Value(seen_at)))
-    else:
-        list(Device.objects.select_for_update(no_key=True).filter(pk=device.pk).values_list("pk"))
+    overlapping raw rows in different orders would deadlock). Returns its ``seq_high``."""
+    return (Device.objects.select_for_update(no_key=True).filter(pk=device.pk)
+            .values_list("seq_high", flat=True).get())
 
 
-def device_seqs_hold(*, device: Device, items: Iterable[RawItem]) -> None:
-    """After ``device_push_lock``, in the same transaction: the seqs the stored items carry
-    held."""
+def device_push_record(*, device: Device, items: Iterable[RawItem], seq_high: int,
+                       seen_at: dt.datetime | None) -> None:
+    """After ``device_push_lock`` (which read ``seq_high``) and the raw store, in the same
+    transaction: the seqs the items carry held, and the device seen at ``seen_at`` (None: not
+    a sign of life, e.g. a retained MQTT message), in one update of the device."""
     seqs = sorted({s for item in items if (s := item_seq(item.payload)) is not None})
-    if seqs:
-        _seqs_hold(device.pk, seqs)
+    new_high = _seqs_hold(device.pk, seqs, seq_high) if seqs else seq_high
+    changes = {}
+    if new_high != seq_high:
+        changes["seq_high"] = new_high
+    if seen_at is not None:
+        changes["last_seen_at"] = Coalesce(Greatest("last_seen_at", Value(seen_at)), Value(seen_at))
+    if changes:
+        Device.objects.filter(pk=device.pk).update(**changes)
 
 
 def device_offline(*, device: Device, at: dt.datetime) -> None:
@@ -138,23 +142,21 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _seqs_hold(device_id: int, seqs: list[int]) -> None:
-    high = Device.objects.filter(pk=device_id).values_list("seq_high", flat=True).get()
+def _seqs_hold(device_id: int, seqs: list[int], high: int) -> int:
+    """Merge ``seqs`` into the device's held ranges; returns its new ``seq_high``."""
     runs = _runs([s for s in seqs if s > high])
     if not runs:
-        return
+        return high
     lo, hi = runs[0][0], runs[-1][1]
     touching = list(DeviceSeqRange.objects.filter(device_id=device_id, first__lte=hi + 1, last__gte=lo - 1)
                     .order_by("first").values_list("pk", "first", "last"))
     before = [(first, last) for _, first, last in touching]
     merged = _merge(before + runs)
-    new_high = high
     if merged[0][0] == high + 1:  # the held prefix grows: that range joins seq_high
-        new_high = merged[0][1]
+        high = merged[0][1]
         merged = merged[1:]
     if merged != before:
         DeviceSeqRange.objects.filter(pk__in=[pk for pk, _, _ in touching]).delete()
         DeviceSeqRange.objects.bulk_create(
             [DeviceSeqRange(device_id=device_id, first=first, last=last) for first, last in merged])
-    if new_high != high:
-        Device.objects.filter(pk=device_id).update(seq_high=new_high)
+    return high

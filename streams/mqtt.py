@@ -39,7 +39,7 @@ from connectors.text import clean_text
 from .conf import conf
 from .devices import device_offline
 from .models import Device
-from .services import connector_context, device_events_store
+from .services import device_events_store
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,8 @@ class MqttIngest:
         return counts
 
     def _store_device(self, device: Device, routed: list[tuple[type[Connector], Message]], counts: Counts) -> None:
-        context = connector_context(workspace=device.workspace, device=device)
+        # What mqtt_message needs (the contract in connectors.base); ingest builds its own context.
+        context = {"device_id": device.pk}
         connectors: dict[str, Connector] = {}
         by_connector: dict[str, dict[str, RawItem]] = {}
         seen_at = will_at = None

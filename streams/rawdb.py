@@ -67,11 +67,35 @@ def json_dumps(obj) -> bytes | str:
         return json.dumps(obj)
 
 
+def json_text(obj) -> str:
+    """``json_dumps`` as text (a jsonb value inside a ``text[]`` parameter)."""
+    out = json_dumps(obj)
+    return out.decode() if isinstance(out, bytes) else out
+
+
 def lock_in_id_order(cur, table: str, ids) -> None:
     """Row locks on ``ids`` of ``table``, taken in id order (``FOR NO KEY UPDATE``, which does not
     conflict with foreign-key checks' key-share locks): concurrent batches that update the same
     summaries or identities then cannot deadlock."""
     cur.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
+
+
+def insert_returning_ids(table: str, *, fixed: Sequence[tuple[str, str, object]],
+                        columns: Sequence[tuple[str, str, list[str]]], conflict: str) -> list[int]:
+    """``INSERT … SELECT <fixed>, <arrays unnested> ON CONFLICT <conflict> DO NOTHING RETURNING
+    id``, and the new rows' ids. ``fixed``: (column, SQL type, value), the same in every row;
+    ``columns``: (column, SQL type, one value per row as text, cast by PostgreSQL). One short
+    statement whatever the number of rows: a ``VALUES`` list quoted by Django's client-side
+    binding cost more than the insert itself at a few hundred rows."""
+    qn = connection.ops.quote_name
+    names = [qn(c) for c, _, _ in fixed] + [qn(c) for c, _, _ in columns]
+    values = [f"%s::{t}" for _, t, _ in fixed] + [f"x.c{i}::{t}" for i, (_, t, _) in enumerate(columns)]
+    sql = (f"INSERT INTO {qn(table)} ({', '.join(names)}) SELECT {', '.join(values)} "
+           f"FROM unnest({', '.join(['%s::text[]'] * len(columns))}) AS x({', '.join(f'c{i}' for i in range(len(columns)))}) "
+           f"ON CONFLICT {conflict} DO NOTHING RETURNING id")
+    with raw_cursor() as cur:
+        cur.execute(sql, [v for _, _, v in fixed] + [TextArray(v) for _, _, v in columns])
+        return [r[0] for r in cur.fetchall()]
 
 
 def update_from_unnest(table: str, ids: Sequence[int], set_sql: str, columns: Sequence[tuple[str, str, list]]) -> None:

@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from connectors.base import RawItem
-from streams.devices import device_seqs_hold
+from streams.devices import device_push_lock, device_push_record
 from streams.models import Device, DeviceSeqRange, InboundItem
 from streams.selectors import device_seq_status
 from streams.services import device_events_store, device_revoke
@@ -167,7 +167,8 @@ def test_held_ranges_equal_the_set_of_seqs_sent_in_any_order(workspace, batches)
     device, _ = make_device(workspace, "Prop")
     sent: set[int] = set()
     for batch in batches:
-        device_seqs_hold(device=device, items=[RawItem(str(s), {"seq": s}) for s in batch])
+        items = [RawItem(str(s), {"seq": s}) for s in batch]
+        device_push_record(device=device, items=items, seq_high=device_push_lock(device=device), seen_at=None)
         sent.update(batch)
         high, ranges = _held(device)
         held = set(range(1, high + 1)) | {s for first, last in ranges for s in range(first, last + 1)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from streams.devices import device_offline, device_push_lock
+from streams.devices import device_offline, device_push_lock, device_push_record
 from streams.models import Device
 from streams.selectors import device_presence
 from streams.services import device_revoke
@@ -16,6 +16,11 @@ from tests.factories import ingest_events, make_event
 from tests.fakes.cli import RFC3339_Z, run_json
 
 NOW = dt.datetime.now(dt.UTC)
+
+
+def _seen(device, at) -> None:
+    """The device heard from at ``at``, as each push records it."""
+    device_push_record(device=device, items=[], seq_high=device_push_lock(device=device), seen_at=at)
 
 
 def _page(client, device) -> str:
@@ -58,14 +63,14 @@ def test_silence_longer_than_the_setting_is_offline(settings, device):
 
 
 def test_a_last_will_is_offline_until_the_device_is_heard_again(member_client, device):
-    device_push_lock(device=device, seen_at=NOW - dt.timedelta(minutes=2))
+    _seen(device, NOW - dt.timedelta(minutes=2))
     device_offline(device=device, at=NOW - dt.timedelta(minutes=1))
     device.refresh_from_db()
     presence = device_presence(device=device, now=NOW)
     assert (presence.state, presence.reason) == ("offline", "last will")
     assert '<li class="presence presence-offline">' in _page(member_client, device)
     assert "(last will)" in _page(member_client, device)
-    device_push_lock(device=device, seen_at=NOW)
+    _seen(device, NOW)
     device.refresh_from_db()
     assert device_presence(device=device, now=NOW).state == "online"
     # An older will delivered late does not undo what came after it.
@@ -88,7 +93,7 @@ def test_battery_and_place_agree_on_the_page_the_list_and_the_command(member_cli
         make_event("l1", type="location", occurred_at=(NOW - dt.timedelta(hours=2)).isoformat(),
                    data={"lat": 52.52, "lon": 13.405, "place": "Berlin"}),
     ])
-    device_push_lock(device=device, seen_at=NOW)
+    _seen(device, NOW)
     body = _page(member_client, device)
     assert '<li class="presence presence-online">' in body
     assert 'value="42"' in body and "<bdi>Berlin</bdi>" in body

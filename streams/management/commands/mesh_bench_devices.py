@@ -2,7 +2,7 @@
 and over MQTT (mesh_mqtt, QoS 1), on PostgreSQL with Redis, in a throw-away workspace.
 
   mesh_bench_devices [--clients 16] [--batches 20] [--batch-size 100] [--workers 4]
-                     [--messages 20000] [--skip-http] [--skip-mqtt] [--keep] [--json]
+                     [--messages 20000] [--mqtt-url URL] [--skip-http] [--skip-mqtt] [--keep] [--json]
 
 Progress goes to stderr; --json prints one document. Code: bench/device_bench.py."""
 
@@ -30,13 +30,14 @@ class Command(MeshCommand):
         parser.add_argument("--messages", type=int, default=20000, help="MQTT messages in all (one event each)")
         parser.add_argument("--skip-http", action="store_true")
         parser.add_argument("--skip-mqtt", action="store_true")
+        parser.add_argument("--mqtt-url", default="", help="a broker to use (default: a throw-away Mosquitto)")
         parser.add_argument("--keep", action="store_true", help="keep the devbench workspace afterwards")
 
     def handle(self, *args, **options):
         bench = DeviceBench(
             clients=options["clients"], batches=options["batches"], batch_size=options["batch_size"],
             workers=options["workers"], messages=options["messages"], http=not options["skip_http"],
-            mqtt=not options["skip_mqtt"], keep=options["keep"], log=self.stderr.write,
+            mqtt=not options["skip_mqtt"], mqtt_url=options["mqtt_url"], keep=options["keep"], log=self.stderr.write,
         )
         try:
             results = bench.run()

@@ -40,6 +40,10 @@ class Command(MeshCommand):
         self.stderr.write(f"mesh_mqtt: {broker.host}:{broker.port} as {broker.client_id!r}, topics "
                           + ", ".join(sorted(ingest.topics)))
         ingest.start()
+        if ingest.subscribed.wait(30):
+            self.stderr.write("mesh_mqtt: subscribed")
+        else:  # it keeps trying in the background
+            self.stderr.write("mesh_mqtt: no answer from the broker yet; retrying")
         try:
             counts = ingest.run(max_seconds=options["max_seconds"] or None)
         finally:
