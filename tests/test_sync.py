@@ -266,7 +266,7 @@ def test_a_transaction_that_commits_later_with_lower_sequence_numbers_is_not_ski
     replica = Replica(str(tmp_path / "race.sqlite3"))
     pull(replica, token)
 
-    a_logged, b_committed = threading.Event(), threading.Event()
+    a_logged, b_committed, a_may_commit = threading.Event(), threading.Event(), threading.Event()
     errors = []
 
     def writer_a():
@@ -274,7 +274,7 @@ def test_a_transaction_that_commits_later_with_lower_sequence_numbers_is_not_ski
             with transaction.atomic():
                 ingest_events(workspace, phone, events("a", 3))
                 a_logged.set()
-                assert b_committed.wait(30)
+                assert a_may_commit.wait(30)  # after B's commit and the reader's pull between
         except Exception as exc:  # surfaced in the main thread
             errors.append(exc)
             a_logged.set()
@@ -298,6 +298,7 @@ def test_a_transaction_that_commits_later_with_lower_sequence_numbers_is_not_ski
     b_seq = set(Change.objects.filter(device_id=laptop.pk).values_list("id", flat=True))
     assert len(b_seq) == 3 and not errors
     between = pull(replica, token, settle=False)  # A still open: its rows are not visible, B's must wait
+    a_may_commit.set()
     assert between.changes == 0
     a.join(30)
     b.join(30)
