@@ -374,3 +374,20 @@ def test_incremental_equals_rebuild_after_reprocess(workspace, device, tmp_path,
     ana, ben = contact_for(workspace, "phone", ANA_NUMBER), contact_for(workspace, "phone", BEN["value"])
     assert not ContactStrength.objects.filter(contact=ana).exists()
     assert ConversationDay.objects.get(contact=ben).outbound == 1
+
+
+def test_mesh_bench_rank_runs_and_its_rebuild_matches(db):
+    """The benchmark as a smoke test (no timing asserted): it must keep running on the current
+    code and report each figure."""
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("mesh_bench_rank", "--activities", "2000", "--contacts", "200", "--samples", "2",
+                 "--drain-every", "1", "--json", stdout=out, stderr=io.StringIO())
+    result = json.loads(out.getvalue())
+    assert result["rebuild"]["equal_to_incremental"] is True and result["rebuild"]["conversation_days"] > 0
+    assert result["ingest"]["plain_per_s"] > 0 and result["ingest"]["rescoring_s"] >= 0
+    assert {"list_by_strength", "going_cold_page", "going_cold_feed_json"} <= set(result["reads"])

@@ -6,9 +6,10 @@ counts are in ``streams.ranking``; read paths call ``ranking.strengths_current``
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from dataclasses import dataclass
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, IntegerField, Q, QuerySet, Value
 
 from ..models import (
     Contact,
@@ -92,9 +93,11 @@ def contact_score(contact: Contact) -> int:
 
 def contacts_by_strength(
     *, workspace: Workspace, search: str = "", channel: str = "", before: StrengthCursor | None = None,
-) -> QuerySet[Contact]:
+) -> StrengthList:
     """Top-level contacts, strongest first (those without a score last, newest id first),
-    searched and filtered as ``contacts_list``."""
+    searched and filtered as ``contacts_list``; slice it as a queryset. Scored contacts are
+    read in the order of the strength index (a join from the contact side sorted every contact
+    of the workspace per page), then the unscored ones."""
     qs = Contact.objects.filter(workspace=workspace, merged_into=None, is_self=False)
     search = contact_search_term(workspace=workspace, q=search) if search else ""
     if search:
@@ -106,15 +109,35 @@ def contacts_by_strength(
         )
     if channel:
         qs = qs.filter(channel_counts__has_key=channel)
-    qs = qs.annotate(rank_score=F("strength__score"))
+    scored = qs.filter(strength__workspace=workspace).annotate(rank_score=F("strength__score"))
+    unscored = qs.filter(strength__isnull=True).annotate(rank_score=Value(None, output_field=IntegerField()))
     if before is not None:
         if before.score < 0:
-            qs = qs.filter(rank_score=None, pk__lt=before.contact_id)
+            scored, unscored = scored.none(), unscored.filter(pk__lt=before.contact_id)
         else:
-            qs = qs.filter(Q(rank_score__lt=before.score) | Q(rank_score=before.score, pk__lt=before.contact_id)
-                           | Q(rank_score=None))
-    return (qs.select_related("strength").order_by(F("rank_score").desc(nulls_last=True), "-pk")
-            .prefetch_related("identities"))
+            scored = scored.filter(Q(strength__score__lt=before.score)
+                                   | Q(strength__score=before.score, pk__lt=before.contact_id))
+    return StrengthList(
+        scored.select_related("strength").order_by("-strength__score", "-pk").prefetch_related("identities"),
+        unscored.order_by("-pk").prefetch_related("identities"),
+    )
+
+
+class StrengthList:
+    """The scored contacts then the unscored ones, sliced and iterated as one list."""
+
+    def __init__(self, scored: QuerySet[Contact], unscored: QuerySet[Contact]):
+        self.scored, self.unscored = scored, unscored
+
+    def __getitem__(self, item: slice) -> list[Contact]:
+        stop = item.stop
+        rows = list(self.scored[:stop])
+        if stop is None or len(rows) < stop:
+            rows += list(self.unscored[: None if stop is None else stop - len(rows)])
+        return rows[item.start or 0:]
+
+    def __iter__(self):
+        return iter(self[:])
 
 
 # --- keep in touch -----------------------------------------------------------------------------
@@ -176,41 +199,40 @@ class ColdEntry:
 def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = None) -> list[ColdEntry]:
     """Contacts past their cadence (their own, else their tier's), most urgent first: urgency =
     days past the ideal date / the ideal interval * (1 + strength / 100), so being twice as
-    late counts more than being somewhat stronger. Ties: stronger first, then lower id."""
+    late counts more than being somewhat stronger. Ties: stronger first, then lower id.
+    Ranked from four narrow columns per candidate; names and parts are read for the shown ones
+    only (thousands may be overdue in a workspace nobody tends)."""
     cadences = tier_cadences(workspace=workspace)
-    own = dict(KeepInTouch.objects.filter(contact__workspace=workspace, contact__merged_into=None)
-               .values_list("contact_id", "every_days"))
-    own_most = dict(KeepInTouch.objects.filter(contact_id__in=list(own)).values_list("contact_id", "at_most_days"))
+    own = {c: (every, most) for c, every, most in KeepInTouch.objects.filter(
+        contact__workspace=workspace, contact__merged_into=None).values_list("contact_id", "every_days", "at_most_days")}
     tiers_with = [t for t, pair in cadences.items() if pair]
-    shortest = min([pair[0] for pair in cadences.values() if pair] + list(own.values()), default=None)
+    shortest = min([pair[0] for pair in cadences.values() if pair] + [e for e, _ in own.values()], default=None)
     if shortest is None:
         return []
-    rows = (
-        ContactStrength.objects.filter(workspace=workspace, contact__merged_into=None, contact__is_self=False,
-                                       last_touch_at__lt=now - dt.timedelta(days=shortest))
-        .filter(Q(tier__in=tiers_with) | Q(contact_id__in=list(own)))
-        .values_list("contact_id", "contact__name", "score", "tier", "last_touch_at", "last_90", "in_90", "out_90",
-                     "channels_90", "conversations")
-    )
+    # ContactStrength rows exist only for top-level contacts that are not the owner (a merge
+    # empties the merged contact's timeline, and with it its row).
+    rows = (ContactStrength.objects.filter(workspace=workspace, last_touch_at__lt=now - dt.timedelta(days=shortest))
+            .filter(Q(tier__in=tiers_with) | Q(contact_id__in=list(own)))
+            .values_list("contact_id", "score", "tier", "last_touch_at"))
     candidates = []
-    for contact_id, name, score, tier, last_touch, *explain in rows:
-        if contact_id in own:
-            every, most, is_own = own[contact_id], own_most[contact_id], True
-        elif cadences.get(tier):
-            (every, most), is_own = cadences[tier], False
-        else:
+    day = dt.timedelta(days=1)
+    for contact_id, score, tier, last_touch in rows:
+        every, most = own.get(contact_id) or cadences.get(tier) or (None, None)
+        if every is None:
             continue
-        due = last_touch + dt.timedelta(days=every)
-        if due < now:
-            urgency = (now - due) / dt.timedelta(days=every) * (1 + score / 100)
-            candidates.append((-urgency, -score, contact_id, name, tier, last_touch, due, every, most, is_own, explain))
-    candidates.sort(key=lambda c: c[:3])
-    # Only what is shown is dressed up (thousands may be overdue in a workspace nobody tends).
-    entries = [
-        ColdEntry(contact_id, name or f"Contact {contact_id}", -neg_score, tier, last_touch, due,
-                  last_touch + dt.timedelta(days=most), every, most, is_own, -neg_urgency,
-                  "cold" if now > last_touch + dt.timedelta(days=most) else "due", _explained(tier, *explain))
-        for neg_urgency, neg_score, contact_id, name, tier, last_touch, due, every, most, is_own, explain
-        in (candidates[:limit] if limit else candidates)
-    ]
+        late = (now - last_touch) / day - every
+        if late > 0:
+            candidates.append((-late / every * (1 + score / 100), -score, contact_id, last_touch, every, most))
+    shown = heapq.nsmallest(limit, candidates) if limit else sorted(candidates)
+    details = {row[0]: row[1:] for row in ContactStrength.objects.filter(contact_id__in=[c[2] for c in shown])
+               .values_list("contact_id", "contact__name", "tier", "last_90", "in_90", "out_90", "channels_90",
+                            "conversations")}
+    entries = []
+    for neg_urgency, neg_score, contact_id, last_touch, every, most in shown:
+        name, tier, *explain = details[contact_id]
+        cold_at = last_touch + dt.timedelta(days=most)
+        entries.append(ColdEntry(
+            contact_id, name or f"Contact {contact_id}", -neg_score, tier, last_touch,
+            last_touch + dt.timedelta(days=every), cold_at, every, most, contact_id in own, -neg_urgency,
+            "cold" if now > cold_at else "due", _explained(tier, *explain)))
     return entries

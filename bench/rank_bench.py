@@ -1,0 +1,211 @@
+"""What keeping relationship strength current costs, and how fast its pages are
+(``mesh_bench_rank``; figures in docs/benchmarks.md, "Relationship strength").
+
+1. Ingest cost: the same synthetic workload (bench/workload.py: Zipf-like contacts, four
+   channels, threads) is ingested twice into fresh workspaces, once with ingest's ranking step
+   switched off and once with it on, in alternating order over ``rounds``; the re-scoring of
+   the queued contacts (``rank_pending_refresh``, the beat's job) is run every ``drain_every``
+   batches, as the beat would during a long import, and its time is added to the ranked run.
+   Overhead = (ranked ingest + re-scoring) / plain ingest - 1, medians over the rounds; and,
+   robust to load drifting between runs, the ranking step's and re-scoring's time measured inside
+   the ranked run over the rest of that run's ingest time (``within_run_pct``).
+2. ``mesh_rank --rebuild`` of the loaded workspace, and that it gives the rows ingest kept.
+3. Read latencies (p50/p95/max ms over ``samples`` requests through Django's test client, warm)
+   on the ranked workspace with every tier given a cadence, so that most contacts are overdue
+   (the worst case for the going-cold page): the contact list sorted by strength (first page
+   and a page 5,000 contacts deep), the going-cold page, its JSON feed, and
+   ``mesh_contacts cold --json``'s query.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from django.db import connection
+
+from .run import Bench, _Mapped, drop_workspace, pct
+from .workload import Workload
+
+PLAIN, RANKED = "bench-rank-plain", "bench-rank"
+
+
+def _timed(fn, n: int) -> dict:
+    fn()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return pct(samples)
+
+
+class RankBench:
+    def __init__(self, *, activities: int = 100_000, contacts: int = 10_000, rounds: int = 1,
+                 drain_every: int = 60, samples: int = 100, log=None):
+        self.activities, self.contacts, self.rounds = activities, contacts, rounds
+        self.drain_every, self.samples, self.log = drain_every, samples, log
+        self.results: dict = {"activities": activities, "contacts": contacts, "rounds": rounds,
+                              "drain_every_batches": drain_every}
+
+    def say(self, message: str) -> None:
+        if self.log is not None:
+            self.log.write(message + "\n")
+            self.log.flush()
+
+    def _drop(self, slug: str) -> None:
+        from streams.models import ContactStrength, ConversationDay, RankPending, Workspace
+
+        old = Workspace.objects.filter(slug=slug).first()
+        if old is not None:
+            ConversationDay.objects.filter(contact__workspace=old)._raw_delete(connection.alias)
+            ContactStrength.objects.filter(workspace=old)._raw_delete(connection.alias)
+            RankPending.objects.filter(workspace_id=old.pk)._raw_delete(connection.alias)
+            drop_workspace(old)
+
+    def _fresh(self, slug: str):
+        """An empty workspace whose people are contacts already (one per person, with their
+        email, phone and X identities), as mesh_bench loads them."""
+        from streams.services import workspace_get_or_create
+
+        self._drop(slug)
+        ws = workspace_get_or_create(slug=slug, name=slug)
+        Bench(contacts=self.contacts)._people(ws)
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE streams_contact, streams_identity")
+        return ws
+
+    def _load(self, slug: str, *, ranked: bool) -> dict:
+        from streams import ingest
+        from streams.ranking import rank_pending_refresh
+        from streams.search import search_deferred
+
+        ws = self._fresh(slug)
+        workload = Workload(activities=self.activities, contacts=self.contacts, devices=0, batch_size=1000)
+        connector = _Mapped({})
+        step = ingest._ranking_update
+        in_step = [0.0]
+
+        def timed_step(*args):
+            t = time.perf_counter()
+            step(*args)
+            in_step[0] += time.perf_counter() - t
+
+        # Also timed from inside the same run: on a shared machine the load drifts between runs.
+        ingest._ranking_update = timed_step if ranked else (lambda *args: None)
+        ingest_s = refresh_s = 0.0
+        try:
+            with search_deferred():
+                for n, batch in enumerate(workload.batches(), 1):
+                    t = time.perf_counter()
+                    ingest.ingest_batch(workspace=ws, connector=connector, items=batch)
+                    ingest_s += time.perf_counter() - t
+                    if ranked and n % self.drain_every == 0:
+                        t = time.perf_counter()
+                        rank_pending_refresh(workspace=ws)
+                        refresh_s += time.perf_counter() - t
+            if ranked:
+                t = time.perf_counter()
+                rank_pending_refresh(workspace=ws)
+                refresh_s += time.perf_counter() - t
+        finally:
+            ingest._ranking_update = step
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE")
+        rate = self.activities / ingest_s
+        self.say(f"  {slug}: {rate:,.0f} activities/s ingest, {refresh_s:.1f} s re-scoring")
+        return {"ingest_s": ingest_s, "refresh_s": refresh_s, "step_s": in_step[0]}
+
+    def ingest_cost(self) -> None:
+        plain, ranked = [], []
+        for r in range(self.rounds):
+            order = [(False, plain), (True, ranked)] if r % 2 == 0 else [(True, ranked), (False, plain)]
+            for is_ranked, into in order:
+                self.say(f"round {r + 1}: ingest {self.activities:,} {'with' if is_ranked else 'without'} ranking ...")
+                into.append(self._load(RANKED if is_ranked else PLAIN, ranked=is_ranked))
+        plain_s = statistics.median(x["ingest_s"] for x in plain)
+        ranked_s = statistics.median(x["ingest_s"] for x in ranked)
+        refresh_s = statistics.median(x["refresh_s"] for x in ranked)
+        self.results["ingest"] = {
+            "plain_per_s": round(self.activities / plain_s),
+            "ranked_per_s": round(self.activities / ranked_s),
+            "rescoring_s": round(refresh_s, 2),
+            "ingest_step_overhead_pct": round(100 * (ranked_s / plain_s - 1), 1),
+            "total_overhead_pct": round(100 * ((ranked_s + refresh_s) / plain_s - 1), 1),
+            # The step's and the re-scoring's share of the ranked run's own ingest time.
+            "within_run_pct": round(100 * statistics.median((x["step_s"] + x["refresh_s"]) / (x["ingest_s"] - x["step_s"])
+                                                            for x in ranked), 1),
+            "rounds": [{"plain_s": round(p["ingest_s"], 2), "ranked_s": round(q["ingest_s"], 2),
+                        "step_s": round(q["step_s"], 2), "rescoring_s": round(q["refresh_s"], 2)}
+                       for p, q in zip(plain, ranked, strict=True)],
+        }
+        self._drop(PLAIN)  # the plain copy is not needed for the reads
+
+    def rebuild(self) -> None:
+        from streams.models import ContactStrength, ConversationDay, Workspace
+        from streams.ranking import workspace_rank_rebuild
+
+        ws = Workspace.objects.get(slug=RANKED)
+        rows = ConversationDay.objects.filter(contact__workspace=ws)
+        before = sorted(rows.values_list("contact_id", "day", "channel", "conversation", "inbound", "outbound",
+                                         "mutual", "first_at", "last_at"))
+        t = time.perf_counter()
+        workspace_rank_rebuild(workspace=ws)
+        spent = time.perf_counter() - t
+        after = sorted(rows.values_list("contact_id", "day", "channel", "conversation", "inbound", "outbound",
+                                        "mutual", "first_at", "last_at"))
+        self.results["rebuild"] = {"seconds": round(spent, 1), "conversation_days": len(after),
+                                   "contacts_scored": ContactStrength.objects.filter(workspace=ws).count(),
+                                   "equal_to_incremental": before == after}
+        self.say(f"rebuild: {spent:.1f} s, {len(after):,} conversation-days, equal: {before == after}")
+
+    def reads(self) -> None:
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+        from django.utils import timezone
+
+        from streams.cold_feed import cold_feed_token_create
+        from streams.models import Contact, Workspace
+        from streams.ranking import TIER_NAMES, strengths_current, tier_cadence_set
+        from streams.selectors.ranking import StrengthCursor, contacts_by_strength, going_cold
+        from streams.services import workspace_add_member
+
+        ws = Workspace.objects.get(slug=RANKED)
+        for tier, days in zip(TIER_NAMES, (14, 30, 90, 180), strict=True):
+            tier_cadence_set(workspace=ws, tier=tier, every_days=days)
+        user, _ = get_user_model().objects.get_or_create(username="bench-rank-reader")
+        workspace_add_member(workspace=ws, user=user)
+        client = Client()
+        client.force_login(user)
+        strengths_current(workspace=ws)
+        deep = list(contacts_by_strength(workspace=ws)[4999:5000])
+        cursor = StrengthCursor.after(deep[0]).encode() if deep else ""
+        _row, token = cold_feed_token_create(workspace=ws)
+        n = self.samples
+
+        def get(url):
+            def fetch():
+                response = client.get(url)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{url} answered {response.status_code}")
+            return fetch
+
+        overdue = len(going_cold(workspace=ws, now=timezone.now()))
+        self.say(f"reads: {Contact.objects.filter(workspace=ws).count():,} contacts, {overdue:,} overdue ...")
+        self.results["reads"] = {
+            "contacts": Contact.objects.filter(workspace=ws).count(), "overdue": overdue,
+            "list_by_strength": _timed(get("/contacts/?sort=strength"), n),
+            "list_by_strength_5000_deep": _timed(get(f"/contacts/?sort=strength&before={cursor}"), n),
+            "list_by_recency": _timed(get("/contacts/"), n),
+            "going_cold_page": _timed(get("/cold/"), n),
+            "going_cold_feed_json": _timed(get(f"/feeds/cold/{token}.json"), n),
+            "going_cold_query": _timed(lambda: going_cold(workspace=ws, now=timezone.now()), n),
+        }
+
+    def run(self, *, keep: bool = False) -> dict:
+        self.ingest_cost()
+        self.rebuild()
+        self.reads()
+        if not keep:
+            self._drop(RANKED)
+        return self.results
