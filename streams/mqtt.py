@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 # while mesh_mqtt is not connected.
 SESSION_EXPIRY = 7 * 24 * 3600
 # Messages the broker may send before Mesh acknowledges any: a batch is at most this.
-RECEIVE_MAXIMUM = 1000
+RECEIVE_MAXIMUM = 4000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class MqttIngest:
     """One client: ``start()`` connects (and keeps reconnecting), ``run()`` stores what
     arrives until ``stop()``."""
 
-    def __init__(self, broker: BrokerConfig, *, batch: int = 500, flush_ms: int = 50):
+    def __init__(self, broker: BrokerConfig, *, batch: int = 1000, flush_ms: int = 50):
         self.broker = broker
         self.batch = max(1, min(batch, RECEIVE_MAXIMUM))
         self.flush_s = flush_ms / 1000

@@ -26,7 +26,7 @@ class Command(MeshCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--max-seconds", type=float, default=0, help="stop after this long (0: never)")
-        parser.add_argument("--batch", type=int, default=500, help="messages stored per transaction at most")
+        parser.add_argument("--batch", type=int, default=1000, help="messages stored per transaction at most")
 
     def handle(self, *args, **options):
         try:
