@@ -30,9 +30,9 @@ from django.db.models import Exists, OuterRef, Q
 
 from ..export import activity_as2
 from ..models import Activity, Change, ChangeHorizon, Contact, Device, Identity, TimelineEntry
-from ..rawdb import IntArray, raw_cursor
+from ..rawdb import IntArray, prepared_fetch, raw_cursor
 from ..visibility import visible_sql
-from .timelines import Person, _persons_sql, activities_by_ids, workspace_activities
+from .timelines import Person, _dollar, _persons_sql, activities_by_ids, workspace_activities
 
 SCOPES = ("own", "devices", "contacts")
 OPS = {"c": "created", "u": "updated", "e": "erased", "d": "deleted", "r": "renamed", "m": "moved", "n": "unmerged"}
@@ -130,25 +130,34 @@ def _log_page(device: Device, token: SyncToken, limit: int) -> dict:
     }
 
 
+def _log_sql(scope: str) -> str:
+    """The next log rows of a scope after a position, below the boundary of finished
+    transactions, with that boundary and the pruned horizon (one row even when none follow)."""
+    return f"""
+        WITH b AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
+        SELECT b.xmin, h.xid, h.seq, c.xid, c.id, c.kind, c.object_id, c.op
+        FROM b LEFT JOIN {ChangeHorizon._meta.db_table} h ON h.workspace_id = %s
+        LEFT JOIN LATERAL (
+            SELECT c.xid, c.id, c.kind, c.object_id, c.op FROM {Change._meta.db_table} c
+            WHERE c.workspace_id = %s AND (c.xid, c.id) > (%s, %s) AND c.xid < b.xmin {_SCOPE_SQL[scope]}
+            ORDER BY c.xid, c.id LIMIT %s
+        ) c ON true
+    """
+
+
 def _log_rows(device: Device, token: SyncToken, limit: int):
     """The next ``limit`` log rows the device's scope may see, the boundary of finished
     transactions, and the pruned horizon (None: never pruned), in one statement on PostgreSQL."""
     scope = device.sync_scope
     scope_params = [device.pk] if scope == "own" else []
     if connection.vendor == "postgresql":
-        sql = f"""
-            WITH b AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
-            SELECT b.xmin, h.xid, h.seq, c.xid, c.id, c.kind, c.object_id, c.op
-            FROM b LEFT JOIN {ChangeHorizon._meta.db_table} h ON h.workspace_id = %s
-            LEFT JOIN LATERAL (
-                SELECT c.xid, c.id, c.kind, c.object_id, c.op FROM {Change._meta.db_table} c
-                WHERE c.workspace_id = %s AND (c.xid, c.id) > (%s, %s) AND c.xid < b.xmin {_SCOPE_SQL[scope]}
-                ORDER BY c.xid, c.id LIMIT %s
-            ) c ON true
-        """
-        with raw_cursor() as cur:
-            cur.execute(sql, [device.workspace_id, device.workspace_id, token.xid, token.seq, *scope_params, limit])
-            found = cur.fetchall()
+        params = [device.workspace_id, device.workspace_id, token.xid, token.seq, *scope_params, limit]
+        # A prepared statement where connections persist (planning was half an up-to-date poll).
+        found = prepared_fetch(f"mesh_sync_log_{scope}_v1", _dollar(_log_sql(scope)), params)
+        if found is None:
+            with raw_cursor() as cur:
+                cur.execute(_log_sql(scope), params)
+                found = cur.fetchall()
         xmin, hxid, hseq = found[0][:3]
         rows = [row[3:] for row in found if row[3] is not None]
         return rows, (xmin, 0), (hxid, hseq) if hxid is not None else None
