@@ -196,7 +196,13 @@ class ColdEntry:
         }
 
 
-def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = None) -> list[ColdEntry]:
+class ColdList(list):
+    """The entries shown, most urgent first; ``total``: how many are overdue in all."""
+
+    total = 0
+
+
+def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = None) -> ColdList:
     """Contacts past their cadence (their own, else their tier's), most urgent first: urgency =
     days past the ideal date / the ideal interval * (1 + strength / 100), so being twice as
     late counts more than being somewhat stronger. Ties: stronger first, then lower id.
@@ -208,7 +214,7 @@ def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = No
     tiers_with = [t for t, pair in cadences.items() if pair]
     shortest = min([pair[0] for pair in cadences.values() if pair] + [e for e, _ in own.values()], default=None)
     if shortest is None:
-        return []
+        return ColdList()
     # ContactStrength rows exist only for top-level contacts that are not the owner (a merge
     # empties the merged contact's timeline, and with it its row).
     rows = (ContactStrength.objects.filter(workspace=workspace, last_touch_at__lt=now - dt.timedelta(days=shortest))
@@ -227,7 +233,8 @@ def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = No
     details = {row[0]: row[1:] for row in ContactStrength.objects.filter(contact_id__in=[c[2] for c in shown])
                .values_list("contact_id", "contact__name", "tier", "last_90", "in_90", "out_90", "channels_90",
                             "conversations")}
-    entries = []
+    entries = ColdList()
+    entries.total = len(candidates)
     for neg_urgency, neg_score, contact_id, last_touch, every, most in shown:
         name, tier, *explain = details[contact_id]
         cold_at = last_touch + dt.timedelta(days=most)

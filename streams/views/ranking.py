@@ -39,7 +39,7 @@ from ..selectors.ranking import (
 )
 from .common import member_workspace
 
-PAGE_LIMIT = 200
+PAGE_LIMIT = 50  # the most urgent; the page says how many more there are
 NEW_TOKEN_KEY = "mesh_new_cold_token"
 
 
@@ -66,6 +66,7 @@ def cold_list(request: HttpRequest) -> HttpResponse:
         entries = going_cold(workspace=workspace, now=timezone.now(), limit=PAGE_LIMIT)
     return render(request, "streams/cold.html", {
         "workspace": workspace, "entries": entries, "new_urls": new_urls,
+        "more": entries.total - len(entries) if entries else 0,
         "tokens": cold_feed_tokens(workspace=workspace) if workspace is not None else [],
     })
 
