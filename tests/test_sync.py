@@ -309,3 +309,13 @@ def test_a_transaction_that_commits_later_with_lower_sequence_numbers_is_not_ski
     assert after.changes == 6
     assert replica.state() == sync_state(device=phone)
     replica.close()
+
+
+def test_mesh_bench_sync_catches_up_every_change_it_loaded():
+    out = io.StringIO()
+    call_command("mesh_bench_sync", "--changes", "300", "--page", "100", "--samples", "5", "--json", stdout=out)
+    figures = json.loads(out.getvalue())
+    assert figures["catch_up"]["changes"] == 300 and figures["catch_up"]["pages"] == 4
+    assert figures["full_download"]["changes"] == 300
+    assert figures["poll_up_to_date_ms"]["n"] == 5 and figures["poll_selector_ms"]["n"] == 5
+    assert not Activity.objects.filter(workspace__slug="bench-sync").exists()  # dropped after
