@@ -9,6 +9,7 @@ import datetime as dt
 import heapq
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import F, IntegerField, Q, QuerySet, Value
 
 from ..models import (
@@ -215,9 +216,35 @@ def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = No
     shortest = min([pair[0] for pair in cadences.values() if pair] + [e for e, _ in own.values()], default=None)
     if shortest is None:
         return ColdList()
-    # ContactStrength rows exist only for top-level contacts that are not the owner (a merge
-    # empties the merged contact's timeline, and with it its row).
-    rows = (ContactStrength.objects.filter(workspace=workspace, last_touch_at__lt=now - dt.timedelta(days=shortest))
+    since = now - dt.timedelta(days=shortest)
+    if connection.vendor == "postgresql":
+        shown, total = _cold_ranked_sql(workspace, cadences, since, now, limit)
+    else:
+        shown = _cold_ranked(workspace, cadences, own, tiers_with, since, now)
+        total = len(shown)
+        shown = heapq.nsmallest(limit, shown) if limit else sorted(shown)
+    details = {row[0]: row[1:] for row in ContactStrength.objects.filter(contact_id__in=[c[2] for c in shown])
+               .values_list("contact_id", "contact__name", "tier", "last_90", "in_90", "out_90", "channels_90",
+                            "conversations")}
+    entries = ColdList()
+    entries.total = total
+    for neg_urgency, neg_score, contact_id, last_touch, every, most in shown:
+        name, tier, *explain = details[contact_id]
+        cold_at = last_touch + dt.timedelta(days=most)
+        entries.append(ColdEntry(
+            contact_id, name or f"Contact {contact_id}", -neg_score, tier, last_touch,
+            last_touch + dt.timedelta(days=every), cold_at, every, most, contact_id in own, -neg_urgency,
+            "cold" if now > cold_at else "due", _explained(tier, *explain)))
+    return entries
+
+
+# ContactStrength rows exist only for top-level contacts that are not the owner (a merge empties
+# the merged contact's timeline, and with it its row): no join with Contact is needed to rank.
+
+
+def _cold_ranked(workspace, cadences, own, tiers_with, since, now) -> list[tuple]:
+    """(-urgency, -score, contact id, last touch, every, at most) of every overdue contact."""
+    rows = (ContactStrength.objects.filter(workspace=workspace, last_touch_at__lt=since)
             .filter(Q(tier__in=tiers_with) | Q(contact_id__in=list(own)))
             .values_list("contact_id", "score", "tier", "last_touch_at"))
     candidates = []
@@ -229,17 +256,31 @@ def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = No
         late = (now - last_touch) / day - every
         if late > 0:
             candidates.append((-late / every * (1 + score / 100), -score, contact_id, last_touch, every, most))
-    shown = heapq.nsmallest(limit, candidates) if limit else sorted(candidates)
-    details = {row[0]: row[1:] for row in ContactStrength.objects.filter(contact_id__in=[c[2] for c in shown])
-               .values_list("contact_id", "contact__name", "tier", "last_90", "in_90", "out_90", "channels_90",
-                            "conversations")}
-    entries = ColdList()
-    entries.total = len(candidates)
-    for neg_urgency, neg_score, contact_id, last_touch, every, most in shown:
-        name, tier, *explain = details[contact_id]
-        cold_at = last_touch + dt.timedelta(days=most)
-        entries.append(ColdEntry(
-            contact_id, name or f"Contact {contact_id}", -neg_score, tier, last_touch,
-            last_touch + dt.timedelta(days=every), cold_at, every, most, contact_id in own, -neg_urgency,
-            "cold" if now > cold_at else "due", _explained(tier, *explain)))
-    return entries
+    return candidates
+
+
+def _cold_ranked_sql(workspace, cadences, since, now, limit) -> tuple[list[tuple], int]:
+    """``_cold_ranked``'s rows, most urgent first and cut to ``limit``, ranked inside
+    PostgreSQL (the same formula), with the number of overdue contacts."""
+    tiers = [(t, pair) for t, pair in cadences.items() if pair]
+    qn = connection.ops.quote_name
+    every = "COALESCE(k.every_days, t.every)"
+    urgency = (f"((EXTRACT(EPOCH FROM (%s::timestamptz - s.last_touch_at)) / 86400.0 - {every}) / {every}"
+               f" * (1 + s.score / 100.0))::float8")
+    sql = f"""
+        SELECT -{urgency} AS neg_urgency, -s.score, s.contact_id, s.last_touch_at, {every},
+               COALESCE(k.at_most_days, t.most), COUNT(*) OVER ()
+        FROM {qn(ContactStrength._meta.db_table)} s
+        LEFT JOIN {qn(KeepInTouch._meta.db_table)} k ON k.contact_id = s.contact_id
+        LEFT JOIN unnest(%s::text[], %s::int[], %s::int[]) AS t(tier, every, most) ON t.tier = s.tier
+        WHERE s.workspace_id = %s AND s.last_touch_at < %s AND {every} IS NOT NULL
+          AND s.last_touch_at + make_interval(days => {every}) < %s::timestamptz
+        ORDER BY 1, 2, 3 LIMIT %s
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, [
+            now, [t for t, _ in tiers], [pair[0] for _, pair in tiers], [pair[1] for _, pair in tiers],
+            workspace.pk, since, now, limit,
+        ])
+        rows = cur.fetchall()
+    return [row[:6] for row in rows], (rows[0][6] if rows else 0)
