@@ -23,17 +23,9 @@ from ..models import (
 from ..ranking import (
     DEFAULT_CADENCES,
     FAINT,
-    StrengthParts,
 )
 from .contacts import contact_search_term
 from .timelines import BadCursor
-
-
-def stored_parts(row: ContactStrength) -> StrengthParts:
-    return StrengthParts(
-        row.conversations, row.last_30, row.last_90, row.last_365, row.in_90, row.out_90, row.in_365, row.out_365,
-        tuple(row.channels_90 or ()), row.channels_365, row.first_touch_at, row.last_touch_at,
-    )
 
 
 def strength_explained(row: ContactStrength | None) -> str:
@@ -161,7 +153,10 @@ def tier_cadences(*, workspace: Workspace) -> dict[str, tuple[int, int] | None]:
 
 def contact_cadence(*, contact: Contact, tier: str | None = None,
                     cadences: dict[str, tuple[int, int] | None] | None = None) -> Cadence | None:
-    own = KeepInTouch.objects.filter(contact_id=contact.pk).first()
+    try:
+        own = contact.keep_in_touch  # read with the contact where the page selected it related
+    except KeepInTouch.DoesNotExist:
+        own = None
     if own is not None:
         return Cadence(own.every_days, own.at_most_days, True)
     cadences = cadences if cadences is not None else tier_cadences(workspace=contact.workspace)

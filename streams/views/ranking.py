@@ -4,6 +4,8 @@ contact page (``contact_rank_context``)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -21,22 +23,20 @@ from ..cold_feed import (
     cold_feed_urls,
     cold_feed_workspace,
 )
-from ..models import Contact
+from ..models import Contact, ContactStrength
 from ..ranking import (
     WEIGHTS,
     RankError,
+    StrengthParts,
     contact_cadence_set,
     parse_days,
     strength_factors,
+    strength_parts,
+    strength_score,
     strengths_current,
+    tier_of,
 )
-from ..selectors.ranking import (
-    contact_cadence,
-    contact_strength,
-    going_cold,
-    stored_parts,
-    strength_explained,
-)
+from ..selectors.ranking import contact_cadence, going_cold, strength_explained
 from .common import member_workspace
 
 PAGE_LIMIT = 50  # the most urgent; the page says how many more there are
@@ -108,13 +108,19 @@ def contact_cadence_view(request: HttpRequest, contact_id: int) -> HttpResponse:
 
 
 def contact_rank_context(contact: Contact) -> dict:
-    """The contact page's strength card: the score, its parts in words, the factors, the cadence."""
-    strengths_current(workspace=contact.workspace)
-    row = contact_strength(contact=contact)
+    """The contact page's strength card: the score computed now from the contact's
+    conversation-days (two reads, no write: the page never waits for the queue), its parts in
+    words, the factors, and the cadence."""
+    today = timezone.now().astimezone(dt.UTC).date()
+    parts = strength_parts(today=today, contact_ids=[contact.pk]).get(contact.pk)
+    row = None
     factors = []
-    if row is not None:
-        values = strength_factors(stored_parts(row), today=row.computed_on)
-        factors = [(name, round(100 * value), round(100 * WEIGHTS[name])) for name, value in values.items()]
+    if parts is not None:
+        score = strength_score(parts, today=today)
+        row = ContactStrength(contact_id=contact.pk, score=score, tier=tier_of(score), computed_on=today,
+                              **{f: getattr(parts, f) for f in StrengthParts.__dataclass_fields__})
+        factors = [(name, round(100 * value), round(100 * WEIGHTS[name]))
+                   for name, value in strength_factors(parts, today=today).items()]
     return {
         "strength": row, "strength_text": strength_explained(row), "strength_factors": factors,
         "cadence": contact_cadence(contact=contact, tier=row.tier if row else None),
