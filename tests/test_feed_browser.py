@@ -15,6 +15,7 @@ from connectors.device.connector import DeviceConnector
 from streams.feed_tokens import feed_token_create
 from streams.identity import identity_mark_self
 from streams.ingest import ingest_batch
+from streams.places import device_places_public_set
 from tests.factories import ANA_EMAIL, ME_EMAIL, ana, ingest_mail, mail, make_event
 from tests.fakes.browser import headless_chromium
 from tests.fakes.readers import FORMATS, feed_url
@@ -84,6 +85,7 @@ def hostile_feeds(workspace, device):
     contact.save(update_fields=["name"])
     device.name = DEVICE_NAME
     device.save(update_fields=["name"])
+    device_places_public_set(device=device, public=True)  # its public location reaches the lifestream too
     connector = DeviceConnector({}, {}, context={"device_id": device.pk, "region": workspace.region})
     event = make_event("<img src=x onerror=\"window.__pwned='guid'\">", type="location", visibility="public",
                        data={"text": TEXT, "title": SUBJECT})

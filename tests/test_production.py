@@ -55,9 +55,12 @@ def gunicorn(production_env):
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
     port = free_port()
+    # The browser reaches gunicorn over plain HTTP with the proxy's header set, so its pages'
+    # own POSTs (the time zone it sends once) carry an http:// Origin that a TLS proxy's never would.
+    env = {**production_env, "CSRF_TRUSTED_ORIGINS": f"https://127.0.0.1,http://127.0.0.1:{port}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "mesh_site.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=production_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -485,7 +485,7 @@ def test_merge_with_preview_then_unmerge(member_client, workspace, device):
     assert response.status_code == 302 and response["Location"] == f"/contacts/{ana.pk}/"
     assert Contact.objects.get(pk=work.pk).merged_into_id == ana.pk
     body = text_of(member_client.get(f"/contacts/{ana.pk}/"))
-    assert "Merged “Ana W.” into “Ana”." in body
+    assert "Merged “Ana W.” into “Ana”; its page lists the merge, to undo it." in body
     assert len(page_activity_ids(member_client.get(f"/contacts/{ana.pk}/"))) == 3
 
     body = text_of(member_client.get(f"/contacts/{ana.pk}/unmerge/"))
