@@ -79,3 +79,17 @@ def _type_words(kind) -> str:
     if typing.get_origin(kind) is tuple:
         return "a comma list"
     return {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "valid")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceFileConfig:
+    """The config of a connector that reads one device's events from a file (device JSON
+    lines, OwnTracks recordings): the device, the file, and how many lines make a batch."""
+
+    device: int | None = None
+    path: str = ""
+    batch_size: int = 500
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be positive")

@@ -24,7 +24,7 @@ from .feeds.entries import owner_wrote
 from .models import Activity, Contact, Device
 from .people import identity_text
 from .places import public_extra, public_place_line
-from .selectors.devices import device_presence
+from .selectors.devices import device_presence, finite_number
 
 # --- activities: display values ------------------------------------------------------------------
 
@@ -97,19 +97,9 @@ def _plain(value, *, limit: int = PLAIN_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _number(value) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
-
-
 def _map_url(lat, lon) -> str:
     """A link (never an embedded map: that would be a request to a third party on page load)."""
-    la, lo = _number(lat), _number(lon)
+    la, lo = finite_number(lat), finite_number(lon)
     if la is None or lo is None or not (-90 <= la <= 90 and -180 <= lo <= 180):
         return ""
     return f"https://www.openstreetmap.org/?mlat={la:.5f}&mlon={lo:.5f}#map=16/{la:.5f}/{lo:.5f}"

@@ -9,7 +9,6 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -23,6 +22,7 @@ from connectors.base import (
     ParticipantDraft,
     RawItem,
 )
+from connectors.config import DeviceFileConfig
 from connectors.text import MAX_JSON_DEPTH, clean_json, clean_text, json_depth
 
 from .schema import check_batch, parse_json, parse_time, too_deep, validate_event
@@ -34,22 +34,11 @@ INCOMING = ("incoming", "received", "missed")
 OUTGOING = ("outgoing", "sent", "dialed")
 
 
-@dataclass(frozen=True)
-class DeviceConfig:
-    device: int | None = None
-    path: str = ""
-    batch_size: int = 500
-
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be positive")
-
-
 class DeviceConnector(Connector):
     key = "device"
     label = "Device events"
     channel = "device"
-    Config = DeviceConfig
+    Config = DeviceFileConfig
     importable = True
     # Devices push their events to POST /api/v1/devices/events (views.py), an API, not a hook.
     urls = "connectors.device.urls"

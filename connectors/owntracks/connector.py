@@ -12,34 +12,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from connectors import times
 from connectors.base import ActivityDraft, Batch, ConfigError, Connector, RawItem
+from connectors.config import DeviceFileConfig
 
 from .messages import NotOwnTracks, mqtt_raw_item, normalize_message, parse_message, raw_item
 
 MAX_LINE_BYTES = 1_000_000
 
 
-@dataclass(frozen=True)
-class OwnTracksConfig:
-    device: int | None = None
-    path: str = ""
-    batch_size: int = 500
-
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be positive")
-
-
 class OwnTracksConnector(Connector):
     key = "owntracks"
     label = "OwnTracks"
     channel = "device"
-    Config = OwnTracksConfig
+    Config = DeviceFileConfig
     importable = True
     urls = "connectors.owntracks.urls"
     url_mount = "api/v1/owntracks"

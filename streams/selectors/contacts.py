@@ -88,12 +88,11 @@ class ContactCursor:
         return Q(last_activity_at__lt=when) | Q(last_activity_at=when, pk__lt=pk) | Q(last_activity_at=None)
 
 
-def contacts_list(
+def contacts_matching(
     *, workspace: Workspace, search: str = "", channel: str = "", include_self: bool = False,
-    before: ContactCursor | None = None,
 ) -> QuerySet[Contact]:
-    """Top-level contacts, most recently active first (after ``before`` when given); ``search``
-    as typed by a person (see contact_search_term)."""
+    """Top-level contacts, unordered: ``search`` as typed by a person (see
+    contact_search_term) in a name or an identity, ``channel`` one they have items on."""
     qs = Contact.objects.filter(workspace=workspace, merged_into=None)
     if not include_self:
         qs = qs.filter(is_self=False)
@@ -107,6 +106,15 @@ def contacts_list(
         )
     if channel:
         qs = qs.filter(channel_counts__has_key=channel)
+    return qs
+
+
+def contacts_list(
+    *, workspace: Workspace, search: str = "", channel: str = "", include_self: bool = False,
+    before: ContactCursor | None = None,
+) -> QuerySet[Contact]:
+    """``contacts_matching``, most recently active first (after ``before`` when given)."""
+    qs = contacts_matching(workspace=workspace, search=search, channel=channel, include_self=include_self)
     if before is not None:
         qs = qs.filter(before.q())
     return qs.order_by(F("last_activity_at").desc(nulls_last=True), "-pk").prefetch_related("identities")

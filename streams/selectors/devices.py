@@ -55,10 +55,10 @@ def device_presence(*, device: Device, now: dt.datetime | None = None) -> Presen
     else:
         state, reason = "offline", "silent"
     state_doc = device.state if isinstance(device.state, dict) else {}
-    level = _number(_value(state_doc, "battery"))
+    level = finite_number(_value(state_doc, "battery"))
     charging = _value(state_doc, "charging")
     place = None
-    lat, lon = _number(_value(state_doc, "lat")), _number(_value(state_doc, "lon"))
+    lat, lon = finite_number(_value(state_doc, "lat")), finite_number(_value(state_doc, "lon"))
     if lat is not None and lon is not None:
         name = _value(state_doc, "place")
         place = {"lat": lat, "lon": lon, "place": name if isinstance(name, str) else "",
@@ -104,7 +104,8 @@ def _at(entry: Any) -> dt.datetime | None:
     return None
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (booleans, text, NaN, infinities: what a device sent)."""
     if isinstance(value, bool):
         return None
     try:

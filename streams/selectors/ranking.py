@@ -15,7 +15,6 @@ from django.db.models import F, IntegerField, Q, QuerySet, Value
 from ..models import (
     Contact,
     ContactStrength,
-    Identity,
     KeepInTouch,
     KeepInTouchDefault,
     Workspace,
@@ -24,7 +23,7 @@ from ..ranking import (
     DEFAULT_CADENCES,
     FAINT,
 )
-from .contacts import contact_search_term
+from .contacts import contacts_matching
 from .timelines import BadCursor
 
 
@@ -91,17 +90,7 @@ def contacts_by_strength(
     searched and filtered as ``contacts_list``; slice it as a queryset. Scored contacts are
     read in the order of the strength index (a join from the contact side sorted every contact
     of the workspace per page), then the unscored ones."""
-    qs = Contact.objects.filter(workspace=workspace, merged_into=None, is_self=False)
-    search = contact_search_term(workspace=workspace, q=search) if search else ""
-    if search:
-        qs = qs.filter(
-            Q(name__icontains=search)
-            | Q(pk__in=Identity.objects.filter(workspace=workspace).filter(
-                Q(value__icontains=search.strip().lower()) | Q(display__icontains=search)
-            ).values("contact"))
-        )
-    if channel:
-        qs = qs.filter(channel_counts__has_key=channel)
+    qs = contacts_matching(workspace=workspace, search=search, channel=channel)
     scored = qs.filter(strength__workspace=workspace).annotate(rank_score=F("strength__score"))
     unscored = qs.filter(strength__isnull=True).annotate(rank_score=Value(None, output_field=IntegerField()))
     if before is not None:
