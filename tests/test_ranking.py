@@ -339,6 +339,20 @@ def test_the_contact_page_explains_the_score_and_the_list_sorts_by_it(workspace,
     assert member_client.get("/contacts/?sort=strength&before=garbage").status_code == 400
 
 
+def test_the_contact_page_reads_a_kept_score_without_aggregating_the_conversation_days(
+        workspace, member_client, monkeypatch):
+    # For a contact of 100,000 items the aggregate costs ~80 ms: once the beat has kept a
+    # score, the page reads that row with the contact.
+    from streams.views import ranking as ranking_views
+
+    ingest(workspace, *[(f"a{i}", "sms", ago(i + 1), "in" if i % 2 else "out", ANA) for i in range(6)])
+    rank_pending_refresh(workspace=workspace)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
+    monkeypatch.setattr(ranking_views, "strength_parts", lambda **kw: pytest.fail("aggregated on a page read"))
+    page = member_client.get(f"/contacts/{ana.pk}/").content.decode()
+    assert "6 conversations in 90 days, both ways, on 1 channel" in page
+
+
 def test_incremental_equals_rebuild_after_reprocess(workspace, device, tmp_path, monkeypatch):
     """A parser change that moves a call to another person (timelines rebuilt) and turns a text
     around (rows stay, their direction changes): both paths end in the contacts' re-count."""

@@ -47,7 +47,7 @@ EPOCH_CURSOR = Cursor(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), 0)
 
 def _member_contact(request: HttpRequest, contact_id: int) -> Contact:
     return get_object_or_404(
-        Contact.objects.select_related("workspace", "merged_into", "keep_in_touch"),
+        Contact.objects.select_related("workspace", "merged_into", "keep_in_touch", "strength"),
         pk=contact_id, workspace__memberships__user=request.user,
     )
 
