@@ -11,6 +11,8 @@ import json
 import pytest
 from django.conf import settings
 
+from streams.models import Workspace
+
 if "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
     # The PostgreSQL pass has its own suite; this folder is the SQLite pass's.
     collect_ignore_glob = ["test_*.py"]
@@ -32,3 +34,16 @@ def django_db_setup(django_db_setup, django_db_blocker):
 def demo(db) -> dict:
     """What ``mesh_demo --json`` printed."""
     return _demo
+
+
+@pytest.fixture
+def workspace(demo):
+    """The demo's workspace."""
+    return Workspace.objects.get(slug=demo["workspace"])
+
+
+@pytest.fixture
+def demo_client(client, demo):
+    """A client logged in as the demo's user."""
+    assert client.login(username=demo["username"], password="demo-pass-123")
+    return client

@@ -6,15 +6,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from streams.models import Workspace
 from tests.factories import make_event
-
-
-@pytest.fixture
-def workspace(demo):
-    return Workspace.objects.get(slug=demo["workspace"])
 
 
 def test_seqs_are_held_and_the_status_names_the_gaps(client, demo, workspace, django_capture_on_commit_callbacks):

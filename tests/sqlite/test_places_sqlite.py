@@ -8,20 +8,7 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
-
-from streams.models import Activity, Device, Workspace
-
-
-@pytest.fixture
-def workspace(demo):
-    return Workspace.objects.get(slug=demo["workspace"])
-
-
-@pytest.fixture
-def demo_client(client, demo):
-    assert client.login(username=demo["username"], password="demo-pass-123")
-    return client
+from streams.models import Activity, Device
 
 
 def test_owntracks_http_visits_and_track_on_the_device_page(demo_client, workspace, django_capture_on_commit_callbacks):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
 from django.core.management import call_command
 
-from streams.models import Contact, ContactStrength, ConversationDay, Workspace
+from streams.models import Contact, ContactStrength, ConversationDay
 from streams.ranking import rank_pending_refresh, workspace_rank_rebuild
 
 ANA_PHONE = "+14155550100"
@@ -20,11 +19,6 @@ def cli(*args):
     out = io.StringIO()
     call_command(*args, "--json", stdout=out)
     return json.loads(out.getvalue())
-
-
-@pytest.fixture
-def workspace(demo):
-    return Workspace.objects.get(slug=demo["workspace"])
 
 
 def state(workspace):

@@ -10,7 +10,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from streams.models import Activity, Contact, Device, InboundItem, Workspace
+from streams.models import Activity, Contact, Device, InboundItem
 from tests.factories import make_event
 from tests.fakes.twilio import TOKEN, TWILIO_CONFIG, post_signed
 
@@ -19,19 +19,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture
-def workspace(demo):
-    return Workspace.objects.get(slug=demo["workspace"])
-
-
-@pytest.fixture
 def ana(workspace):
     return Contact.objects.get(workspace=workspace, merged_into=None, identities__value=ANA_PHONE)
-
-
-@pytest.fixture
-def demo_client(client, demo):
-    assert client.login(username=demo["username"], password="demo-pass-123")
-    return client
 
 
 @pytest.fixture

@@ -3,17 +3,9 @@ identities work on the demo data there too (issue 18 §1-3)."""
 
 from __future__ import annotations
 
-import pytest
-
 from streams.models import Contact, Device, UserPreference, Workspace
 
 ANA_PHONE = "+14155550100"
-
-
-@pytest.fixture
-def demo_client(client, demo):
-    assert client.login(username=demo["username"], password="demo-pass-123")
-    return client
 
 
 def test_demo_pages_in_a_chosen_zone_with_rows_and_readable_identities(demo_client, demo):

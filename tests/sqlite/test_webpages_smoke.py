@@ -8,25 +8,13 @@ import io
 import re
 from email.message import EmailMessage
 
-import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from streams.models import Activity, Contact, FeedToken, Workspace
+from streams.models import Activity, Contact, FeedToken
 
 ANA_PHONE = "+14155550100"
 PDF = b"%PDF-1.4\n%%EOF\n"
-
-
-@pytest.fixture
-def workspace(demo):
-    return Workspace.objects.get(slug=demo["workspace"])
-
-
-@pytest.fixture
-def demo_client(client, demo):
-    assert client.login(username=demo["username"], password="demo-pass-123")
-    return client
 
 
 def test_an_imported_email_attachment_downloads_on_sqlite(demo_client, workspace, tmp_path):
