@@ -15,12 +15,15 @@ arrive, whichever door they came through (the device API, OwnTracks over HTTP, M
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
+import operator
 import secrets as pysecrets
 from collections.abc import Iterable
 
-from django.db import IntegrityError, transaction
-from django.db.models import Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -28,6 +31,7 @@ from connectors.base import RawItem
 
 from .crypto import token_hash
 from .models import Device, DeviceSeqRange, Workspace
+from .rawdb import prepared_fetch, update_from_unnest
 
 # A seq is a PostgreSQL bigint.
 MAX_SEQ = 2**63 - 1
@@ -59,10 +63,51 @@ def device_revoke(*, device: Device) -> None:
     Device.objects.filter(pk=device.pk, revoked_at=None).update(revoked_at=timezone.now())
 
 
+@functools.cache
+def _device_by_token_sql() -> str:
+    columns = [f"d.{f.column}" for f in Device._meta.concrete_fields]
+    columns += [f"w.{f.column}" for f in Workspace._meta.concrete_fields]
+    return (f"SELECT {', '.join(columns)} FROM {Device._meta.db_table} d JOIN {Workspace._meta.db_table} w "
+            f"ON w.id = d.workspace_id WHERE d.token_hash = %s")
+
+
+@functools.cache
+def _row_converters(model) -> list[tuple]:
+    """Per concrete field of ``model``: its column expression and the ORM's converters for it
+    (a JSON column arrives as text; SQLite's datetimes as strings)."""
+    cols = [field.get_col(model._meta.db_table) for field in model._meta.concrete_fields]
+    return [(col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)) for col in cols]
+
+
+def _instance_from_row(model, values):
+    """A model instance from a raw row of its concrete fields, converted as the ORM would."""
+    converted = []
+    for (col, converters), value in zip(_row_converters(model), values, strict=True):
+        for convert in converters:
+            value = convert(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], converted)
+
+
 def device_by_token(token: str) -> Device | None:
+    """The device a bearer token names, revoked or not (callers refuse revoked ones), with its
+    workspace. Read from the database on every request, so a revocation applies at once; one
+    raw statement, prepared where connections persist: the ORM's ``select_related`` query took
+    ~1 ms of Python to build, half of an up-to-date sync poll."""
     if not token or len(token) > 200:
         return None
-    return Device.objects.select_related("workspace").filter(token_hash=token_hash(token)).first()
+    sql, digest = _device_by_token_sql(), token_hash(token)
+    rows = prepared_fetch("mesh_device_by_token_v1", sql.replace("%s", "$1"), [digest])
+    if rows is None:
+        with connection.cursor() as cur:
+            cur.execute(sql, [digest])
+            rows = cur.fetchall()
+    if not rows:
+        return None
+    split = len(Device._meta.concrete_fields)
+    device = _instance_from_row(Device, rows[0][:split])
+    Device.workspace.field.set_cached_value(device, _instance_from_row(Workspace, rows[0][split:]))
+    return device
 
 
 def item_seq(payload) -> int | None:
@@ -76,28 +121,78 @@ def item_seq(payload) -> int | None:
     return None
 
 
+def devices_push_lock(device_ids: Iterable[int]) -> dict[int, int]:
+    """First in the transaction that stores devices' pushed items: their row locks, taken in id
+    order, so that concurrent batches of one device store one after the other (two batches
+    inserting overlapping raw rows in different orders would deadlock) and batches of many
+    devices (``mesh_mqtt``'s) cannot deadlock with each other. Returns each one's ``seq_high``."""
+    return dict(Device.objects.select_for_update(no_key=True).filter(pk__in=list(device_ids)).order_by("pk")
+                .values_list("pk", "seq_high"))
+
+
 def device_push_lock(*, device: Device) -> int:
-    """First in the transaction that stores a device's pushed items: the device's row lock, so
-    that concurrent batches of one device store one after the other (two batches inserting
-    overlapping raw rows in different orders would deadlock). Returns its ``seq_high``."""
-    return (Device.objects.select_for_update(no_key=True).filter(pk=device.pk)
-            .values_list("seq_high", flat=True).get())
+    return devices_push_lock([device.pk])[device.pk]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DevicePush:
+    """What one stored batch says about one device: the seqs its items carry, and when it was
+    seen (None: not a sign of life, e.g. a retained MQTT message) or went offline (its last will)."""
+    device_id: int
+    seq_high: int  # as devices_push_lock read it
+    seqs: frozenset[int]
+    seen_at: dt.datetime | None
+    offline_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass
+class DeviceBatch:
+    """One device's part of a batch of many devices' pushed items (``devices_events_store``):
+    its items by the connector whose normalizer reads them, and when it was seen or went offline."""
+    device: Device
+    items: dict[str, list[RawItem]]
+    seen_at: dt.datetime | None
+    offline_at: dt.datetime | None = None
+
+
+def items_seqs(items: Iterable[RawItem]) -> frozenset[int]:
+    return frozenset(s for item in items if (s := item_seq(item.payload)) is not None)
+
+
+def devices_push_record(pushes: list[DevicePush]) -> None:
+    """After ``devices_push_lock`` and the raw store, in the same transaction: the seqs held and
+    the devices seen or offline, in one update of the devices (on PostgreSQL one statement for
+    all of them: a batch of many devices costs no more round trips than a batch of one)."""
+    highs = _seqs_hold({p.device_id: (p.seq_high, p.seqs) for p in pushes if p.seqs})
+    changed = sorted((p for p in pushes if p.device_id in highs or p.seen_at or p.offline_at),
+                     key=lambda p: p.device_id)
+    if not changed:
+        return
+    if connection.vendor == "postgresql":
+        # GREATEST ignores NULLs: a time not given keeps the device's.
+        update_from_unnest(Device._meta.db_table, [p.device_id for p in changed],
+                           "seq_high = d.seq_high, last_seen_at = GREATEST(t.last_seen_at, d.seen_at), "
+                           "offline_at = GREATEST(t.offline_at, d.offline_at)", [
+                               ("seq_high", "bigint", [highs.get(p.device_id, p.seq_high) for p in changed]),
+                               ("seen_at", "timestamptz", [_iso(p.seen_at) for p in changed]),
+                               ("offline_at", "timestamptz", [_iso(p.offline_at) for p in changed])])
+        return
+    for p in changed:
+        fields = {"seq_high": highs.get(p.device_id, p.seq_high)}
+        for name, at in (("last_seen_at", p.seen_at), ("offline_at", p.offline_at)):
+            if at is not None:
+                fields[name] = Coalesce(Greatest(name, Value(at)), Value(at))
+        Device.objects.filter(pk=p.device_id).update(**fields)
 
 
 def device_push_record(*, device: Device, items: Iterable[RawItem], seq_high: int,
                        seen_at: dt.datetime | None) -> None:
-    """After ``device_push_lock`` (which read ``seq_high``) and the raw store, in the same
-    transaction: the seqs the items carry held, and the device seen at ``seen_at`` (None: not
-    a sign of life, e.g. a retained MQTT message), in one update of the device."""
-    seqs = sorted({s for item in items if (s := item_seq(item.payload)) is not None})
-    new_high = _seqs_hold(device.pk, seqs, seq_high) if seqs else seq_high
-    changes = {}
-    if new_high != seq_high:
-        changes["seq_high"] = new_high
-    if seen_at is not None:
-        changes["last_seen_at"] = Coalesce(Greatest("last_seen_at", Value(seen_at)), Value(seen_at))
-    if changes:
-        Device.objects.filter(pk=device.pk).update(**changes)
+    """``devices_push_record`` for one device's batch (the HTTP doors')."""
+    devices_push_record([DevicePush(device.pk, seq_high, items_seqs(items), seen_at)])
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return at.isoformat() if at else None
 
 
 def device_offline(*, device: Device, at: dt.datetime) -> None:
@@ -142,21 +237,33 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _seqs_hold(device_id: int, seqs: list[int], high: int) -> int:
-    """Merge ``seqs`` into the device's held ranges; returns its new ``seq_high``."""
-    runs = _runs([s for s in seqs if s > high])
+def _seqs_hold(pending: dict[int, tuple[int, frozenset[int]]]) -> dict[int, int]:
+    """Merge each device's seqs into its held ranges: {device id: (seq_high, seqs)} in, {device
+    id: new seq_high} out. One read of the ranges the seqs touch and at most one delete and one
+    insert, whatever the number of devices."""
+    highs = {device_id: high for device_id, (high, _) in pending.items()}
+    runs = {device_id: r for device_id, (high, seqs) in pending.items() if (r := _runs(sorted(s for s in seqs if s > high)))}
     if not runs:
-        return high
-    lo, hi = runs[0][0], runs[-1][1]
-    touching = list(DeviceSeqRange.objects.filter(device_id=device_id, first__lte=hi + 1, last__gte=lo - 1)
-                    .order_by("first").values_list("pk", "first", "last"))
-    before = [(first, last) for _, first, last in touching]
-    merged = _merge(before + runs)
-    if merged[0][0] == high + 1:  # the held prefix grows: that range joins seq_high
-        high = merged[0][1]
-        merged = merged[1:]
-    if merged != before:
-        DeviceSeqRange.objects.filter(pk__in=[pk for pk, _, _ in touching]).delete()
-        DeviceSeqRange.objects.bulk_create(
-            [DeviceSeqRange(device_id=device_id, first=first, last=last) for first, last in merged])
-    return high
+        return highs
+    near = functools.reduce(operator.or_, (Q(device_id=d, first__lte=r[-1][1] + 1, last__gte=r[0][0] - 1)
+                                           for d, r in runs.items()))
+    touching: dict[int, list[tuple[int, int, int]]] = {}
+    for pk, device_id, first, last in (DeviceSeqRange.objects.filter(near).order_by("device_id", "first")
+                                       .values_list("pk", "device_id", "first", "last")):
+        touching.setdefault(device_id, []).append((pk, first, last))
+    drop: list[int] = []
+    add: list[DeviceSeqRange] = []
+    for device_id, device_runs in runs.items():
+        before = [(first, last) for _, first, last in touching.get(device_id, [])]
+        merged = _merge(before + device_runs)
+        if merged[0][0] == highs[device_id] + 1:  # the held prefix grows: that range joins seq_high
+            highs[device_id] = merged[0][1]
+            merged = merged[1:]
+        if merged != before:
+            drop += [pk for pk, _, _ in touching.get(device_id, [])]
+            add += [DeviceSeqRange(device_id=device_id, first=first, last=last) for first, last in merged]
+    if drop:
+        DeviceSeqRange.objects.filter(pk__in=drop).delete()
+    if add:
+        DeviceSeqRange.objects.bulk_create(add)
+    return highs

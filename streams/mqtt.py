@@ -1,7 +1,7 @@
 """MQTT in: what ``mesh_mqtt`` runs. It subscribes on the broker (``MESH_MQTT_URL``) to every
 installed connector's ``mqtt_topics`` (``connectors.base.Connector``), maps each message's base
 topic to a device (``Device.mqtt_topic``) and stores what the connector makes of it through the
-same path as the HTTP doors (``streams.services.device_events_store``: raw first, seqs held,
+same path as the HTTP doors (``streams.services.devices_events_store``: raw first, seqs held,
 ingest after commit).
 
 Nothing lost, nothing doubled: QoS 1 on a persistent session (MQTT 5, clean start off, a
@@ -27,7 +27,6 @@ import time
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
-from django.db import transaction
 from django.utils import timezone
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -37,9 +36,9 @@ from connectors.base import Connector, RawItem, registry
 from connectors.text import clean_text
 
 from .conf import conf
-from .devices import device_offline
+from .devices import DeviceBatch
 from .models import Device
-from .services import device_events_store
+from .services import devices_events_store
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +233,9 @@ class MqttIngest:
                     self.client.ack(m.mid, m.qos)
 
     def store(self, messages: list[Message]) -> Counts:
-        """Store a batch in one transaction: per device, the items each connector makes of its
-        messages, the device seen (not for retained messages: they may be old) and its last will."""
+        """Store a batch in one transaction (``devices_events_store``): per device, the items each
+        connector makes of its messages, the device seen (not for retained messages: they may be
+        old) and its last will."""
         counts = Counts(received=len(messages), batches=1)
         routed: dict[str, list[tuple[type[Connector], Message]]] = {}
         for m in messages:
@@ -247,45 +247,17 @@ class MqttIngest:
             routed.setdefault(base, []).append((cls, m))
         devices = {d.mqtt_topic: d for d in Device.objects.select_related("workspace")
                    .filter(mqtt_topic__in=list(routed), revoked_at=None)}
-        with transaction.atomic():
-            for base in sorted(routed, key=lambda b: devices[b].pk if b in devices else 0):
-                device = devices.get(base)
-                if device is None:
-                    self._unmapped(counts, base, "is no device's topic (mesh_device topic ID TOPIC), or its device "
-                                                 "is revoked")
-                    continue
-                self._store_device(device, routed[base], counts)
-        return counts
-
-    def _store_device(self, device: Device, routed: list[tuple[type[Connector], Message]], counts: Counts) -> None:
-        # What mqtt_message needs (the contract in connectors.base); ingest builds its own context.
-        context = {"device_id": device.pk}
-        connectors: dict[str, Connector] = {}
-        by_connector: dict[str, dict[str, RawItem]] = {}
-        seen_at = will_at = None
-        for cls, m in routed:
-            if cls.key not in connectors:
-                connectors[cls.key] = cls({}, {}, context=context)
-            items = _items(connectors[cls.key], m)
-            batch = by_connector.setdefault(cls.key, {})
-            for item in items:
-                if item.external_id in batch:  # sent twice within the batch: a duplicate too
-                    counts.duplicate += 1
-                batch.setdefault(item.external_id, item)
-            will = any(cls.mqtt_will(i) for i in items)
-            if m.retain:
-                continue  # a message kept by the broker says nothing about now
-            if will:
-                will_at = max(will_at or m.received_at, m.received_at)
+        batches = []
+        for base, device_messages in routed.items():
+            if base in devices:
+                batches.append(_device_batch(devices[base], device_messages, counts))
             else:
-                seen_at = max(seen_at or m.received_at, m.received_at)
-        for key, items in by_connector.items():
-            stored, already = device_events_store(device=device, items=list(items.values()), at=seen_at,
-                                                  connector=key)
-            counts.stored += len(stored)
+                self._unmapped(counts, base, "is no device's topic (mesh_device topic ID TOPIC), or its device is revoked")
+        if batches:
+            stored, already = devices_events_store(batches)
+            counts.stored += stored
             counts.duplicate += already
-        if will_at is not None:
-            device_offline(device=device, at=will_at)
+        return counts
 
     def _connector_for(self, topic: str) -> type[Connector] | None:
         for pattern, cls in self.topics.items():
@@ -298,6 +270,31 @@ class MqttIngest:
         if topic not in self._warned:  # once per topic: a chatty device must not flood the log
             self._warned.add(topic)
             log.warning("MQTT messages on %s are dropped: it %s", topic, why)
+
+
+def _device_batch(device: Device, routed: list[tuple[type[Connector], Message]], counts: Counts) -> DeviceBatch:
+    """What one device's messages of a batch store: the items by connector (an id sent twice
+    within the batch counted a duplicate), the last time it was heard and its last will."""
+    context = {"device_id": device.pk}  # what mqtt_message needs (connectors.base); ingest builds its own
+    connectors: dict[str, Connector] = {}
+    by_connector: dict[str, dict[str, RawItem]] = {}
+    seen_at = will_at = None
+    for cls, m in routed:
+        if cls.key not in connectors:
+            connectors[cls.key] = cls({}, {}, context=context)
+        items = _items(connectors[cls.key], m)
+        batch = by_connector.setdefault(cls.key, {})
+        for item in items:
+            if item.external_id in batch:
+                counts.duplicate += 1
+            batch.setdefault(item.external_id, item)
+        if m.retain:
+            continue  # a message kept by the broker says nothing about now
+        if any(cls.mqtt_will(i) for i in items):
+            will_at = max(will_at or m.received_at, m.received_at)
+        else:
+            seen_at = max(seen_at or m.received_at, m.received_at)
+    return DeviceBatch(device, {key: list(items.values()) for key, items in by_connector.items()}, seen_at, will_at)
 
 
 def _items(connector: Connector, m: Message) -> list[RawItem]:

@@ -29,9 +29,17 @@ from .crypto import secrets_decrypt, secrets_encrypt
 from .delivery import activity_delivery_update as activity_delivery_update
 from .delivery import delivery_report_receive as delivery_report_receive
 from .delivery import delivery_reports_apply as delivery_reports_apply
+from .devices import (
+    DeviceBatch,
+    DevicePush,
+    device_push_lock,
+    device_push_record,
+    devices_push_lock,
+    devices_push_record,
+    items_seqs,
+)
 from .devices import device_by_token as device_by_token
 from .devices import device_create as device_create
-from .devices import device_push_lock, device_push_record
 from .devices import device_revoke as device_revoke
 from .devices import device_rotate_token as device_rotate_token
 from .identity import InvalidIdentity as InvalidIdentity
@@ -276,6 +284,43 @@ def device_events_store(
     return stored
 
 
+def devices_events_store(batches: list[DeviceBatch]) -> tuple[int, int]:
+    """``device_events_store`` for many devices in one transaction (``mesh_mqtt``'s batches): on
+    PostgreSQL one statement of each kind for all of them (the locks, the raw insert, the seq
+    ranges, the devices' update) and one kick after commit, so that a batch spread over many
+    devices costs the round trips of one. Returns (number newly stored, number already stored)."""
+    rows = [(b.device, key, item) for b in batches for key, items in b.items.items() for item in items]
+    with transaction.atomic():
+        highs = devices_push_lock(b.device.pk for b in batches)
+        if connection.vendor == "postgresql":
+            stored = _devices_inbound_insert(rows)
+            if stored:
+                scopes = [scope_for(device=b.device) for b in batches]
+                transaction.on_commit(lambda: inbound_kick_many(scopes=scopes, item_ids=stored))
+        else:
+            stored = [pk for b in batches for key, items in b.items.items()
+                      for pk in inbound_store(workspace=b.device.workspace, connector=key, items=items, device=b.device)[0]]
+        devices_push_record([
+            DevicePush(b.device.pk, highs[b.device.pk], items_seqs(i for items in b.items.values() for i in items),
+                       b.seen_at, b.offline_at) for b in batches])
+    return len(stored), len(rows) - len(stored)
+
+
+def _devices_inbound_insert(rows: list[tuple[Device, str, RawItem]]) -> list[int]:
+    """``inbound_store``'s insert with the device, workspace and connector given per row."""
+    now = timezone.now()
+    return insert_returning_ids(InboundItem._meta.db_table, fixed=[
+        ("source_id", "bigint", None), ("state", "text", InboundItem.State.PENDING)], columns=[
+        ("workspace_id", "bigint", [str(d.workspace_id) for d, _, _ in rows]),
+        ("connector", "text", [key for _, key, _ in rows]),
+        ("scope", "text", [scope_for(device=d) for d, _, _ in rows]),
+        ("device_id", "bigint", [str(d.pk) for d, _, _ in rows]),
+        ("external_id", "text", [i.external_id for _, _, i in rows]),
+        ("payload", "jsonb", [json_text(i.payload) for _, _, i in rows]),
+        ("received_at", "timestamptz", [(i.received_at or now).isoformat() for _, _, i in rows])],
+        conflict="(scope, external_id)")
+
+
 # --- push (webhooks, device API) --------------------------------------------------------------
 
 
@@ -358,6 +403,23 @@ def inbound_kick(*, scope: str, item_ids: list[int]) -> None:
         with contextlib.suppress(Exception):
             cache.delete(key)
         log.exception("could not queue ingest of %d stored item(s) of %s", len(item_ids), scope)
+
+
+def inbound_kick_many(*, scopes: Iterable[str], item_ids: list[int]) -> None:
+    """``inbound_kick`` for a batch of many scopes (``mesh_mqtt``'s): one read says which scopes
+    have a task on its way (under a burst, all of them: one Redis round trip per batch), and
+    one task takes the items of the others (``inbound_process`` sorts them by scope)."""
+    keys = [_inbound_kick_key(scope) for scope in dict.fromkeys(scopes)]
+    added: list[str] = []
+    try:
+        waiting = cache.get_many(keys)
+        added = [key for key in keys if key not in waiting and cache.add(key, 1, timeout=INBOUND_KICK_TTL)]
+        if added:
+            task_send("ingest_inbound", item_ids, countdown=conf.INBOUND_COALESCE_S or None)
+    except Exception:  # Redis is down: the items are stored; the workers' sweep sends them
+        with contextlib.suppress(Exception):
+            cache.delete_many(added)
+        log.exception("could not queue ingest of %d stored item(s) of %d scope(s)", len(item_ids), len(keys))
 
 
 def inbound_process(*, item_ids: list[int]) -> IngestResult:

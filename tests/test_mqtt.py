@@ -14,10 +14,11 @@ import time
 import uuid
 
 import pytest
+from django.utils import timezone
 
 from streams.devices import device_set_mqtt_topic
 from streams.models import Activity, Device, ImportFailure, InboundItem
-from streams.mqtt import BrokerConfig, MqttIngest
+from streams.mqtt import BrokerConfig, Message, MqttIngest
 from streams.selectors import device_presence, device_seq_status
 from streams.services import device_revoke, inbound_process
 from tests.factories import make_device, make_event
@@ -93,6 +94,39 @@ def test_device_events_over_mqtt_are_the_api_s_items_stored_once(workspace, devi
     assert device_presence(device=device).state == "online"
     inbound_process(item_ids=list(InboundItem.objects.filter(device=device).values_list("pk", flat=True)))
     assert Activity.objects.get(dedup_key=f"device:{device.pk}/m1").text == "over MQTT"
+
+
+def test_one_batch_of_many_devices_holds_each_one_s_seqs_and_presence(workspace, django_assert_max_num_queries):
+    """A batch spread over devices is stored in statements shared by all of them (the benchmark's
+    shape); each device still gets its own seqs, gaps, duplicates, sign of life and last will."""
+    phone, _ = _topic_device(workspace, "Phone")
+    tablet, _ = _topic_device(workspace, "Tablet")
+    watch, _ = _topic_device(workspace, "Watch", prefix="owntracks/ana")
+    ingest = MqttIngest(BrokerConfig("mqtt://127.0.0.1", client_id=client_id()))  # never connected: store() only
+    at = timezone.now()
+
+    def message(topic, payload, *, retain=False, mid=1):
+        return Message(topic, payload.encode(), mid, 1, retain, at, 1)
+
+    def events(device, *seqs, retain=False):
+        return message(f"{device.mqtt_topic}/events",
+                       _events_payload(*(make_event(f"s{n}", type="note", seq=n) for n in seqs)), retain=retain)
+
+    tst = int(at.timestamp())
+    first = [events(phone, 1, 2, 5), events(tablet, 3, retain=True), events(phone, 2),
+             message(watch.mqtt_topic, json.dumps({"_type": "location", "lat": 52.5, "lon": 13.4, "tst": tst - 60}))]
+    with django_assert_max_num_queries(12):  # whatever the number of devices
+        counts = ingest.store(first)
+    assert (counts.stored, counts.duplicate) == (5, 1)
+    later = [events(phone, 3, 4), events(tablet, 1, 2, 3), message(watch.mqtt_topic, json.dumps({"_type": "lwt", "tst": tst}))]
+    assert ingest.store(later).as_dict() | {"batches": 0} == {
+        "received": 3, "stored": 5, "duplicate": 1, "unmapped": 0, "batches": 0}
+    assert device_seq_status(device=phone)["high_seq"] == 5 and device_seq_status(device=tablet)["high_seq"] == 3
+    assert device_seq_status(device=watch)["high_seq"] == 0
+    for device in (phone, tablet, watch):
+        device.refresh_from_db()
+    assert device_presence(device=phone).state == device_presence(device=tablet).state == "online"
+    assert device_presence(device=watch).state == "offline"
 
 
 def test_what_was_not_acknowledged_comes_again_and_is_stored_once(workspace, ingests):
