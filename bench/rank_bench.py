@@ -3,12 +3,14 @@
 
 1. Ingest cost: the same synthetic workload (bench/workload.py: Zipf-like contacts, four
    channels, threads) is ingested twice into fresh workspaces, once with ingest's ranking step
-   switched off and once with it on, in alternating order over ``rounds``; the re-scoring of
-   the queued contacts (``rank_pending_refresh``, the beat's job) is run every ``drain_every``
-   batches, as the beat would during a long import, and its time is added to the ranked run.
+   switched off (no pairs queued) and once with it on, in alternating order over ``rounds``;
+   folding the queue into conversation-days and re-scoring its contacts
+   (``rank_pending_refresh``, the beat's job) is run every ``drain_every`` batches, as the beat
+   would during a long import, and its time is added to the ranked run.
    Overhead = (ranked ingest + re-scoring) / plain ingest - 1, medians over the rounds; and,
-   robust to load drifting between runs, the ranking step's and re-scoring's time measured inside
-   the ranked run over the rest of that run's ingest time (``within_run_pct``).
+   robust to load drifting between runs, the ranking step's and the fold's time measured inside
+   the ranked run over the rest of that run's ingest time (``within_run_pct``; the same with
+   this process's CPU time: ``within_run_cpu_pct``).
 2. ``mesh_rank --rebuild`` of the loaded workspace, and that it gives the rows ingest kept.
 3. Read latencies (p50/p95/max ms over ``samples`` requests through Django's test client, warm)
    on the ranked workspace with every tier given a cadence, so that most contacts are overdue
@@ -54,13 +56,13 @@ class RankBench:
             self.log.flush()
 
     def _drop(self, slug: str) -> None:
-        from streams.models import ContactStrength, ConversationDay, RankPending, Workspace
+        from streams.models import ContactStrength, ConversationDay, RankTouch, Workspace
 
         old = Workspace.objects.filter(slug=slug).first()
         if old is not None:
             ConversationDay.objects.filter(contact__workspace=old)._raw_delete(connection.alias)
             ContactStrength.objects.filter(workspace=old)._raw_delete(connection.alias)
-            RankPending.objects.filter(workspace_id=old.pk)._raw_delete(connection.alias)
+            RankTouch.objects.filter(workspace_id=old.pk)._raw_delete(connection.alias)
             drop_workspace(old)
 
     def _fresh(self, slug: str):
@@ -84,37 +86,44 @@ class RankBench:
         workload = Workload(activities=self.activities, contacts=self.contacts, devices=0, batch_size=1000)
         connector = _Mapped({})
         step = ingest._ranking_update
-        in_step = [0.0]
+        in_step = [0.0, 0.0]  # wall, CPU
 
         def timed_step(*args):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             step(*args)
             in_step[0] += time.perf_counter() - t
+            in_step[1] += time.process_time() - c
 
         # Also timed from inside the same run: on a shared machine the load drifts between runs.
         ingest._ranking_update = timed_step if ranked else (lambda *args: None)
-        ingest_s = refresh_s = 0.0
+        ingest_s = refresh_s = ingest_cpu = refresh_cpu = 0.0
+
+        def fold():
+            nonlocal refresh_s, refresh_cpu
+            t, c = time.perf_counter(), time.process_time()
+            rank_pending_refresh(workspace=ws)
+            refresh_s += time.perf_counter() - t
+            refresh_cpu += time.process_time() - c
+
         try:
             with search_deferred():
                 for n, batch in enumerate(workload.batches(), 1):
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     ingest.ingest_batch(workspace=ws, connector=connector, items=batch)
                     ingest_s += time.perf_counter() - t
+                    ingest_cpu += time.process_time() - c
                     if ranked and n % self.drain_every == 0:
-                        t = time.perf_counter()
-                        rank_pending_refresh(workspace=ws)
-                        refresh_s += time.perf_counter() - t
+                        fold()
             if ranked:
-                t = time.perf_counter()
-                rank_pending_refresh(workspace=ws)
-                refresh_s += time.perf_counter() - t
+                fold()
         finally:
             ingest._ranking_update = step
         with connection.cursor() as cur:
             cur.execute("ANALYZE")
         rate = self.activities / ingest_s
-        self.say(f"  {slug}: {rate:,.0f} activities/s ingest, {refresh_s:.1f} s re-scoring")
-        return {"ingest_s": ingest_s, "refresh_s": refresh_s, "step_s": in_step[0]}
+        self.say(f"  {slug}: {rate:,.0f} activities/s ingest, {refresh_s:.1f} s folding and re-scoring")
+        return {"ingest_s": ingest_s, "refresh_s": refresh_s, "step_s": in_step[0], "ingest_cpu_s": ingest_cpu,
+                "refresh_cpu_s": refresh_cpu, "step_cpu_s": in_step[1]}
 
     def ingest_cost(self) -> None:
         plain, ranked = [], []
@@ -133,13 +142,21 @@ class RankBench:
             "ingest_step_overhead_pct": round(100 * (ranked_s / plain_s - 1), 1),
             "total_overhead_pct": round(100 * ((ranked_s + refresh_s) / plain_s - 1), 1),
             # The step's and the re-scoring's share of the ranked run's own ingest time.
-            "within_run_pct": round(100 * statistics.median((x["step_s"] + x["refresh_s"]) / (x["ingest_s"] - x["step_s"])
-                                                            for x in ranked), 1),
+            "within_run_pct": self._within(ranked, ""),
+            "within_run_cpu_pct": self._within(ranked, "_cpu"),
             "rounds": [{"plain_s": round(p["ingest_s"], 2), "ranked_s": round(q["ingest_s"], 2),
-                        "step_s": round(q["step_s"], 2), "rescoring_s": round(q["refresh_s"], 2)}
+                        "step_s": round(q["step_s"], 2), "rescoring_s": round(q["refresh_s"], 2),
+                        "plain_cpu_s": round(p["ingest_cpu_s"], 2), "ranked_cpu_s": round(q["ingest_cpu_s"], 2),
+                        "step_cpu_s": round(q["step_cpu_s"], 2), "rescoring_cpu_s": round(q["refresh_cpu_s"], 2)}
                        for p, q in zip(plain, ranked, strict=True)],
         }
         self._drop(PLAIN)  # the plain copy is not needed for the reads
+
+    @staticmethod
+    def _within(ranked: list[dict], kind: str) -> float:
+        """The step's and the fold's share of the rest of the ranked run's ingest, in %, median."""
+        return round(100 * statistics.median(
+            (x[f"step{kind}_s"] + x[f"refresh{kind}_s"]) / (x[f"ingest{kind}_s"] - x[f"step{kind}_s"]) for x in ranked), 1)
 
     def rebuild(self) -> None:
         from streams.models import ContactStrength, ConversationDay, Workspace

@@ -49,7 +49,7 @@ from .identity import (
     normalize,
 )
 from .models import Activity, Device, ImportFailure, Participant, Source, SyncRun, Workspace
-from .ranking import conversation_days_add
+from .ranking import rank_touches_queue
 from .rawdb import IntArray, TextArray, copy_with_new_ids, raw_cursor
 from .search import search_queue
 from .timelines import activities_fan_out, timeline_rows_insert
@@ -299,15 +299,14 @@ def _timelines_fan_out(rows: list[_Row], inserted: dict[str, int], contact_rows:
 
 def _ranking_update(workspace: Workspace, rows: list[_Row], inserted: dict[str, int],
                     contact_rows: list[tuple]) -> None:
-    """Relationship strength's aggregate, from the contact timeline rows just written: one
-    upsert for the batch (streams.ranking; contacts are re-scored off this path)."""
+    """Relationship strength: the contact timeline rows just written that count, queued with
+    one narrow insert (streams.ranking; folded into the aggregate and re-scored off this path)."""
     if not contact_rows:
         return
     by_id = {inserted[row.dedup_key]: row for row in rows if row.dedup_key in inserted}
-    conversation_days_add(workspace_id=workspace.pk, touches=[
-        (contact_id, row.channel, row.verb, row.direction, row.occurred_at, row.thread_key, row.automated,
-         str(row.extra.get("type", "")))
-        for contact_id, row in ((c, by_id[a]) for c, a in contact_rows)
+    rank_touches_queue(workspace_id=workspace.pk, touches=[
+        (contact_id, activity_id, row.verb, row.direction, row.automated, str(row.extra.get("type", "")))
+        for contact_id, activity_id, row in ((c, a, by_id[a]) for c, a in contact_rows)
     ])
 
 

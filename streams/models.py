@@ -688,18 +688,20 @@ class ContactStrength(models.Model):
         return f"contact {self.contact_id}: {self.score} ({self.tier})"
 
 
-class RankPending(models.Model):
-    """A contact whose ContactStrength is out of date (ingest queued it with its ConversationDay
-    rows); drained by the beat and before any read. No foreign keys: a durable queue."""
+class RankTouch(models.Model):
+    """A (contact, activity) pair ingest wrote to a contact's timeline and that counts, waiting
+    to be folded into ConversationDay (and the contact re-scored) by the beat or before a read
+    (streams.ranking): ingest pays this narrow insert, not the aggregate's upsert. The key
+    starts with the workspace and the (rising) activity id: appended at the index's right edge,
+    claimed per workspace by a range. No foreign keys: a durable queue."""
 
-    contact_id = models.BigIntegerField(primary_key=True)
+    pk = models.CompositePrimaryKey("workspace_id", "activity_id", "contact_id")
     workspace_id = models.BigIntegerField()
-
-    class Meta:
-        indexes = [models.Index(fields=["workspace_id"], name="rankpending_ws_idx")]
+    activity_id = models.BigIntegerField()
+    contact_id = models.BigIntegerField()
 
     def __str__(self) -> str:
-        return f"contact {self.contact_id} waiting for its strength"
+        return f"activity {self.activity_id} waiting to count for contact {self.contact_id}"
 
 
 class KeepInTouch(models.Model):

@@ -10,15 +10,18 @@ channel itself when there is none; it counts once per UTC day and channel howeve
 it has. The last touch is the newest interaction that counts.
 
 Kept current by three paths that give the same rows:
-- ingest (``conversation_days_add``): the batch's new timeline rows, summed per conversation-day
-  in Python, upserted with one statement that also queues the contacts in ``RankPending``;
+- ingest (``rank_touches_queue``) queues the batch's (contact, activity) pairs that count in
+  ``RankTouch``, one narrow insert; the beat (``rank_refresh`` task) and every read
+  (``strengths_current``) fold the queue into conversation-days and re-score those contacts
+  (``rank_pending_refresh``);
 - anything that rewrites timelines (merge, unmerge, reprocess, erasure, a workspace rebuild)
   calls ``contact_summaries_refresh``, which calls ``contact_rank_rebuild`` for those contacts:
-  their rows are recomputed from their timelines and their strength at once;
+  their rows are recomputed from their timelines, less the pairs still queued, and their
+  strength at once;
 - ``workspace_rank_rebuild`` (``mesh_rank --rebuild``) recomputes everything from the timelines.
-``ContactStrength`` is computed from the rows only, as of a day: the queue is drained by the beat
-(``rank_refresh`` task) and before any read (``strengths_current``), and rows computed before
-today are recomputed then, so scores decay without ingest.
+Folds and rebuilds take turns (``_rank_lock``); a pair is counted by exactly one of them.
+``ContactStrength`` is computed from the rows only, as of a day: rows computed before today are
+recomputed by the beat and the first read of a day, so scores decay without ingest.
 
 The score (0-100) is a weighted sum of five factors, each 0-1, computed from the contact's
 ``ConversationDay`` rows (one per conversation, day and channel; see ``streams.ranking`` for
@@ -43,6 +46,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -52,7 +56,7 @@ from .models import (
     ConversationDay,
     KeepInTouch,
     KeepInTouchDefault,
-    RankPending,
+    RankTouch,
     TimelineEntry,
     Workspace,
 )
@@ -179,6 +183,8 @@ TELEMETRY_VERBS = frozenset({
 BOTH_WAYS_VERBS = frozenset({"call", "meeting"})
 UNANSWERED = ("missed", "rejected", "declined", "busy", "voicemail")
 REFRESH_CHUNK = 2000
+FOLD_CHUNK = 10_000  # queued pairs per fold transaction (SQLite allows 32,766 parameters)
+RANK_LOCK = 0x6D657368_0002  # "mesh" + 2: pg_advisory_xact_lock key of folds and rebuilds
 
 
 class RankError(ValueError):
@@ -200,7 +206,7 @@ Key = tuple[int, dt.date, str, str]  # contact, day, channel, conversation
 
 
 def _add(acc: dict, contact_id: int, channel: str, verb: str, direction: str, occurred_at: dt.datetime,
-         thread_key: str, automated: bool, event_type: str) -> None:
+         thread_key: str, automated: bool, event_type: str | None) -> None:
     way = interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)
     if way is None:
         return
@@ -214,45 +220,95 @@ def _add(acc: dict, contact_id: int, channel: str, verb: str, direction: str, oc
     row[4] = max(row[4], occurred_at)
 
 
-def conversation_days_add(*, workspace_id: int, touches: Iterable[tuple]) -> None:
-    """Ingest's step: ``touches`` are (contact id, channel, verb, direction, occurred_at,
-    thread_key, automated, event type) of the timeline rows a batch just wrote. Summed per
-    conversation-day, upserted, and the contacts queued for their strength, in one statement
-    on PostgreSQL (a data-modifying WITH)."""
-    acc: dict[Key, list] = {}
-    for touch in touches:
-        _add(acc, *touch)
-    if acc:
-        _upsert(workspace_id, acc)
+def rank_touches_queue(*, workspace_id: int, touches: Iterable[tuple]) -> None:
+    """Ingest's step: ``touches`` are (contact id, activity id, verb, direction, automated, event
+    type) of the timeline rows a batch just wrote. The pairs that count are queued with one
+    narrow insert; summing them into conversation-days is ``rank_pending_refresh``'s."""
+    pairs = sorted({(activity_id, contact_id) for contact_id, activity_id, verb, direction, automated, event_type
+                    in touches
+                    if interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)})
+    if not pairs:
+        return
+    if connection.vendor != "postgresql":
+        RankTouch.objects.bulk_create([RankTouch(workspace_id=workspace_id, activity_id=a, contact_id=c)
+                                       for a, c in pairs], ignore_conflicts=True)
+        return
+    with raw_cursor() as cur:
+        cur.execute(f"""INSERT INTO {_t(RankTouch)} (workspace_id, activity_id, contact_id)
+                        SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING""",
+                    [workspace_id, IntArray([a for a, _ in pairs]), IntArray([c for _, c in pairs])])
 
 
-def _upsert(workspace_id: int, acc: dict[Key, list]) -> None:
-    keys = sorted(acc)  # rows locked in one order: two batches of the same contacts cannot deadlock
-    table, pending = _t(ConversationDay), _t(RankPending)
+def _rank_lock() -> None:
+    """Folds and rebuilds of conversation-days take turns, until the transaction ends: a rebuild
+    leaves out the pairs still queued and deletes its contacts' rows, so a fold committing in
+    between would be lost or counted twice. Ingest never waits for it. (SQLite: one writer.)"""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [RANK_LOCK])
+
+
+def _touches(*conditions, **timeline_filter):
+    """(contact, activity, then ``_add``'s arguments) of the contact timeline rows that match."""
+    return (
+        TimelineEntry.objects.filter(visible_q("activity__"), *conditions, kind="c", **timeline_filter)
+        .annotate(event_type=KeyTextTransform("type", "activity__extra"))
+        .values_list("owner_id", "activity_id", "activity__channel", "activity__verb", "activity__direction",
+                     "activity__occurred_at", "activity__thread_key", "activity__automated", "event_type")
+        .iterator(chunk_size=5000)
+    )
+
+
+def _fold(workspace_id: int, today: dt.date | None) -> int:
+    """Take up to FOLD_CHUNK of the workspace's queued pairs off the queue (oldest activities
+    first), add them to the conversation-days and re-score their contacts, in one transaction.
+    A pair whose activity left the contact's timeline (merge, erasure) counts for nothing: the
+    timelines' rewrite re-counted it. Returns the contacts re-scored."""
+    table = _t(RankTouch)
+    with transaction.atomic(savepoint=False):
+        _rank_lock()
+        with connection.cursor() as cur:
+            # One statement: a pair committed meanwhile is either taken here or left for the next fold.
+            cur.execute(f"""DELETE FROM {table} WHERE workspace_id = %s AND activity_id <= COALESCE(
+                                (SELECT activity_id FROM {table} WHERE workspace_id = %s
+                                 ORDER BY activity_id LIMIT 1 OFFSET %s), activity_id)
+                            RETURNING contact_id, activity_id""", [workspace_id, workspace_id, FOLD_CHUNK])
+            claimed = set(cur.fetchall())
+        if not claimed:
+            return 0
+        acc: dict[Key, list] = {}
+        for contact_id, activity_id, *touch in _touches(activity_id__in=sorted({a for _, a in claimed})):
+            if (contact_id, activity_id) in claimed:
+                _add(acc, contact_id, *touch)
+        if acc:
+            _upsert(acc)
+        contact_ids = sorted({c for c, _ in claimed})
+        strengths_refresh(contact_ids=contact_ids, today=today)
+    return len(contact_ids)
+
+
+def _upsert(acc: dict[Key, list]) -> None:
+    """Add summed conversation-days to the kept ones (counts added, first and last time the
+    least and greatest: any split of the pairs into folds gives the rows a rebuild gives)."""
+    keys = sorted(acc)  # rows locked in one order
+    table = _t(ConversationDay)
     merge = """ON CONFLICT (contact_id, day, channel, conversation) DO UPDATE SET
                inbound = {t}.inbound + excluded.inbound, outbound = {t}.outbound + excluded.outbound,
                mutual = {t}.mutual + excluded.mutual,
                first_at = {least}({t}.first_at, excluded.first_at), last_at = {greatest}({t}.last_at, excluded.last_at)"""
     columns = "(contact_id, day, channel, conversation, inbound, outbound, mutual, first_at, last_at)"
     if connection.vendor == "postgresql":
-        sql = f"""
-            WITH up AS (
+        rows = [acc[k] for k in keys]
+        with raw_cursor() as cur:
+            cur.execute(f"""
                 INSERT INTO {table} {columns}
                 SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::text[], %s::int[], %s::int[],
                                      %s::int[], %s::timestamptz[], %s::timestamptz[])
-                {merge.format(t=table, least="LEAST", greatest="GREATEST")}
-            )
-            INSERT INTO {pending} (contact_id, workspace_id)
-            SELECT unnest(%s::bigint[]), %s ON CONFLICT DO NOTHING
-        """
-        rows = [acc[k] for k in keys]
-        with raw_cursor() as cur:
-            cur.execute(sql, [
+                {merge.format(t=table, least="LEAST", greatest="GREATEST")}""", [
                 IntArray([k[0] for k in keys]), TextArray([k[1].isoformat() for k in keys]),
                 TextArray([k[2] for k in keys]), TextArray([k[3] for k in keys]),
                 IntArray([r[0] for r in rows]), IntArray([r[1] for r in rows]), IntArray([r[2] for r in rows]),
                 TextArray([r[3].isoformat() for r in rows]), TextArray([r[4].isoformat() for r in rows]),
-                IntArray(sorted({k[0] for k in keys})), workspace_id,
             ])
         return
     # SQLite: MIN/MAX of two values; timestamps as Django stores them (naive UTC text).
@@ -267,10 +323,6 @@ def _upsert(workspace_id: int, acc: dict[Key, list]) -> None:
                 f"INSERT INTO {table} {columns} VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
                 + merge.format(t=table, least="MIN", greatest="MAX"), params,
             )
-        ids = sorted({k[0] for k in keys})
-        cur.execute(f"INSERT INTO {pending} (contact_id, workspace_id) VALUES "
-                    + ", ".join(["(%s, %s)"] * len(ids)) + " ON CONFLICT DO NOTHING",
-                    [v for cid in ids for v in (cid, workspace_id)])
 
 
 def _db_time(value: dt.datetime):
@@ -285,28 +337,25 @@ def _t(model) -> str:
 
 
 def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = None) -> None:
-    """Recompute these contacts' conversation-days from their timelines (the same sums ingest
-    made) and their strength. Called by ``contact_summaries_refresh``: merges, unmerges,
-    reprocessing and erasure keep ranking right through it."""
+    """Recompute these contacts' conversation-days from their timelines (the same sums the folds
+    made), less the pairs still queued (a fold counts those), and their strength. Called by
+    ``contact_summaries_refresh``: merges, unmerges, reprocessing and erasure keep ranking right
+    through it."""
     contact_ids = sorted({int(c) for c in contact_ids})
     if not contact_ids:
         return
     # Joining the caller's transaction, never a savepoint (here and below): SQLite refuses one
     # while a statement of the caller is still open (the timeline rebuild's INSERT … RETURNING).
+    queued = RankTouch.objects.filter(workspace_id=OuterRef("activity__workspace_id"),
+                                      activity_id=OuterRef("activity_id"), contact_id=OuterRef("owner_id"))
     with transaction.atomic(savepoint=False):
+        _rank_lock()
         for i in range(0, len(contact_ids), REFRESH_CHUNK):
             chunk = contact_ids[i : i + REFRESH_CHUNK]
             ConversationDay.objects.filter(contact_id__in=chunk).delete()
             acc: dict[Key, list] = {}
-            rows = (
-                TimelineEntry.objects.filter(visible_q("activity__"), kind="c", owner_id__in=chunk)
-                .annotate(event_type=KeyTextTransform("type", "activity__extra"))
-                .values_list("owner_id", "activity__channel", "activity__verb", "activity__direction",
-                             "activity__occurred_at", "activity__thread_key", "activity__automated", "event_type")
-                .iterator(chunk_size=5000)
-            )
-            for owner_id, channel, verb, direction, occurred_at, thread_key, automated, event_type in rows:
-                _add(acc, owner_id, channel, verb, direction, occurred_at, thread_key, automated, event_type or "")
+            for contact_id, _activity_id, *touch in _touches(~Exists(queued), owner_id__in=chunk):
+                _add(acc, contact_id, *touch)
             if acc:
                 _upsert_rebuilt(acc)
         strengths_refresh(contact_ids=contact_ids, today=today)
@@ -322,11 +371,11 @@ def _upsert_rebuilt(acc: dict[Key, list]) -> None:
 
 def workspace_rank_rebuild(*, workspace: Workspace, today: dt.date | None = None) -> int:
     """Throw away and recompute every conversation-day and strength of a workspace from its
-    timelines (``mesh_rank --rebuild``). Returns the number of contacts with a strength."""
+    timelines (``mesh_rank --rebuild``), then fold what was queued meanwhile. Returns the number
+    of contacts with a strength."""
     ids = list(Contact.objects.filter(workspace=workspace).values_list("pk", flat=True))
-    with transaction.atomic(savepoint=False):
-        RankPending.objects.filter(workspace_id=workspace.pk).delete()
-        contact_rank_rebuild(contact_ids=ids, today=today)
+    contact_rank_rebuild(contact_ids=ids, today=today)
+    rank_pending_refresh(workspace=workspace, today=today)
     return ContactStrength.objects.filter(workspace=workspace).count()
 
 
@@ -401,24 +450,21 @@ def _strengths_write(rows: list[tuple], today: dt.date) -> None:
 
 
 def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date | None = None) -> int:
-    """Drain the queue (one workspace's, or all): the queued contacts' strengths are recomputed.
-    An entry is taken off before its contact is read, so a batch that commits meanwhile queues
-    it again rather than being missed. Returns the contacts refreshed."""
+    """Fold the queue (one workspace's, or all) into conversation-days and re-score the contacts,
+    FOLD_CHUNK pairs a transaction. Returns the contacts re-scored."""
+    if workspace is not None:
+        workspace_ids = [workspace.pk]
+    else:
+        workspace_ids = list(RankTouch.objects.values_list("workspace_id", flat=True).distinct())
     total = 0
-    while True:
-        with transaction.atomic(savepoint=False):
-            qs = RankPending.objects.all() if workspace is None else RankPending.objects.filter(
-                workspace_id=workspace.pk)
-            ids = list(qs.order_by("contact_id").values_list("contact_id", flat=True)[:REFRESH_CHUNK])
-            if not ids:
-                return total
-            RankPending.objects.filter(contact_id__in=ids).delete()
-            strengths_refresh(contact_ids=ids, today=today)
-        total += len(ids)
+    for workspace_id in workspace_ids:
+        while done := _fold(workspace_id, today):
+            total += done
+    return total
 
 
 def strengths_current(*, workspace: Workspace, today: dt.date | None = None) -> None:
-    """Before a read: the queue drained and every strength computed as of today (the first read
+    """Before a read: the queue folded and every strength computed as of today (the first read
     of a day recomputes the workspace's: scores decay without ingest)."""
     today = today or timezone.now().astimezone(dt.UTC).date()
     rank_pending_refresh(workspace=workspace, today=today)

@@ -1,7 +1,8 @@
 """Relationship strength (streams.ranking): each factor alone on a hand-built timeline with its
 answer worked out from the documented formula, all of them together, and the aggregate ingest
-keeps incrementally equal to a rebuild from the timelines after ingest, merge, unmerge and
-erasure."""
+keeps incrementally (ingest queues (contact, activity) pairs, folds sum them) equal to a rebuild
+from the timelines after ingest, merge, unmerge, erasure and reprocessing, whenever the queue is
+folded."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.utils import timezone
 from connectors.base import RawItem
 from streams.feed_tokens import activity_erase
 from streams.ingest import ingest_batch
-from streams.models import Activity, Contact, ContactStrength, ConversationDay, RankPending
+from streams.models import Activity, Contact, ContactStrength, ConversationDay, RankTouch
 from streams.ranking import (
     interaction_way,
     rank_pending_refresh,
@@ -64,6 +65,7 @@ def ago(days: int, time: str = "10:00:00") -> str:
 
 
 def parts_of(contact, today=TODAY):
+    rank_pending_refresh(today=today)  # what the beat or a read does first
     return strength_parts(today=today, contact_ids=[contact.pk]).get(contact.pk)
 
 
@@ -144,6 +146,7 @@ def test_frequency_counts_a_conversation_once_per_day_per_channel(workspace):
 def test_without_a_thread_the_channel_is_the_conversation(workspace):
     ingest(workspace, *[(f"s{i}", "sms", f"2026-05-30T1{i}:00:00", "in", ANA) for i in range(3)])
     ana = contact_for(workspace, "phone", ANA_NUMBER)
+    rank_pending_refresh()
     assert list(ConversationDay.objects.filter(contact=ana).values_list("conversation", "inbound")) == [("", 3)]
 
 
@@ -209,6 +212,7 @@ def test_the_score_of_a_hand_built_timeline(workspace, device):
                                                  participants=[{"kind": "phone", "value": ANA_NUMBER, "role": "to"}])])
     ana = contact_for(workspace, "phone", ANA_NUMBER)
     contact_merge(workspace=workspace, target=ana, other=contact_for(workspace, "email", "ana@example.com"))
+    rank_pending_refresh(today=TODAY)
     strengths_refresh(workspace=workspace, today=TODAY)
     row = ContactStrength.objects.get(contact=ana)
     # By hand: 2 conversation-days in 30 days (the call is 365 days old: outside every window);
@@ -258,15 +262,43 @@ def _history(workspace, device):
 
 def test_incremental_equals_rebuild_after_ingest(workspace, device):
     _history(workspace, device)
+    # Ingest wrote only the pairs that count (not m2, automated), no aggregate.
+    assert RankTouch.objects.count() == 8 and not ConversationDay.objects.exists()
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert len(incremental[0]) == 6 and len(incremental[1]) == 3
-    assert not RankPending.objects.exists()
+    assert not RankTouch.objects.exists()
+
+
+def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, device, monkeypatch):
+    """The fold takes its pairs off the queue in one statement; pairs queued after it (here:
+    a batch ingested while it re-scores) stay for the next fold, counted once."""
+    import streams.ranking as ranking
+
+    _history(workspace, device)
+    rescore = ranking.strengths_refresh
+    late = [("s5", "sms", ago(3), "out", BEN), ("s6", "sms", ago(9, "12:00:00"), "in", ANA, {"thread_key": "t"})]
+
+    def rescore_while_a_batch_commits(**kwargs):
+        if late:
+            ingest(workspace, *late)
+            late.clear()
+            assert RankTouch.objects.count() == 2
+        return rescore(**kwargs)
+
+    monkeypatch.setattr(ranking, "strengths_refresh", rescore_while_a_batch_commits)
+    assert rank_pending_refresh(workspace=workspace) == 3 + 2  # contacts re-scored by the two folds
+    assert not late and not RankTouch.objects.exists()
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
+    assert ConversationDay.objects.get(contact=ana, conversation="t").inbound == 3  # s1, s3, s6
 
 
 def test_incremental_equals_rebuild_after_merge_and_unmerge(workspace, device):
     _history(workspace, device)
     phone, mail = contact_for(workspace, "phone", ANA_NUMBER), contact_for(workspace, "email", "ana@example.com")
+    assert RankTouch.objects.filter(contact_id=mail.pk).exists()  # merged before the queue is folded
     contact_merge(workspace=workspace, target=phone, other=mail)
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
@@ -290,6 +322,13 @@ def test_incremental_equals_rebuild_after_erasure(workspace, device):
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert ContactStrength.objects.get(contact=ben).conversations == 1  # the meeting is left
+    # Erased while its pair is still queued: the fold finds it off the timelines, counts nothing.
+    ingest(workspace, ("s7", "sms", ago(2), "in", BEN))
+    activity_erase(activity=Activity.objects.get(dedup_key="sms:s7"))
+    assert RankTouch.objects.filter(contact_id=ben.pk).exists()
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    assert ContactStrength.objects.get(contact=ben).conversations == 1
 
 
 def test_a_contact_left_with_nothing_that_counts_has_no_strength(workspace):
@@ -330,6 +369,7 @@ def test_the_contact_page_explains_the_score_and_the_list_sorts_by_it(workspace,
     ingest(workspace, ("b1", "sms", ago(200), "in", BEN),
            *[(f"a{i}", "sms", ago(i + 1), "in" if i % 2 else "out", ANA) for i in range(6)])
     ana = contact_for(workspace, "phone", ANA_NUMBER)
+    rank_pending_refresh(workspace=workspace)  # the beat, within a minute: the page reads no queue
     page = member_client.get(f"/contacts/{ana.pk}/").content.decode()
     assert "6 conversations in 90 days, both ways, on 1 channel" in page
     assert "recency" in page and "Keep in touch" in page
