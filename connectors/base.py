@@ -111,6 +111,7 @@ class ParticipantDraft:
     kind: str  # email/phone/x/... (identity kind)
     value: str  # the address as seen; Mesh normalizes it
     display: str = ""
+    avatar: str = ""  # a profile picture's https URL, where the source has one (X)
 
 
 @dataclass(slots=True)

@@ -170,4 +170,5 @@ def draft_dict(**fields: Any) -> dict:
         "extra": {},
     }
     base.update(fields)
+    base["participants"] = [{"display": "", "avatar": "", **p} for p in base["participants"]]
     return base

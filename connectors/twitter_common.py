@@ -42,6 +42,16 @@ def handle(username) -> str:
     return f"@{username}" if isinstance(username, str) and username else ""
 
 
+def profile_image(value) -> str:
+    """A profile picture's URL as X gives it (API ``profile_image_url``, the archive's
+    ``avatarMediaUrl``), kept only when it is a plain https URL: pages put it in ``<img src>``."""
+    if not isinstance(value, str) or len(value) > 500 or not value.startswith("https://"):
+        return ""
+    if any(ch.isspace() or ch in "\"'<>\\" or ord(ch) < 32 for ch in value):
+        return ""
+    return value
+
+
 def parse_legacy_time(value) -> dt.datetime:
     """``Wed Oct 10 20:19:24 +0000 2018`` (the archive's tweets) → aware UTC."""
     try:
@@ -122,26 +132,29 @@ class Tweet:
     retweet: bool = False
     quoted: str = ""
     lang: str = ""
+    avatars: dict[str, str] = field(default_factory=dict)  # user id → profile picture URL
 
 
 def tweet_draft(t: Tweet, *, owner_id: str, owner_handle: str = "", owner_protected: bool = False) -> ActivityDraft:
     own = t.author_id == owner_id
-    participants = [ParticipantDraft("author", "x", t.author_id, t.author_handle or (owner_handle if own else ""))]
+    avatar = t.avatars.get
+    participants = [ParticipantDraft("author", "x", t.author_id, t.author_handle or (owner_handle if own else ""),
+                                     avatar(t.author_id, ""))]
     seen = {t.author_id}
     if t.reply_to_user and t.reply_to_user not in seen:
-        participants.append(ParticipantDraft("to", "x", t.reply_to_user, t.reply_to_handle))
+        participants.append(ParticipantDraft("to", "x", t.reply_to_user, t.reply_to_handle, avatar(t.reply_to_user, "")))
         seen.add(t.reply_to_user)
     for user_id, display in t.mentions:
         if user_id not in seen:
             seen.add(user_id)
-            participants.append(ParticipantDraft("mention", "x", user_id, display))
+            participants.append(ParticipantDraft("mention", "x", user_id, display, avatar(user_id, "")))
     if own:
         verb, direction = ("share" if t.retweet else "post"), "out"
         visibility = "private" if owner_protected else "public"
     else:
         verb, direction, visibility = "mention", "in", "private"
         if owner_id not in seen:  # a mention we only know from the mentions timeline
-            participants.append(ParticipantDraft("mention", "x", owner_id, owner_handle))
+            participants.append(ParticipantDraft("mention", "x", owner_id, owner_handle, avatar(owner_id, "")))
     extra = {}
     if t.reply_to_status:
         extra["in_reply_to"] = t.reply_to_status
@@ -158,12 +171,13 @@ def tweet_draft(t: Tweet, *, owner_id: str, owner_handle: str = "", owner_protec
 
 def dm_draft(
     *, event_id: str, created: dt.datetime, text: str, sender_id: str, sender_handle: str, recipients: list[tuple[str, str]],
-    conversation: str, owner_id: str, attachments: list[dict], group: bool = False,
+    conversation: str, owner_id: str, attachments: list[dict], group: bool = False, avatars: dict[str, str] | None = None,
 ) -> ActivityDraft:
-    participants = [ParticipantDraft("from", "x", sender_id, sender_handle)]
+    avatar = (avatars or {}).get
+    participants = [ParticipantDraft("from", "x", sender_id, sender_handle, avatar(sender_id, ""))]
     for user_id, display in recipients:
         if user_id != sender_id:
-            participants.append(ParticipantDraft("to", "x", user_id, display))
+            participants.append(ParticipantDraft("to", "x", user_id, display, avatar(user_id, "")))
     out = sender_id == owner_id
     return ActivityDraft(
         channel="twitter", verb="send" if out else "receive", direction="out" if out else "in",

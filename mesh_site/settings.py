@@ -248,7 +248,8 @@ from django.utils.csp import CSP  # noqa: E402
 
 SECURE_CSP = {
     "default-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
+    # X profile pictures (streams.people.AVATAR_ORIGIN), and no other remote image.
+    "img-src": [CSP.SELF, "data:", "https://pbs.twimg.com"],
     "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
     "script-src": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],

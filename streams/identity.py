@@ -218,6 +218,7 @@ class Wanted:
     # known identity replaces the old one (an X account renamed); an older one changes nothing.
     seen_at: dt.datetime | None = None
     source: str = ""  # where ``display`` comes from (NAME_SOURCES)
+    avatar: str = ""  # from the item ``display`` came from
 
 
 def identities_resolve(
@@ -240,6 +241,7 @@ def identities_resolve(
         return {}
     found = _select(workspace, wanted.keys())
     renames = _displays_refresh(found, wanted)
+    _avatars_refresh(found, wanted)
     if contact_renames is None:
         contacts_rename(renames)
     else:
@@ -264,6 +266,7 @@ def identities_resolve(
                     display=wanted[key].display[:320],
                     display_seen_at=wanted[key].seen_at if wanted[key].display else None,
                     display_source=wanted[key].source if wanted[key].display else "",
+                    avatar_url=wanted[key].avatar[:500],
                     contact=new_contacts.get(key),
                     home_contact=new_contacts.get(key),
                 )
@@ -394,6 +397,23 @@ def _displays_refresh(
     else:
         Identity.objects.bulk_update(touched, ["display", "display_seen_at", "display_source"], batch_size=1000)
     return contact_renames
+
+
+def _avatars_refresh(found: dict[tuple[str, str], Identity], wanted: dict[tuple[str, str], Wanted]) -> None:
+    """Give known identities the profile picture of an item at least as new as their display's
+    (a picture changes rarely, so this writes rarely); an older import only fills in a missing one."""
+    changed = []
+    for key, ident in found.items():
+        w = wanted[key]
+        avatar = w.avatar[:500]
+        if not avatar or avatar == ident.avatar_url or w.seen_at is None:
+            continue
+        if ident.avatar_url and ident.display_seen_at is not None and w.seen_at < ident.display_seen_at:
+            continue
+        ident.avatar_url = avatar
+        changed.append(ident)
+    if changed:
+        Identity.objects.bulk_update(sorted(changed, key=lambda i: i.pk), ["avatar_url"])
 
 
 def contacts_rename(renames: dict[int, tuple[str, str, str]]) -> None:

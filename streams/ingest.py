@@ -438,6 +438,7 @@ def participants_resolve(workspace, region, fresh, contact_renames=None):
             w = wanted.setdefault(key, Wanted())
             if p.display and (w.seen_at is None or draft.occurred_at > w.seen_at):  # newest display wins
                 w.display, w.seen_at = p.display, draft.occurred_at
+                w.avatar = p.avatar or w.avatar
                 w.source = display_source(draft.channel, draft.extra, p.display)
             if not draft.automated or create_for_automated:
                 w.needs_contact = True

@@ -132,6 +132,9 @@ class Identity(models.Model):
     display_seen_at = models.DateTimeField(null=True, blank=True)
     # Where ``display`` came from (as Contact.name_source): a weaker source never replaces it.
     display_source = models.CharField(max_length=16, blank=True, default="")
+    # A profile picture's https URL where the source gives one (X); kept from the newest item,
+    # as ``display``. Pages show it only from origins the CSP allows (streams.people).
+    avatar_url = models.CharField(max_length=500, blank=True, default="")
     is_self = models.BooleanField(default=False)
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="identities")
     home_contact = models.ForeignKey(

@@ -18,6 +18,9 @@ KIND_LABELS = {"email": "Email", "phone": "Phone", "x": "X"}
 
 # White text on each of these has a contrast ratio of at least 4.5:1 (WCAG AA), checked by
 # tests/test_people_display.py; ``av-<n>`` in mesh.css holds the same colours.
+# Profile pictures are shown from here only: the CSP's img-src names this origin and no other
+# (mesh_site/settings.py), so a page never asks a host a source chose (docs/design.md).
+AVATAR_ORIGIN = "https://pbs.twimg.com/"
 AVATAR_COLOURS = ("#1f5f99", "#7a3e9d", "#a3322f", "#2e6b30", "#8a4b08", "#0f6a6a", "#4f559a", "#9c2d6b")
 
 
@@ -77,6 +80,16 @@ def initials(name: str) -> str:
         return first.upper()
     last = next(ch for ch in words[-1] if ch.isalpha())
     return (first + last).upper()
+
+
+def avatar_image(identities) -> str:
+    """The first profile picture among a contact's identities that pages may show (https, from
+    AVATAR_ORIGIN), or "" for the initials."""
+    for ident in identities or ():
+        url = getattr(ident, "avatar_url", "") or ""
+        if url.startswith(AVATAR_ORIGIN) and not any(ch.isspace() or ch in "\"'<>\\" for ch in url):
+            return url
+    return ""
 
 
 def avatar_colour(contact_id: int | None) -> int:

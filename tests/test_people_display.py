@@ -122,3 +122,39 @@ def test_pages_use_svg_icons_with_text_not_emoji(member_client, workspace, devic
     assert '<svg class="icon icon-warning"' in contact_page
     assert 'aria-label="Outgoing"' in contact_page and 'aria-label="Incoming"' in contact_page
     assert '<svg class="icon icon-location" viewBox="0 0 24 24" role="img" aria-label="Location">' in device_page
+
+
+PICTURE = "https://pbs.twimg.com/profile_images/1722410563816394752/qL0xR2dd_normal.jpg"
+
+
+def x_mention(eid: str, user_id: str, handle: str, avatar: str) -> tuple[str, dict]:
+    return (eid, {"channel": "twitter", "verb": "mention", "direction": "in", "occurred_at": "2026-05-02T08:00:00+00:00",
+                  "text": "hello", "participants": [{"role": "author", "kind": "x", "value": user_id,
+                                                     "display": handle, "avatar": avatar}]})
+
+
+@pytest.mark.django_db
+def test_an_x_profile_picture_is_the_avatar_and_initials_stay_the_fallback(member_client, workspace, settings):
+    ingest_drafts(workspace, [
+        x_mention("x1", "9000000105", "@ana_souza", PICTURE),
+        x_mention("x2", "9000000106", "@ben_okafor", ""),
+        # Kept by an old import, or a source that did not check it: never put in a page.
+        x_mention("x3", "9000000107", "@cleo", "javascript:alert(1)"),
+        x_mention("x4", "9000000108", "@dan", "http://pbs.twimg.com/profile_images/1/a_normal.jpg"),
+    ])
+    ana, ben = contact_for(workspace, "x", "9000000105"), contact_for(workspace, "x", "9000000106")
+    assert ana.identities.get().avatar_url == PICTURE
+
+    page = member_client.get(f"/contacts/{ana.pk}/")
+    img = re.search(r'<img class="avatar av-\d" [^>]*>', text_of(page)).group(0)
+    for attribute in (f'src="{PICTURE}"', 'alt="Profile picture of @ana_souza"', 'width="48"', 'height="48"',
+                      'loading="lazy"', 'referrerpolicy="no-referrer"'):
+        assert attribute in img
+    # The CSP lets the page load it, and only from X's image host.
+    assert "img-src 'self' data: https://pbs.twimg.com;" in page["Content-Security-Policy"]
+
+    body = text_of(member_client.get(f"/contacts/{ben.pk}/"))
+    assert "<img class=\"avatar" not in body and re.search(r'<span class="avatar av-\d" aria-hidden="true">B</span>', body)
+    listing = text_of(member_client.get("/contacts/"))
+    assert listing.count('<img class="avatar') == 1 and f'src="{PICTURE}"' in listing
+    assert "javascript:" not in listing and "http://pbs" not in listing

@@ -57,7 +57,10 @@ def make_source(workspace, fake: FakeX, *, name="X", secrets=None, **config):
     )
 
 
-OWNER_AUTHOR = {"role": "author", "kind": "x", "value": OWNER, "display": "@mesh_owner"}
+# user.fields=profile_image_url: the owner's picture (users_me.json) and Ana's (users_tweets__page1.json).
+OWNER_PIC = "https://pbs.twimg.com/profile_images/1598034441457815552/Wz3Kp0aQ_normal.jpg"
+ANA_PIC = "https://pbs.twimg.com/profile_images/1722410563816394752/qL0xR2dd_normal.jpg"
+OWNER_AUTHOR = {"role": "author", "kind": "x", "value": OWNER, "display": "@mesh_owner", "avatar": OWNER_PIC}
 
 EXPECTED = {
     "1860000000000000005": draft_dict(
@@ -73,7 +76,7 @@ EXPECTED = {
         channel="twitter", verb="post", direction="out", occurred_at="2026-11-19T16:40:12+00:00",
         dedup_key="x:1860000000000000004", text="@ana_souza Yes — Thursday at 3 works. Agenda: https://example.com/agenda",
         url="https://x.com/i/web/status/1860000000000000004", thread_key="x:conv:1860000000000000001",
-        participants=[OWNER_AUTHOR, {"role": "to", "kind": "x", "value": ANA, "display": "@ana_souza"}],
+        participants=[OWNER_AUTHOR, {"role": "to", "kind": "x", "value": ANA, "display": "@ana_souza", "avatar": ANA_PIC}],
         visibility="public", extra={"in_reply_to": "1860000000000000003", "lang": "en"},
     ),
     "1860000000000000001": draft_dict(
@@ -90,7 +93,7 @@ EXPECTED = {
         dedup_key="x:1860000000000000011", text="@mesh_owner great talk yesterday",
         url="https://x.com/i/web/status/1860000000000000011", thread_key="x:conv:1860000000000000011",
         participants=[{"role": "author", "kind": "x", "value": GONE, "display": ""},
-                      {"role": "mention", "kind": "x", "value": OWNER, "display": "@mesh_owner"}],
+                      {"role": "mention", "kind": "x", "value": OWNER, "display": "@mesh_owner", "avatar": OWNER_PIC}],
         extra={"lang": "en"},
     ),
     "dm:1860000000000000029": draft_dict(
@@ -98,7 +101,7 @@ EXPECTED = {
         dedup_key="x:dm:1860000000000000029", text="Got the quote, thanks — a few questions.",
         thread_key="x:dm:4000000001-4000000100",
         participants=[{"role": "from", "kind": "x", "value": ANA, "display": "@ana_souza"},
-                      {"role": "to", "kind": "x", "value": OWNER, "display": "@mesh_owner"}],
+                      {"role": "to", "kind": "x", "value": OWNER, "display": "@mesh_owner", "avatar": OWNER_PIC}],
         attachments=[{"name": "QuOtE.png", "mediaType": "image/png", "id": "1860000000000000950",
                       "url": "https://ton.twitter.com/1.1/ton/data/dm/1860000000000000029/1860000000000000950/QuOtE.png"}],
     ),
@@ -106,7 +109,7 @@ EXPECTED = {
         channel="twitter", verb="receive", direction="in", occurred_at="2026-11-21T18:05:00+00:00",
         dedup_key="x:dm:1860000000000000032", text="I'll bring snacks 🥐", thread_key="x:dm:1860000000000000030",
         participants=[{"role": "from", "kind": "x", "value": CHLOE, "display": "@chloe_m"},
-                      {"role": "to", "kind": "x", "value": OWNER, "display": "@mesh_owner"}],
+                      {"role": "to", "kind": "x", "value": OWNER, "display": "@mesh_owner", "avatar": OWNER_PIC}],
         extra={"group": True},
     ),
 }
@@ -150,6 +153,7 @@ def test_first_sync_pages_every_stream_and_the_next_asks_only_for_newer(workspac
     assert [p.get("pagination_token") for p in fake_x.calls(TWEETS)] == [None, PAGE2_TOKEN]
     first = fake_x.calls(TWEETS)[0]
     assert first["expansions"].startswith("author_id") and "username" in first["user.fields"]
+    assert "profile_image_url" in first["user.fields"]
     assert first["max_results"] == "5"
     _p, _q, headers = fake_x.requests[0]
     assert headers["Authorization"] == "Bearer user-context-token"
@@ -157,6 +161,9 @@ def test_first_sync_pages_every_stream_and_the_next_asks_only_for_newer(workspac
     assert Identity.objects.get(workspace=workspace, kind="x", value=OWNER).is_self
     assert Identity.objects.get(workspace=workspace, kind="x", value=BEN).display == "@benokafor"
     assert Identity.objects.get(workspace=workspace, kind="x", value=GONE).display == ""
+    # user.fields=profile_image_url: the owner's (GET /2/users/me) and an author's (includes.users).
+    assert Identity.objects.get(workspace=workspace, kind="x", value=ANA).avatar_url == ANA_PIC
+    assert Identity.objects.get(workspace=workspace, kind="x", value=OWNER).avatar_url == OWNER_PIC
     vis = dict(Activity.objects.filter(workspace=workspace).values_list("dedup_key", "visibility"))
     assert {k for k, v in vis.items() if v == "public"} == {
         "x:1860000000000000005", "x:1860000000000000004", "x:1860000000000000002", "x:1860000000000000001"}
@@ -166,6 +173,24 @@ def test_first_sync_pages_every_stream_and_the_next_asks_only_for_newer(workspac
     assert (again.fetched, again.new) == (0, 0)
     assert fake_x.calls(TWEETS)[0]["since_id"] == "1860000000000000005"
     assert fake_x.calls(MENTIONS)[0]["since_id"] == "1860000000000000012"
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "http://pbs.twimg.com/profile_images/1/a_normal.jpg",
+                                 "https://pbs.twimg.com/a.jpg\"><script>", None])
+def test_normalize_keeps_only_an_https_profile_picture(url):
+    from connectors.base import RawItem
+    from connectors.twitter.connector import TwitterConnector
+
+    page = fixture("users_tweets__page1")
+    author = next(u for u in page["includes"]["users"] if u["id"] == ANA)
+    payload = {"stream": "mentions", "tweet": {"id": "1860000000000000099", "author_id": ANA, "text": "hi",
+                                               "created_at": "2024-11-20T10:00:00.000Z"},
+               "users": {ANA: {**author, "profile_image_url": url}}, "media": [],
+               "owner": {"id": OWNER, "username": "mesh_owner"}}
+    connector = TwitterConnector({"user_id": OWNER}, {"bearer_token": "t"})
+    kept = connector.normalize(RawItem("1", {**payload, "users": {ANA: author}})).participants[0]
+    assert (kept.value, kept.avatar) == (ANA, author["profile_image_url"])
+    assert connector.normalize(RawItem("1", payload)).participants[0].avatar == ""
 
 
 def test_dm_pages_stop_at_the_cursor(workspace, fake_x):

@@ -31,6 +31,7 @@ from tests.fakes.x_archive import (
 )
 
 OWNER_P = {"role": "author", "kind": "x", "value": OWNER, "display": "@mesh_owner"}
+OWNER_AVATAR = "https://pbs.twimg.com/profile_images/1598034441457815552/Wz3Kp0aQ.jpg"  # gen2022's profile.js
 
 EXPECTED = {
     "1850000000000000003": draft_dict(
@@ -349,21 +350,39 @@ def test_2020_archive_with_wrapped_tweet_js_imports_tweets_and_group_messages(wo
 
 def test_2022_archive_with_tweets_js_parts_imports_every_part(workspace, tmp_path):
     """data/tweets.js and data/tweets-part1.js (``window.YTD.tweets.partN``), manifest.js,
-    direct-messages.js; a reply to one's own tweet is threaded to it."""
+    direct-messages.js; a reply to one's own tweet is threaded to it; profile.js's picture is
+    the owner's avatar."""
+    from streams.models import Identity
+
     path = zip_of_fixture("gen2022__tweets_js_wrapped", tmp_path)
+    owner = {**OWNER_P, "avatar": OWNER_AVATAR}
     assert normalized(path) == {
         "1610000000000000001": owner_post(
-            "1610000000000000001", "2023-01-02T09:00:00+00:00", "Happy new year from the studio", extra={"lang": "en"}),
+            "1610000000000000001", "2023-01-02T09:00:00+00:00", "Happy new year from the studio", extra={"lang": "en"},
+            participants=[owner]),
         "1610000000000000002": owner_post(
             "1610000000000000002", "2023-01-03T10:00:00+00:00", "@ana_souza same to you!",
-            thread_key="x:conv:1610000000000000001", participants=[OWNER_P, x_user("mention", ANA, "@ana_souza")],
+            thread_key="x:conv:1610000000000000001", participants=[owner, x_user("mention", ANA, "@ana_souza")],
             extra={"in_reply_to": "1610000000000000001", "lang": "en"}),
         "dm:1610000000000000700": draft_dict(
             channel="twitter", verb="send", direction="out", occurred_at="2023-01-04T08:00:00+00:00",
             dedup_key="x:dm:1610000000000000700", text="Keys are under the mat", thread_key="x:dm:4000000001-4000000102",
-            participants=[x_user("from", OWNER), x_user("to", CHLOE)]),
+            participants=[{**x_user("from", OWNER), "avatar": OWNER_AVATAR}, x_user("to", CHLOE)]),
     }
     assert run_import(workspace, path) == {"fetched": 3, "new": 3, "duplicate": 0, "failed": 0}
+    assert Identity.objects.get(workspace=workspace, kind="x", value=OWNER).avatar_url == OWNER_AVATAR
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "http://pbs.twimg.com/profile_images/1/a.jpg",
+                                 'https://pbs.twimg.com/a.jpg" onerror="alert(1)', 42])
+def test_a_profile_picture_that_is_not_a_plain_https_url_is_not_kept(tmp_path, url):
+    from connectors.twitter_archive import connector as archive_connector
+
+    folder = tmp_path / "archive"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data/account.js").write_text(js("account", 0, [fixture("account")]))
+    (folder / "data/profile.js").write_text(js("profile", 0, [{"profile": {"avatarMediaUrl": url}}]))
+    assert archive_connector._owner_avatar(archive_connector.Archive(folder)) == ""
 
 
 def test_a_protected_grailbird_account_keeps_its_tweets_private(tmp_path):

@@ -46,6 +46,7 @@ from connectors.twitter_common import (
     handle,
     media_attachment,
     parse_iso_time,
+    profile_image,
     tweet_draft,
 )
 
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 STREAMS = ("posts", "mentions", "dms")
 TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,entities,attachments,lang"
 TWEET_EXPANSIONS = "author_id,in_reply_to_user_id,entities.mentions.username,attachments.media_keys"
-USER_FIELDS = "username,name,protected"
+USER_FIELDS = "username,name,protected,profile_image_url"
 MEDIA_FIELDS = "media_key,type,url,preview_image_url,variants"
 DM_FIELDS = "id,text,event_type,created_at,dm_conversation_id,sender_id,participant_ids,attachments"
 DM_EXPANSIONS = "sender_id,participant_ids,attachments.media_keys"
@@ -148,9 +149,11 @@ class Owner:
     id: str
     username: str = ""
     protected: bool = False
+    profile_image_url: str = ""
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "username": self.username, "protected": self.protected}
+        return {"id": self.id, "username": self.username, "protected": self.protected,
+                "profile_image_url": self.profile_image_url}
 
 
 class TwitterConnector(Connector):
@@ -190,7 +193,8 @@ class TwitterConnector(Connector):
                 reason = "; ".join(str(e.get("detail") or e) for e in body.get("errors") or [] if isinstance(e, dict))
                 raise ConnectorError(f"X account {self.config.user_id or '(from token)'} not found: {reason or body}"[:500],
                                      permanent=True)
-            self._owner = Owner(str(user["id"]), str(user.get("username") or ""), bool(user.get("protected")))
+            self._owner = Owner(str(user["id"]), str(user.get("username") or ""), bool(user.get("protected")),
+                                profile_image(user.get("profile_image_url")))
         return self._owner
 
     def self_identities(self) -> list[tuple[str, str, str]]:
@@ -314,14 +318,15 @@ class TwitterConnector(Connector):
         owner_id = check_id(owner.get("id"), "owner id")
         users = p.get("users") if isinstance(p.get("users"), dict) else {}
         media = [_attachment(m) for m in p.get("media") or [] if isinstance(m, dict)]
+        avatars = _avatars(users, owner_id, owner)
         if isinstance(p.get("tweet"), dict):
-            return _tweet(p["tweet"], users, media, owner_id, owner)
+            return _tweet(p["tweet"], users, media, owner_id, owner, avatars)
         if isinstance(p.get("dm"), dict):
-            return _dm(p["dm"], users, media, owner_id)
+            return _dm(p["dm"], users, media, owner_id, avatars)
         raise BadItem("neither a tweet nor a direct message")
 
 
-def _tweet(t: dict, users: dict, media: list[dict], owner_id: str, owner: dict) -> ActivityDraft:
+def _tweet(t: dict, users: dict, media: list[dict], owner_id: str, owner: dict, avatars: dict) -> ActivityDraft:
     tweet_id = check_id(t.get("id"), "tweet id")
     author = check_id(t.get("author_id"), "author_id")
     if not isinstance(t.get("text"), str):
@@ -354,12 +359,13 @@ def _tweet(t: dict, users: dict, media: list[dict], owner_id: str, owner: dict) 
         retweet="retweeted" in refs,
         quoted=refs.get("quoted", ""),
         lang=str(t.get("lang") or ""),
+        avatars=avatars,
     )
     return tweet_draft(tweet, owner_id=owner_id, owner_handle=handle(owner.get("username")),
                        owner_protected=bool(owner.get("protected")))
 
 
-def _dm(e: dict, users: dict, media: list[dict], owner_id: str) -> ActivityDraft:
+def _dm(e: dict, users: dict, media: list[dict], owner_id: str, avatars: dict) -> ActivityDraft:
     if e.get("event_type", "MessageCreate") != "MessageCreate":
         raise BadItem(f"not a message: {e.get('event_type')!r}")
     event_id = check_id(e.get("id"), "dm event id")
@@ -375,7 +381,7 @@ def _dm(e: dict, users: dict, media: list[dict], owner_id: str) -> ActivityDraft
     return dm_draft(
         event_id=event_id, created=parse_iso_time(e.get("created_at")), text=expand_text(str(e.get("text") or ""), ()),
         sender_id=sender, sender_handle=handle((users.get(sender) or {}).get("username")), recipients=recipients,
-        conversation=conv or event_id, owner_id=owner_id, attachments=media, group=group,
+        conversation=conv or event_id, owner_id=owner_id, attachments=media, group=group, avatars=avatars,
     )
 
 
@@ -386,7 +392,15 @@ def _attachment(m: dict) -> dict:
 
 
 def _user(u: dict) -> dict:
-    return {k: u[k] for k in ("username", "name", "protected") if k in u}
+    return {k: u[k] for k in ("username", "name", "protected", "profile_image_url") if k in u}
+
+
+def _avatars(users: dict, owner_id: str, owner: dict) -> dict[str, str]:
+    """User id → profile picture URL (``user.fields=profile_image_url``), the unsafe ones dropped."""
+    found = {uid: profile_image(u.get("profile_image_url")) for uid, u in users.items() if isinstance(u, dict)}
+    if not found.get(owner_id):
+        found[owner_id] = profile_image(owner.get("profile_image_url"))
+    return {uid: url for uid, url in found.items() if url}
 
 
 def _by(rows, key: str) -> dict:

@@ -43,6 +43,7 @@ from connectors.twitter_common import (
     media_attachment,
     parse_iso_time,
     parse_legacy_time,
+    profile_image,
     tweet_draft,
 )
 
@@ -74,9 +75,10 @@ class Owner:
     id: str
     username: str = ""
     protected: bool = False
+    avatar: str = ""  # data/profile.js: the owner's profile picture
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "username": self.username, "protected": self.protected}
+        return {"id": self.id, "username": self.username, "protected": self.protected, "avatar": self.avatar}
 
 
 class TwitterArchiveConnector(Connector):
@@ -113,13 +115,13 @@ class TwitterArchiveConnector(Connector):
                 continue
             try:
                 user_id, username = read(archive.load_small(name))
-                return Owner(user_id, username, protected)
+                return Owner(user_id, username, protected, _owner_avatar(archive))
             except (ArchiveError, BadItem, LookupError, TypeError) as exc:
                 if not self.config.user_id:
                     raise ConnectorError(f"{basename} is unreadable ({exc}); give --config user_id=…",
                                          permanent=True) from None
         if self.config.user_id:
-            return Owner(str(self.config.user_id), "", protected)
+            return Owner(str(self.config.user_id), "", protected, _owner_avatar(archive))
         raise ConnectorError("the archive has no data/account.js: give the owner's id with --config user_id=…",
                              permanent=True)
 
@@ -243,7 +245,7 @@ class TwitterArchiveConnector(Connector):
         if "tweet" in p:
             return _tweet(p, owner_id, owner)
         if "dm" in p:
-            return _dm(p, owner_id)
+            return _dm(p, owner_id, owner)
         raise BadItem("neither a tweet nor a direct message")
 
 
@@ -290,12 +292,13 @@ def _tweet(p: dict, owner_id: str, owner: dict) -> ActivityDraft:
         attachments=attachments,
         retweet=text.startswith("RT @"),
         lang=str(tweet.get("lang") or ""),
+        avatars=_avatars(owner_id, owner),
     )
     return tweet_draft(t, owner_id=owner_id, owner_handle=handle(owner.get("username")),
                        owner_protected=bool(owner.get("protected")) or author.get("protected") is True)
 
 
-def _dm(p: dict, owner_id: str) -> ActivityDraft:
+def _dm(p: dict, owner_id: str, owner: dict) -> ActivityDraft:
     event = p["dm"]
     if not isinstance(event, dict):
         raise BadItem("message is not an object")
@@ -317,7 +320,7 @@ def _dm(p: dict, owner_id: str) -> ActivityDraft:
     return dm_draft(
         event_id=event_id, created=parse_iso_time(event.get("createdAt")), text=expand_text(text, event.get("urls")),
         sender_id=sender, sender_handle="", recipients=recipients, conversation=conversation or event_id,
-        owner_id=owner_id, attachments=attachments, group=bool(p.get("group")),
+        owner_id=owner_id, attachments=attachments, group=bool(p.get("group")), avatars=_avatars(owner_id, owner),
     )
 
 
@@ -398,6 +401,25 @@ def _created(value) -> dt.datetime:
         except ValueError:
             pass
     return parse_legacy_time(value)
+
+
+def _avatars(owner_id: str, owner: dict) -> dict[str, str]:
+    """The owner's profile picture (profile.js), the only one an archive has. Grailbird tweets
+    name one too, on si0.twimg.com, which no longer serves them."""
+    avatar = profile_image(owner.get("avatar"))
+    return {owner_id: avatar} if avatar else {}
+
+
+def _owner_avatar(archive: Archive) -> str:
+    """``data/profile.js``: ``[{"profile": {"avatarMediaUrl": "https://pbs.twimg.com/…"}}]``."""
+    name = archive.find("profile.js")
+    if not name:
+        return ""
+    try:
+        rows = archive.load_small(name)
+        return profile_image(rows[0]["profile"].get("avatarMediaUrl"))
+    except (ArchiveError, LookupError, TypeError, AttributeError):
+        return ""  # a picture is not worth failing an import for
 
 
 def _account_owner(rows) -> tuple[str, str]:

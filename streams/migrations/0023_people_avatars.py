@@ -1,7 +1,12 @@
-# Placeholder in this session's migration chain: filled by the area that needs it, else removed.
-from django.db import migrations
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("streams", "0022_devices_sync")]
-    operations = []
+    operations = [
+        migrations.AddField(
+            model_name="identity",
+            name="avatar_url",
+            field=models.CharField(blank=True, default="", max_length=500),
+        ),
+    ]
