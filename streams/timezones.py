@@ -107,6 +107,10 @@ class TimeZoneMiddleware:
 
     def __call__(self, request: HttpRequest):
         request.mesh_zone_unset = False
+        # Feeds, webhooks and the device API carry no session cookie: reading request.user
+        # would load the (empty) session and mark the response Vary: Cookie, for nothing.
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return self.get_response(request)
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return self.get_response(request)
