@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 import queue
@@ -116,6 +117,9 @@ class MqttIngest:
         self.flush_s = flush_ms / 1000
         self.counts = Counts()
         self.topics = subscriptions()
+        # Matching a topic against every filter cost a tenth of the CPU per message; a device
+        # publishes on the same few topics again and again.
+        self._connector_for = functools.lru_cache(maxsize=4096)(self._match_topic)
         self.subscribed = threading.Event()  # the broker acknowledged the subscriptions
         self._stop = threading.Event()
         self._inbox: queue.Queue[Message] = queue.Queue()
@@ -259,7 +263,7 @@ class MqttIngest:
             counts.duplicate += already
         return counts
 
-    def _connector_for(self, topic: str) -> type[Connector] | None:
+    def _match_topic(self, topic: str) -> type[Connector] | None:
         for pattern, cls in self.topics.items():
             if paho.topic_matches_sub(pattern, topic):
                 return cls
