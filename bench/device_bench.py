@@ -21,14 +21,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import pwd
 import resource
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -37,9 +34,8 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 from django.db import close_old_connections
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
+from .mosquitto import Broker, forget_session
 from .run import drop_workspace, pct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +50,6 @@ SERVER_ENV = {
     "DJANGO_SETTINGS_MODULE": "mesh_site.settings",
 }
 OCCURRED = "2026-05-01T10:00:00Z"
-MOSQUITTO = "/usr/sbin/mosquitto"
 
 
 def _event(device: int, n: int) -> dict:
@@ -85,32 +80,6 @@ def _stop(proc: subprocess.Popen) -> str:
     return out or ""
 
 
-class OwnBroker:
-    """A throw-away Mosquitto: a temporary directory, a free port, an unbounded queue."""
-
-    def __enter__(self) -> str:
-        self.dir = tempfile.mkdtemp(prefix="mesh-bench-mqtt-")
-        self.port = _free_port()
-        conf = Path(self.dir) / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-                        f"max_inflight_messages 0\nuser {pwd.getpwuid(os.getuid()).pw_name}\n")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return f"mqtt://127.0.0.1:{self.port}"
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the benchmark's Mosquitto did not start") from None
-                time.sleep(0.05)
-
-    def __exit__(self, *exc) -> None:
-        _stop(self.proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 class DeviceBench:
     def __init__(self, *, clients: int = 16, batches: int = 20, batch_size: int = 100, workers: int = 4,
                  messages: int = 20000, http: bool = True, mqtt: bool = True, mqtt_url: str = "",
@@ -135,7 +104,7 @@ class DeviceBench:
             if self.do_mqtt and self.mqtt_url:
                 results["mqtt"] = self.mqtt(self.mqtt_url)
             elif self.do_mqtt:
-                with OwnBroker() as url:
+                with Broker() as url:
                     results["mqtt"] = self.mqtt(url)
         finally:
             self._purge_queue()
@@ -321,7 +290,7 @@ class DeviceBench:
         finally:
             out = _stop(ingest)
             cpu = _children_cpu() - cpu0
-            self._forget(broker, cid)
+            forget_session(broker.host, broker.port, cid)
         counts = {}
         for line in out.splitlines():
             if line.startswith("{"):
@@ -333,17 +302,3 @@ class DeviceBench:
         result.update(self._check(devices, per_device))
         return result
 
-    @staticmethod
-    def _forget(broker, cid: str) -> None:
-        """End the benchmark's persistent session on the broker."""
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv5)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 0
-        try:
-            client.connect(broker.host, broker.port, clean_start=True, properties=props)
-            client.loop_start()
-            time.sleep(0.2)
-            client.disconnect()
-            client.loop_stop()
-        except OSError:
-            pass
