@@ -30,6 +30,7 @@ urlpatterns = [
     path("contacts/suggestions/<int:suggestion_id>/reject/", linking.suggestion_reject_view, name="suggestion-reject"),
     path("contacts/<int:contact_id>/cadence/", ranking.contact_cadence_view, name="contact-cadence"),
     path("cold/", ranking.cold_list, name="cold-list"),
+    path("cold/cadences/", ranking.tier_cadences_view, name="tier-cadences"),
     path("activities/<int:activity_id>/body", contacts.activity_body, name="activity-body"),
     path("activities/<int:activity_id>/attachments/<int:index>", attachments.activity_attachment,
          name="activity-attachment"),

@@ -8,9 +8,11 @@ import datetime as dt
 import xml.etree.ElementTree as ET
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from connectors.base import RawItem
+from streams.cold_feed import cold_feed_token_create
 from streams.ingest import ingest_batch
 from streams.models import ContactStrength, KeepInTouch
 from streams.ranking import (
@@ -20,7 +22,7 @@ from streams.ranking import (
     strengths_current,
     tier_cadence_set,
 )
-from streams.selectors.ranking import going_cold
+from streams.selectors.ranking import going_cold, tier_cadences
 from tests.factories import DraftConnector, contact_for
 from tests.fakes.cli import RFC3339_Z, run, run_json
 
@@ -157,3 +159,58 @@ def test_the_going_cold_feed_behind_a_revocable_token(workspace, people, client,
     page = member_client.get("/cold/").content.decode()
     assert "/feeds/cold/mf_" in page and ".rss" in page
     assert "/feeds/cold/mf_" not in member_client.get("/cold/").content.decode()
+
+
+def test_the_order_is_the_documented_formula(workspace, people):
+    """Lateness over the interval, times (1 + strength/100); ties: stronger, then lower id."""
+    one, two, three = people
+    contact_cadence_set(workspace=workspace, contact=three, every_days=2, at_most_days=4)
+    strengths_current(workspace=workspace)
+    now = timezone.now()
+    entries = going_cold(workspace=workspace, now=now)
+    expected = []
+    for row in ContactStrength.objects.filter(workspace=workspace).select_related("contact__keep_in_touch"):
+        every = row.contact.keep_in_touch.every_days
+        late = (now - row.last_touch_at) / dt.timedelta(days=1) - every
+        if late > 0:
+            expected.append((-late / every * (1 + row.score / 100), -row.score, row.contact_id))
+    assert [e.contact_id for e in entries] == [c for *_, c in sorted(expected)] == [two.pk, three.pk, one.pk]
+    assert [e.urgency for e in entries] == pytest.approx([-u for u, *_ in sorted(expected)])
+    assert entries.total == 3 and going_cold(workspace=workspace, now=now, limit=1).total == 3
+
+
+def test_owners_set_the_tier_defaults_on_the_page_and_members_read_them(workspace, member_client, teammate):
+    page = member_client.get("/cold/").content.decode()
+    assert 'name="strong-every"' in page and 'value="14d"' in page  # the built-in default, editable
+    form = {"strong-every": "1w", "strong-at_most": "3w", "steady-every": "30", "steady-at_most": "",
+            "weak-every": "", "weak-at_most": "", "faint-every": "", "faint-at_most": ""}
+    assert member_client.post("/cold/cadences/", form).status_code == 302
+    assert tier_cadences(workspace=workspace) == {"strong": (7, 21), "steady": (30, 90), "weak": None, "faint": None}
+    for bad, says in (({"weak-every": "60", "weak-at_most": "30"}, "shorter than the interval"),
+                      ({"weak-every": "0"}, "not a positive number"),
+                      ({"faint-at_most": "90"}, "without an interval")):
+        response = member_client.post("/cold/cadences/", {**form, "strong-every": "2d", **bad}, follow=True)
+        assert says in response.content.decode()
+        assert tier_cadences(workspace=workspace)["strong"] == (7, 21)  # all or nothing
+    member_client.force_login(teammate)
+    page = member_client.get("/cold/").content.decode()
+    assert 'name="strong-every"' not in page and "strong: every 7 d, at most 21 d" in page
+    assert member_client.post("/cold/cadences/", {**form, "strong-every": "1d"}).status_code == 403
+    assert tier_cadences(workspace=workspace)["strong"] == (7, 21)
+
+
+def test_the_cold_feed_answers_304_to_its_etag_and_is_rate_limited(workspace, people, client, settings):
+    cache.clear()
+    settings.MESH_FEED_RATE_PER_MINUTE = 4  # small limits are counted exactly (streams.throttle)
+    _row, token = cold_feed_token_create(workspace=workspace)
+    first = client.get(f"/feeds/cold/{token}.json")
+    assert first.status_code == 200 and first["ETag"].startswith('"')
+    again = client.get(f"/feeds/cold/{token}.json", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304 and again.content == b"" and again["ETag"] == first["ETag"]
+    touch(workspace, 1, 0.5, key="called-back")  # person 1 is no longer due: a new document
+    changed = client.get(f"/feeds/cold/{token}.json", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert changed.status_code == 200 and changed["ETag"] != first["ETag"]
+    assert client.get(f"/feeds/cold/{token}.rss").status_code == 200
+    refused = client.get(f"/feeds/cold/{token}.rss")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    cache.clear()

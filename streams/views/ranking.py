@@ -5,12 +5,16 @@ contact page (``contact_rank_context``)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.cache import get_conditional_response
+from django.utils.http import quote_etag
 from django.views.decorators.http import require_POST, require_safe
 
 from ..cold_feed import (
@@ -23,8 +27,9 @@ from ..cold_feed import (
     cold_feed_urls,
     cold_feed_workspace,
 )
-from ..models import Contact, ContactStrength
+from ..models import Contact, ContactStrength, Membership, Workspace
 from ..ranking import (
+    TIER_NAMES,
     WEIGHTS,
     RankError,
     StrengthParts,
@@ -34,9 +39,11 @@ from ..ranking import (
     strength_parts,
     strength_score,
     strengths_current,
+    tier_cadence_set,
     tier_of,
 )
-from ..selectors.ranking import contact_cadence, going_cold, strength_explained
+from ..selectors.ranking import contact_cadence, going_cold, strength_explained, tier_cadences
+from ..throttle import feed_throttle
 from .common import member_workspace
 
 PAGE_LIMIT = 50  # the most urgent; the page says how many more there are
@@ -68,12 +75,53 @@ def cold_list(request: HttpRequest) -> HttpResponse:
         "workspace": workspace, "entries": entries, "new_urls": new_urls,
         "more": entries.total - len(entries) if entries else 0,
         "tokens": cold_feed_tokens(workspace=workspace) if workspace is not None else [],
+        "tier_cadences": _tier_rows(workspace) if workspace is not None else [],
+        "is_owner": workspace is not None and _is_owner(request, workspace),
     })
 
 
+def _is_owner(request: HttpRequest, workspace: Workspace) -> bool:
+    return Membership.objects.filter(workspace=workspace, user=request.user, role=Membership.Role.OWNER).exists()
+
+
+def _tier_rows(workspace: Workspace) -> list[tuple[str, tuple[int, int] | None]]:
+    cadences = tier_cadences(workspace=workspace)
+    return [(tier, cadences.get(tier)) for tier in TIER_NAMES]
+
+
+@login_required
+@require_POST
+def tier_cadences_view(request: HttpRequest) -> HttpResponse:
+    """The workspace's default cadence per strength tier, all tiers in one form (owners only):
+    blank 'every' = no reminders for the tier, blank 'at most' = three times the interval. All
+    or nothing: one tier refused saves none."""
+    workspace = member_workspace(request)
+    if workspace is None or not _is_owner(request, workspace):
+        return HttpResponse("Only the workspace's owners set its default cadences.\n", status=403,
+                            content_type="text/plain; charset=utf-8")
+    try:
+        with transaction.atomic():
+            for tier in TIER_NAMES:
+                every, most = (request.POST.get(f"{tier}-{field}", "").strip() for field in ("every", "at_most"))
+                if most and not every:
+                    raise RankError(f"{tier}: 'at most' without an interval")
+                try:
+                    tier_cadence_set(workspace=workspace, tier=tier, every_days=parse_days(every) if every else None,
+                                     at_most_days=parse_days(most) if most else None)
+                except RankError as exc:
+                    raise RankError(f"{tier}: {exc}") from None
+        messages.success(request, "Default cadences saved.")
+    except RankError as exc:
+        messages.error(request, f"Default cadences not saved: {exc}.")
+    return redirect("cold-list")
+
+
 @require_safe
+@feed_throttle
 def cold_feed(request: HttpRequest, token: str, fmt: str) -> HttpResponse:
-    """The going-cold list as a feed; an unknown, revoked or malformed token is 404 alike."""
+    """The going-cold list as a feed; an unknown, revoked or malformed token is 404 alike.
+    The ETag is the body's hash: the list moves with the clock, not with a row to date it by,
+    so a poll is ranked and rendered, and a reader that has it gets a 304 without the body."""
     workspace = cold_feed_workspace(token)
     if workspace is None or fmt not in CONTENT_TYPES:
         raise Http404("no such feed")
@@ -81,8 +129,10 @@ def cold_feed(request: HttpRequest, token: str, fmt: str) -> HttpResponse:
     now = timezone.now()
     entries = going_cold(workspace=workspace, now=now, limit=FEED_LIMIT)
     body = cold_feed_render(workspace=workspace, entries=entries, fmt=fmt, base_url=request.build_absolute_uri("/"),
-                            now=now)
-    response = HttpResponse(body, content_type=CONTENT_TYPES[fmt])
+                            now=now).encode()
+    etag = quote_etag(hashlib.sha256(body).hexdigest()[:32])
+    response = get_conditional_response(request, etag=etag) or HttpResponse(body, content_type=CONTENT_TYPES[fmt])
+    response["ETag"] = etag
     response["Cache-Control"] = "private, max-age=300"
     return response
 
