@@ -33,6 +33,18 @@ def _error(status: int, message: str, **extra) -> JsonResponse:
     return response
 
 
+def read_body(request: HttpRequest) -> bytes | None:
+    """The request's body, or None when it is larger than ``MESH_INGEST_MAX_BYTES`` (by its
+    Content-Length, unread, or as read: the header may be absent or lie)."""
+    limit = settings.MESH_INGEST_MAX_BYTES
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        declared = 0
+    body = b"" if declared > limit else request.read(limit + 1)
+    return None if declared > limit or len(body) > limit else body
+
+
 def _device(request: HttpRequest):
     """The request's device, or the 401 to answer: one answer for unknown and revoked tokens,
     no hint which it was."""
@@ -53,16 +65,9 @@ def device_events(request: HttpRequest) -> JsonResponse:
     if refused:
         return refused
 
-    limit = settings.MESH_INGEST_MAX_BYTES
-    try:
-        declared = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        return _error(413, f"body larger than {limit} bytes")
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return _error(413, f"body larger than {limit} bytes")
+    body = read_body(request)
+    if body is None:
+        return _error(413, f"body larger than {settings.MESH_INGEST_MAX_BYTES} bytes")
     try:
         doc = parse_json(body)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, nesting, huge ints

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from connectors.device.views import read_body
 from streams.services import device_api_throttle, device_by_token, device_events_store, device_token
 
 from .connector import OwnTracksConnector
@@ -43,14 +44,9 @@ def owntracks_http(request: HttpRequest) -> JsonResponse:
     if device is None or device.is_revoked:
         return _error(401, "invalid or revoked token")
 
-    limit = settings.MESH_INGEST_MAX_BYTES
-    try:
-        declared = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        declared = 0
-    body = b"" if declared > limit else request.read(limit + 1)
-    if declared > limit or len(body) > limit:
-        return _error(413, f"body larger than {limit} bytes")
+    body = read_body(request)
+    if body is None:
+        return _error(413, f"body larger than {settings.MESH_INGEST_MAX_BYTES} bytes")
     try:
         message = parse_message(body)
     except NotOwnTracks as exc:
