@@ -9,6 +9,7 @@ import io
 import json
 import threading
 
+import orjson
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
@@ -18,8 +19,22 @@ from connectors.device.connector import DeviceConnector
 from streams.delivery import activity_delivery_update
 from streams.feed_tokens import activity_erase
 from streams.models import Activity, Change, ChangeHorizon, Contact, Identity
-from streams.selectors.sync import SyncToken, sync_state, sync_wait_servable
-from streams.services import contact_merge, contact_unmerge, source_create, source_sync
+from streams.selectors.sync import (
+    SCOPES,
+    SyncToken,
+    _activity_documents_pg,
+    _snapshot_ids,
+    activity_documents,
+    sync_state,
+    sync_wait_servable,
+)
+from streams.services import (
+    contact_merge,
+    contact_unmerge,
+    device_revoke,
+    source_create,
+    source_sync,
+)
 from streams.sync import device_sync_scope_set, sync_prune
 from streams.sync_client import Replica
 from tests.factories import (
@@ -140,6 +155,54 @@ def test_updates_and_erasures_are_served_as_current_state_and_tombstones(workspa
     pull(replica, token)
     assert replica.state() == sync_state(device=phone)
     assert ("activity", second.pk) not in replica.state()
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_the_lean_activity_documents_are_activity_as2s_byte_for_byte(workspace):
+    """Sync pages build activities straight from one statement's rows; ``activity_documents``
+    goes through ``activity_as2``, the export's shape. Every verb, participant role, attachment
+    form, delivery state, an erasure and each scope must come out the same, key order included."""
+    phone, _ = make_device(workspace)
+    ingest_events(workspace, phone, events("p", 2, participants=[ANA, {**BEN, "role": "to"}]))
+    ingest_events(workspace, phone, [make_event("bare", type="sms.outgoing")])
+    people = [{"role": "from", "kind": "email", "value": "a@example.com", "display": ""},
+              {"role": "author", "kind": "email", "value": "b@example.com", "display": "Bea"},
+              {"role": "to", "kind": "email", "value": "c@example.com", "display": "Cy"},
+              {"role": "cc", "kind": "email", "value": "d@example.com"},
+              {"role": "bcc", "kind": "email", "value": "e@example.com"},
+              {"role": "mention", "kind": "x", "value": "@fay"}]
+    attachments = [{"name": "a.pdf", "type": "application/pdf", "size": 12}, {"mediaType": "image/png"},
+                   {"name": "ünï \"q\"", "type": "", "mediaType": "text/plain", "size": 1.5}]
+    verbs = ["send", "receive", "post", "message", "mention", "arrive", "leave", "call", "location", "react"]
+    ingest_drafts(workspace, [
+        (f"v{n}", {"channel": "email", "verb": verb, "occurred_at": f"2026-05-0{n % 9 + 1}T10:00:00.{n}51+02:00",
+                   "subject": f"S{n}", "text": "x\u2028y", "thread_key": f"t{n % 2}", "participants": people,
+                   "attachments": attachments if n % 2 else [], "automated": n == 3,
+                   "visibility": "public" if n == 4 else "private"})
+        for n, verb in enumerate(verbs)
+    ])
+    device_activities = Activity.objects.filter(device=phone).order_by("pk")
+    activity_delivery_update(workspace=workspace, dedup_key=device_activities[0].dedup_key, state="delivered")
+    activity_erase(activity=Activity.objects.get(dedup_key="email:v5"))
+    ids = list(Activity.objects.filter(workspace=workspace).values_list("pk", flat=True))
+
+    for scope in SCOPES:
+        device = device_sync_scope_set(device=phone, scope=scope)
+        device.workspace = workspace
+        shown = sorted(_snapshot_ids(device, Change.Kind.ACTIVITY).filter(pk__in=ids).values_list("pk", flat=True))
+        expected = activity_documents(workspace=workspace, ids=shown)
+        lean = _activity_documents_pg(device, ids)
+        assert sorted(lean) == sorted(expected) and len(lean) >= 3, scope
+        for pk, doc in expected.items():
+            assert orjson.dumps(lean[pk]) == orjson.dumps(doc), (scope, pk)
+
+
+def test_a_revoked_token_is_refused_on_the_next_request(workspace, client):
+    phone, token = make_device(workspace)
+    assert get(client, token).status_code == 200
+    device_revoke(device=phone)
+    refused = get(client, token)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid or revoked token"
 
 
 def test_merge_unmerge_rename_and_identity_moves_reach_a_contacts_replica(workspace, replica):
