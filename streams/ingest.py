@@ -40,6 +40,7 @@ from connectors.text import (
 )
 
 from .dbstats import statistics_refresh
+from .devices import DevicePush, devices_push_lock, devices_push_record, item_seq
 from .identity import (
     InvalidIdentity,
     Wanted,
@@ -169,6 +170,8 @@ def _ingest_batch(
         _ranking_update(workspace, rows, inserted, contact_rows)
         contacts_rename(renames)  # after the summary update has locked the contacts in id order
         _devices_state_update(fresh, rows, inserted)
+        if source is not None:  # pushed items (no source) had their seqs held at the door
+            _imported_seqs_hold(fresh, rows, inserted)
         result.failed = len(failures)
         _failures_record(workspace, connector.key, scope, source, device, failures, now)
         _failures_resolve(scope, drafts, failures, now)
@@ -317,6 +320,18 @@ def _devices_state_update(fresh: list, rows: list[_Row], inserted: dict[str, int
             by_device.setdefault(row.device_id, []).append(draft)
     for device_id, device_drafts in by_device.items():
         _device_state(device_id, device_drafts)
+
+
+def _imported_seqs_hold(fresh: list, rows: list[_Row], inserted: dict[str, int]) -> None:
+    """Device events imported from a file (``mesh_import device``) carry their seqs as pushed
+    ones do: held by the transaction that stores them (``streams.devices``)."""
+    seqs: dict[int, set[int]] = {}
+    for (raw, draft), row in zip(fresh, rows, strict=True):
+        if row.device_id is not None and draft.dedup_key in inserted and (seq := item_seq(raw.payload)):
+            seqs.setdefault(row.device_id, set()).add(seq)
+    if seqs:
+        highs = devices_push_lock(seqs)
+        devices_push_record([DevicePush(d, highs[d], frozenset(s), None) for d, s in seqs.items()])
 
 
 def _failures_resolve(scope: str, drafts: list, failures: list, now: dt.datetime) -> None:

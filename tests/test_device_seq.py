@@ -20,6 +20,7 @@ from streams.models import Device, DeviceSeqRange, InboundItem
 from streams.selectors import device_seq_status
 from streams.services import device_events_store, device_revoke
 from tests.factories import make_device, make_event
+from tests.fakes.cli import run_json
 
 EVENTS = "/api/v1/devices/events"
 STATUS = "/api/v1/devices/me/status"
@@ -220,3 +221,20 @@ def test_concurrent_batches_of_one_device_merge_exactly(workspace):
     assert _held(device) == (399, [(401, 800)])
     assert device_seq_status(device=device)["missing"] == [[400, 400]]
     assert InboundItem.objects.filter(device=device).count() == 799
+
+
+def test_a_device_file_import_holds_its_seqs_like_the_api(push, status, device, tmp_path):
+    """``mesh_import device FILE --device ID``: the events' seqs are held as if pushed, so a
+    device that exported what it could not send knows what is still missing; an event the API
+    already stored, or a line that fails, holds nothing new."""
+    push([1])
+    path = tmp_path / "events.jsonl"
+    lines = [make_event("e1", type="note", seq=1), make_event("f2", type="note", seq=2),
+             make_event("f5", type="note", seq=5), {"id": "bad", "type": "Not A Type", "seq": 3}]
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    assert run_json("mesh_import", "device", str(path), "--device", str(device.pk), "--workspace", device.workspace.slug)["new"] == 3
+    answer = status()
+    assert (answer["high_seq"], answer["missing"]) == (2, [[3, 4]])
+    path.write_text("".join(json.dumps(make_event(f"f{s}", type="note", seq=s)) + "\n" for s in (3, 4)))
+    run_json("mesh_import", "device", str(path), "--device", str(device.pk), "--workspace", device.workspace.slug)
+    assert (status()["high_seq"], status()["missing"]) == (5, [])
