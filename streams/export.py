@@ -34,6 +34,8 @@ def _person(p: Participant) -> dict:
 
 
 def activity_as2(activity: Activity, *, contact_ids: list[int] | None = None) -> dict:
+    # The sync API builds this same shape from raw rows (selectors/sync._activity_documents_pg);
+    # a change here must be made there too: tests/test_sync.py compares the two byte for byte.
     parts = getattr(activity, "persons", None)
     if parts is None:
         parts = list(activity.participants.all())
