@@ -104,7 +104,7 @@ SQLITE_TRIGGERS = {  # name: (event, table, WHEN condition, body)
     "mesh_sync_activity_insert": ("INSERT", "streams_activity", "", _row("a", "NEW", "'c'", "NEW.device_id")),
     "mesh_sync_activity_update": ("UPDATE", "streams_activity", "", _row(
         "a", "NEW", "CASE WHEN NEW.erased_at IS NOT NULL AND OLD.erased_at IS NULL THEN 'e' ELSE 'u' END",
-        "NEW.device_id")),
+        "coalesce(NEW.device_id, OLD.device_id)")),  # a deleted device's: see migration 0022
     "mesh_sync_activity_delete": ("DELETE", "streams_activity", "", _row("a", "OLD", "'d'", "OLD.device_id")),
     "mesh_sync_participant_delete": ("DELETE", "streams_participant", "", _activities_where("a.id = OLD.activity_id")),
     "mesh_sync_contact_insert": ("INSERT", "streams_contact", "", _row("c", "NEW", "'c'")),

@@ -884,3 +884,32 @@ def test_any_text_in_any_field_is_stored_cleaned_or_refused_by_field_never_a_500
         return
     assert response.json()["accepted"] + response.json()["duplicate"] == 1
     assert InboundItem.objects.filter(external_id=f"{device.pk}/{clean_text(event_id)}").exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the sync API serves committed changes only
+def test_a_deleted_device_s_activities_leave_the_replicas_of_the_devices_scope(workspace, tmp_path):
+    """Deleting a device (the admin does; Mesh revokes) leaves its activities without a device,
+    out of the ``devices`` scope: a replica of that scope gets their tombstones and ends equal
+    to the server, through the reference client."""
+    from streams.selectors.sync import sync_state
+    from streams.sync import device_sync_scope_set
+    from streams.sync_client import Replica
+    from tests.factories import ingest_events, make_device
+    from tests.fakes.sync_http import pull
+
+    phone, _ = make_device(workspace, "Phone")
+    laptop, laptop_token = make_device(workspace, "Laptop")
+    device_sync_scope_set(device=laptop, scope="devices")
+    ingest_events(workspace, phone, [make_event(f"p{i}", type="note", seq=i + 1) for i in range(3)])
+    ingest_events(workspace, laptop, [make_event("l1", type="note")])
+    replica = Replica(str(tmp_path / "laptop.sqlite3"))
+    try:
+        pull(replica, laptop_token)
+        assert len(replica.state()) == 4
+        phone.delete()
+        result = pull(replica, laptop_token)
+        assert result.changes == 3
+        assert [i for _, i in replica.state()] == list(Activity.objects.filter(device=laptop).values_list("pk", flat=True))
+        assert replica.state() == sync_state(device=laptop)
+    finally:
+        replica.close()
