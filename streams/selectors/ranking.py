@@ -172,6 +172,7 @@ class ColdEntry:
     urgency: float
     state: str  # "due": past the ideal date; "cold": past the longest interval too
     explained: str
+    days_since: int  # whole days from the last touch to the list's ``now``
 
     def as_json(self) -> dict:
         return {
@@ -188,13 +189,15 @@ class ColdList(list):
     total = 0
 
 
-def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = None) -> ColdList:
+def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = None,
+               cadences: dict[str, tuple[int, int] | None] | None = None) -> ColdList:
     """Contacts past their cadence (their own, else their tier's), most urgent first: urgency =
     days past the ideal date / the ideal interval * (1 + strength / 100), so being twice as
     late counts more than being somewhat stronger. Ties: stronger first, then lower id.
     Ranked and cut to ``limit`` by one statement, the same on PostgreSQL and SQLite; names and
     parts are read for the shown ones only (thousands may be overdue in a workspace nobody tends)."""
-    shown = _cold_ranked(workspace, tier_cadences(workspace=workspace), now, limit)
+    cadences = cadences if cadences is not None else tier_cadences(workspace=workspace)
+    shown = _cold_ranked(workspace, cadences, now, limit)
     details = {row[0]: row[1:] for row in ContactStrength.objects.filter(contact_id__in=[r[0] for r in shown])
                .values_list("contact_id", "contact__name", "tier", "last_90", "in_90", "out_90", "channels_90",
                             "conversations")}
@@ -207,7 +210,7 @@ def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = No
         entries.append(ColdEntry(
             contact_id, name or f"Contact {contact_id}", score, tier, last_touch,
             last_touch + dt.timedelta(days=every), cold_at, every, most, bool(own), urgency,
-            "cold" if now > cold_at else "due", _explained(tier, *explain)))
+            "cold" if now > cold_at else "due", _explained(tier, *explain), (now - last_touch).days))
     return entries
 
 

@@ -67,26 +67,22 @@ def cold_list(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=405)
     token = request.session.pop(NEW_TOKEN_KEY, None)
     new_urls = cold_feed_urls(token, base=request.build_absolute_uri("/")) if token else None
-    entries = []
+    entries, cadences = [], {}
     if workspace is not None:
         strengths_current(workspace=workspace)
-        entries = going_cold(workspace=workspace, now=timezone.now(), limit=PAGE_LIMIT)
+        cadences = tier_cadences(workspace=workspace)
+        entries = going_cold(workspace=workspace, now=timezone.now(), limit=PAGE_LIMIT, cadences=cadences)
     return render(request, "streams/cold.html", {
         "workspace": workspace, "entries": entries, "new_urls": new_urls,
         "more": entries.total - len(entries) if entries else 0,
         "tokens": cold_feed_tokens(workspace=workspace) if workspace is not None else [],
-        "tier_cadences": _tier_rows(workspace) if workspace is not None else [],
+        "tier_cadences": [(tier, cadences.get(tier)) for tier in TIER_NAMES] if workspace is not None else [],
         "is_owner": workspace is not None and _is_owner(request, workspace),
     })
 
 
 def _is_owner(request: HttpRequest, workspace: Workspace) -> bool:
     return Membership.objects.filter(workspace=workspace, user=request.user, role=Membership.Role.OWNER).exists()
-
-
-def _tier_rows(workspace: Workspace) -> list[tuple[str, tuple[int, int] | None]]:
-    cadences = tier_cadences(workspace=workspace)
-    return [(tier, cadences.get(tier)) for tier in TIER_NAMES]
 
 
 @login_required
