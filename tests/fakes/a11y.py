@@ -16,9 +16,11 @@ AXE = Path(__file__).resolve().parent.parent / "vendor" / "axe-core" / "axe.min.
 BLOCKING = ("serious", "critical")
 
 # axe's result reduced to what a failure message needs: rule, impact, help and where.
-_RUN_AXE = """async (impacts) => {
+_RUN_AXE = """async ([impacts, rules]) => {
   // The email iframes hold third-party mail, not Mesh's markup; axe would wait on each.
-  const result = await axe.run(document, {resultTypes: ["violations"], iframes: false});
+  const options = {resultTypes: ["violations"], iframes: false};
+  if (rules) options.runOnly = {type: "rule", values: rules};
+  const result = await axe.run(document, options);
   return result.violations.filter(v => impacts.includes(v.impact)).map(v => ({
     id: v.id, impact: v.impact, help: v.help,
     nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ") + " — " + (n.failureSummary || "").replace(/\\s+/g, " ")),
@@ -33,9 +35,10 @@ def with_axe(context):
     return context
 
 
-def axe_violations(page, impacts: tuple[str, ...] = BLOCKING) -> list[str]:
-    """axe's violations of these impacts on the page as it is now, one readable line each."""
-    found = page.evaluate(_RUN_AXE, list(impacts))
+def axe_violations(page, impacts: tuple[str, ...] = BLOCKING, rules: tuple[str, ...] | None = None) -> list[str]:
+    """axe's violations of these impacts on the page as it is now, one readable line each;
+    ``rules``: only these of axe's rules (all of them by default)."""
+    found = page.evaluate(_RUN_AXE, [list(impacts), list(rules) if rules else None])
     return [
         f"{v['impact']} {v['id']} ({v['help']}): " + "; ".join(v["nodes"]) + (f" (+{v['more']} more)" if v["more"] else "")
         for v in found
