@@ -602,6 +602,7 @@ def _expected(device_id: int) -> dict[str, dict]:
             "attachments": [], "automated": False,
         }
         base.update(fields)
+        base["participants"] = [{"avatar": "", **p} for p in base["participants"]]  # no device sends one
         return base
 
     return {
