@@ -1,7 +1,8 @@
 """Regenerate the README's screenshots: set the demo up in a throw-away SQLite database (in a
 temporary directory, whatever DATABASE_URL says), serve it, log in with headless Chromium and
 write PNGs of the contact page, a text conversation, the device page, the sources page and the
-public lifestream at each width (default 1280 and 390 px) into --out (default docs/screenshots/).
+public lifestream at each width (default 1280 and 390 px) into --out (default docs/screenshots/),
+and the contact page in dark mode at the widest (``contact-1280-dark.png``).
 
 Needs Playwright for Python (in `pip install -e '.[dev]'`) and Debian's `chromium`; nothing is
 downloaded. Each PNG is the first screenful (the viewport), which keeps it small."""
@@ -30,6 +31,7 @@ from streams.cli import USAGE_ERROR, MeshCommand
 HEIGHTS = {390: 844}
 DEFAULT_HEIGHT = 900
 PAGES = ("contact", "conversation", "device", "sources", "lifestream")
+DARK_PAGES = ("contact",)  # also shot in prefers-color-scheme: dark, at the widest width
 SERVER_START_SECONDS = 240  # migrate + the demo import on SQLite, on a slow shared machine
 
 
@@ -163,9 +165,16 @@ class Command(MeshCommand):
                     # The texts themselves, not the profile above them.
                     page.evaluate("(document.querySelector('section.conversation')"
                                   " || document.querySelector('section.timeline')).scrollIntoView()")
-                path = out / f"{name}-{width}.png"
-                page.screenshot(path=str(path))
-                w, h = png_size(path)
-                files.append({"page": name, "path": str(path), "width": w, "height": h, "bytes": path.stat().st_size})
+                files.append(self._save(page, out / f"{name}-{width}.png", name, "light"))
+                if name in DARK_PAGES and width == max(widths):
+                    page.emulate_media(color_scheme="dark")
+                    files.append(self._save(page, out / f"{name}-{width}-dark.png", name, "dark"))
+                    page.emulate_media(color_scheme="light")
             context.close()
         return files
+
+    @staticmethod
+    def _save(page, path: Path, name: str, scheme: str) -> dict:
+        page.screenshot(path=str(path))
+        w, h = png_size(path)
+        return {"page": name, "scheme": scheme, "path": str(path), "width": w, "height": h, "bytes": path.stat().st_size}
