@@ -218,6 +218,39 @@ def test_the_app_posts_a_location_with_basic_credentials_and_gets_an_empty_list(
     assert device.last_seen_at is not None
 
 
+def test_a_device_that_may_see_the_other_devices_gets_their_cards_and_last_locations(post, device, workspace):
+    """issue 16 §2: the answer is the friends' messages the app shows, for a device whose sync
+    scope reaches past its own; the others (revoked, or never placed) are left out."""
+    from streams.devices import device_revoke, device_set_mqtt_topic
+    from streams.sync import device_sync_scope_set
+    from tests.factories import make_device
+
+    fixed = "2026-05-01T10:00:00+00:00"
+    placed = {"lat": {"value": 52.52, "at": fixed}, "lon": {"value": 13.405, "at": fixed},
+              "battery": {"value": 71.6, "at": fixed}}
+    tablet, _ = make_device(workspace, "Tablet")
+    ipad, _ = make_device(workspace, "iPad")
+    device_set_mqtt_topic(device=ipad, topic="owntracks/jane/ipad")
+    gone, _ = make_device(workspace, "Old phone")
+    make_device(workspace, "Never placed")
+    for other in (tablet, ipad, gone):
+        type(other).objects.filter(pk=other.pk).update(state=placed)
+    device_revoke(device=gone)
+    assert post(fixture("location__android_ping")).json() == []  # the default scope: its own only
+
+    device_sync_scope_set(device=device, scope="devices")
+    tst = int(dt.datetime.fromisoformat(fixed).timestamp())
+    friends = post(fixture("location__ios_http")).json()
+    assert friends == [
+        {"_type": "card", "topic": f"owntracks/mesh/device-{tablet.pk}", "tid": "TA", "name": "Tablet"},
+        {"_type": "location", "topic": f"owntracks/mesh/device-{tablet.pk}", "tid": "TA", "lat": 52.52,
+         "lon": 13.405, "tst": tst, "batt": 72},
+        {"_type": "card", "topic": "owntracks/jane/ipad", "tid": "IP", "name": "iPad"},
+        {"_type": "location", "topic": "owntracks/jane/ipad", "tid": "IP", "lat": 52.52, "lon": 13.405, "tst": tst,
+         "batt": 72},
+    ]
+
+
 def test_a_resend_is_stored_once(post):
     for _ in range(3):
         assert post(fixture("location__android_ping")).status_code == 200

@@ -5,8 +5,10 @@ the device token, rate-limited per token like the device API) or, from other cli
 ``Authorization: Bearer <token>``; its ``X-Limit-U``/``X-Limit-D`` headers (the OwnTracks user
 and device) name the topic kept with the message. Checked in this order: token (401), size (413), an OwnTracks message (400:
 not JSON, not an object, no ``_type``). A message is then stored raw (one row per message
-identity, so the app's retries are one event) and answered ``200 []``, the empty list of
-friends' messages the app expects; ingest runs after commit. A message Mesh does not read (an
+identity, so the app's retries are one event) and answered ``200`` with the list of friends'
+messages the app expects: a card and the last location of each other device of the workspace,
+if the device's sync scope reaches past its own (``selectors.devices.owntracks_friends``), else
+``[]``; ingest runs after commit. A message Mesh does not read (an
 unknown ``_type``) or cannot use (a latitude of 91) is stored all the same and becomes a skip
 record with its reason, not an error answer: the app would otherwise resend it forever.
 """
@@ -20,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from connectors.device.views import read_body
+from streams.selectors import owntracks_friends
 from streams.services import device_api_throttle, device_by_token, device_events_store, device_token
 
 from .connector import OwnTracksConnector
@@ -58,4 +61,4 @@ def owntracks_http(request: HttpRequest) -> JsonResponse:
         message = with_topic(message, topic)
     now = timezone.now()
     device_events_store(device=device, items=[raw_item(message, now)], at=now, connector=OwnTracksConnector.key)
-    return JsonResponse([], safe=False)
+    return JsonResponse(owntracks_friends(device=device, now=now), safe=False)

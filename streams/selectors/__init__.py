@@ -23,7 +23,7 @@ from .contacts import (
     inbound_pending,
     workspaces_for_user,
 )
-from .devices import Presence, device_presence, device_seq_status
+from .devices import Presence, device_presence, device_seq_status, owntracks_friends
 from .search import (
     highlight_terms,
     search_backlog,
@@ -64,6 +64,6 @@ __all__ = [
     "timeline_for_device", "timeline_page", "timeline_search_page", "timeline_since", "visible_q", "visible_sql",
     "workspace_activities", "workspace_search_page",
     "workspaces_for_user",
-    "Presence", "device_presence", "device_seq_status",
+    "Presence", "device_presence", "device_seq_status", "owntracks_friends",
     "source_activity_external_ids", "source_import_failures", "source_latest_run", "timeline_entries_total",
 ]

@@ -72,6 +72,31 @@ def device_presence(*, device: Device, now: dt.datetime | None = None) -> Presen
     )
 
 
+def owntracks_friends(*, device: Device, now: dt.datetime | None = None) -> list[dict]:
+    """What the OwnTracks app shows as friends (its HTTP mode's answer): a card and the last
+    location of each other device of the workspace that has one, not revoked, in the app's own
+    message shapes. A device whose sync scope is ``own`` sees only itself, so none (``[]``).
+    Each friend has a stable topic, its OwnTracks one if it has one, since the app keys
+    friends by topic."""
+    if device.sync_scope == "own":
+        return []
+    messages: list[dict] = []
+    others = Device.objects.filter(workspace_id=device.workspace_id, revoked_at=None).exclude(pk=device.pk).order_by("pk")
+    for other in others:
+        presence = device_presence(device=other, now=now)
+        if presence.place is None:
+            continue
+        topic = other.mqtt_topic if other.mqtt_topic.startswith("owntracks/") else f"owntracks/mesh/device-{other.pk}"
+        tid = "".join(ch for ch in other.name if ch.isalnum())[:2].upper() or str(other.pk)[-2:]
+        when = presence.place["at"] or presence.last_seen
+        location = {"_type": "location", "topic": topic, "tid": tid, "lat": presence.place["lat"],
+                    "lon": presence.place["lon"], "tst": int(when.timestamp()) if when else 0}
+        if presence.battery is not None:
+            location["batt"] = round(presence.battery)
+        messages += [{"_type": "card", "topic": topic, "tid": tid, "name": other.name}, location]
+    return messages
+
+
 def device_seq_status(*, device: Device) -> dict:
     """``high_seq``: every seq from 1 to it is held; ``missing``: the gaps ``[first, last]``
     between it and ``max_seq``, the highest seq held (at most ``MAX_MISSING``, oldest first;
