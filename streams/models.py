@@ -635,8 +635,9 @@ class MergeSuggestion(models.Model):
 class ConversationDay(models.Model):
     """Relationship strength's aggregate: one conversation of a contact on one UTC day and
     channel (``conversation``: the thread key, '' for the channel as a whole) with its counted
-    interactions (streams.ranking says which count). Ingest upserts it per batch; the score is
-    computed from these rows, so a chatty thread is one conversation a day however long."""
+    interactions (streams.ranking says which count). Folded from the pairs ingest queues
+    (RankTouch); the score is computed from these rows, so a chatty thread is one conversation a
+    day however long."""
 
     # The natural key is the primary key: no id sequence and no second index to write per row
     # (the upsert was a tenth of a batch's time with both).

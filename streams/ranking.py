@@ -46,11 +46,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Max, OuterRef
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from .models import (
+    Activity,
     Contact,
     ContactStrength,
     ConversationDay,
@@ -61,7 +62,7 @@ from .models import (
     Workspace,
 )
 from .rawdb import IntArray, TextArray, ids_in, raw_cursor
-from .visibility import visible_q
+from .visibility import visible_q, visible_sql
 
 RECENCY_HALF_LIFE_DAYS = 30
 WEIGHTS = {"frequency": 0.30, "recency": 0.25, "reciprocity": 0.15, "breadth": 0.15, "tenure": 0.15}
@@ -183,7 +184,9 @@ TELEMETRY_VERBS = frozenset({
 BOTH_WAYS_VERBS = frozenset({"call", "meeting"})
 UNANSWERED = ("missed", "rejected", "declined", "busy", "voicemail")
 REFRESH_CHUNK = 2000
-FOLD_CHUNK = 10_000  # queued pairs per fold transaction (SQLite allows 32,766 parameters)
+# Queued pairs per fold transaction: a contact is re-scored once per fold, so the larger the
+# fewer times a busy contact is; SQLite reads them back with one parameter each (at most 32,766).
+FOLD_CHUNK = 100_000 if connection.vendor == "postgresql" else 10_000
 RANK_LOCK = 0x6D657368_0002  # "mesh" + 2: pg_advisory_xact_lock key of folds and rebuilds
 
 
@@ -259,59 +262,87 @@ def _touches(*conditions, **timeline_filter):
     )
 
 
-def _fold(workspace_id: int, today: dt.date | None) -> int:
-    """Take up to FOLD_CHUNK of the workspace's queued pairs off the queue (oldest activities
-    first), add them to the conversation-days and re-score their contacts, in one transaction.
-    A pair whose activity left the contact's timeline (merge, erasure) counts for nothing: the
-    timelines' rewrite re-counted it. Returns the contacts re-scored."""
-    table = _t(RankTouch)
+_MERGE = """ON CONFLICT (contact_id, day, channel, conversation) DO UPDATE SET
+    inbound = {t}.inbound + excluded.inbound, outbound = {t}.outbound + excluded.outbound,
+    mutual = {t}.mutual + excluded.mutual,
+    first_at = {least}({t}.first_at, excluded.first_at), last_at = {greatest}({t}.last_at, excluded.last_at)"""
+_CD_COLUMNS = "(contact_id, day, channel, conversation, inbound, outbound, mutual, first_at, last_at)"
+# ``interaction_way`` in SQL (its parameters: no-count verbs, both-ways verbs, unanswered patterns,
+# both-ways verbs); incremental == rebuild (tests/test_ranking.py) holds the two to one rule.
+_WAY_SQL = """CASE WHEN a.automated OR a.verb = ANY(%s) THEN NULL
+                   WHEN a.verb = ANY(%s) AND NOT COALESCE(a.extra ->> 'type', '') LIKE ANY(%s) THEN 'both'
+                   WHEN a.direction IN ('in', 'out') THEN a.direction
+                   WHEN a.verb = ANY(%s) THEN 'in' END"""
+
+
+def _claim_sql(workspace_id: int, upto: int) -> tuple[str, list]:
+    """Take up to FOLD_CHUNK of the workspace's queued pairs (activities up to ``upto``, oldest
+    first) off the queue: one statement, so a pair committed meanwhile is either taken here or
+    left for the next fold."""
+    queue = _t(RankTouch)
+    return f"""DELETE FROM {queue} WHERE workspace_id = %s AND activity_id <= COALESCE(
+                   (SELECT activity_id FROM {queue} WHERE workspace_id = %s AND activity_id <= %s
+                    ORDER BY activity_id LIMIT 1 OFFSET %s), %s)
+               RETURNING contact_id, activity_id""", [workspace_id, workspace_id, upto, FOLD_CHUNK, upto]
+
+
+def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
+    """Add a chunk of the queue to the conversation-days; returns the contacts whose rows
+    changed. A pair whose activity has left the contact's timeline (merge, unmerge, erasure,
+    reprocessing) counts for nothing: the timelines' rewrite re-counted it where it is.
+    PostgreSQL: claimed, summed and upserted in one statement; SQLite: summed in Python."""
+    claim, params = _claim_sql(workspace_id, upto)
+    with connection.cursor() as cur:
+        if connection.vendor != "postgresql":
+            cur.execute(claim, params)
+            claimed = set(cur.fetchall())
+            acc: dict[Key, list] = {}
+            for contact_id, activity_id, *touch in _touches(activity_id__in=sorted({a for _, a in claimed})):
+                if (contact_id, activity_id) in claimed:
+                    _add(acc, contact_id, *touch)
+            _upsert_sqlite(acc)
+            return sorted({key[0] for key in acc})
+        table = _t(ConversationDay)
+        cur.execute(f"""
+            WITH claimed AS ({claim}),
+            touches AS (
+                SELECT c.contact_id, (a.occurred_at AT TIME ZONE 'UTC')::date AS day, a.channel,
+                       COALESCE(a.thread_key, '') AS conversation, a.occurred_at, {_WAY_SQL} AS way
+                FROM claimed c JOIN {_t(Activity)} a ON a.id = c.activity_id AND {visible_sql("a")}
+                WHERE EXISTS (SELECT 1 FROM {_t(TimelineEntry)} te
+                              WHERE te.kind = 'c' AND te.owner_id = c.contact_id AND te.activity_id = c.activity_id)
+            ),
+            up AS (
+                INSERT INTO {table} {_CD_COLUMNS}
+                SELECT contact_id, day, channel, conversation, COUNT(*) FILTER (WHERE way = 'in'),
+                       COUNT(*) FILTER (WHERE way = 'out'), COUNT(*) FILTER (WHERE way = 'both'),
+                       MIN(occurred_at), MAX(occurred_at)
+                FROM touches WHERE way IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+                {_MERGE.format(t=table, least="LEAST", greatest="GREATEST")}
+                RETURNING contact_id
+            )
+            SELECT DISTINCT contact_id FROM up ORDER BY 1
+        """, [*params, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
+              [f"%{word}%" for word in UNANSWERED], sorted(BOTH_WAYS_VERBS)])
+        return [row[0] for row in cur.fetchall()]
+
+
+def _fold(workspace_id: int, upto: int, today: dt.date | None) -> int:
+    """One transaction: a chunk of the queue added to the conversation-days, and the contacts
+    re-scored. Returns the contacts re-scored."""
     with transaction.atomic(savepoint=False):
         _rank_lock()
-        with connection.cursor() as cur:
-            # One statement: a pair committed meanwhile is either taken here or left for the next fold.
-            cur.execute(f"""DELETE FROM {table} WHERE workspace_id = %s AND activity_id <= COALESCE(
-                                (SELECT activity_id FROM {table} WHERE workspace_id = %s
-                                 ORDER BY activity_id LIMIT 1 OFFSET %s), activity_id)
-                            RETURNING contact_id, activity_id""", [workspace_id, workspace_id, FOLD_CHUNK])
-            claimed = set(cur.fetchall())
-        if not claimed:
-            return 0
-        acc: dict[Key, list] = {}
-        for contact_id, activity_id, *touch in _touches(activity_id__in=sorted({a for _, a in claimed})):
-            if (contact_id, activity_id) in claimed:
-                _add(acc, contact_id, *touch)
-        if acc:
-            _upsert(acc)
-        contact_ids = sorted({c for c, _ in claimed})
+        contact_ids = _fold_claimed(workspace_id, upto)
         strengths_refresh(contact_ids=contact_ids, today=today)
     return len(contact_ids)
 
 
-def _upsert(acc: dict[Key, list]) -> None:
+def _upsert_sqlite(acc: dict[Key, list]) -> None:
     """Add summed conversation-days to the kept ones (counts added, first and last time the
-    least and greatest: any split of the pairs into folds gives the rows a rebuild gives)."""
-    keys = sorted(acc)  # rows locked in one order
+    least and greatest: any split of the pairs into folds gives the rows a rebuild gives).
+    MIN/MAX of two values; timestamps as Django stores them (naive UTC text)."""
+    keys = sorted(acc)
     table = _t(ConversationDay)
-    merge = """ON CONFLICT (contact_id, day, channel, conversation) DO UPDATE SET
-               inbound = {t}.inbound + excluded.inbound, outbound = {t}.outbound + excluded.outbound,
-               mutual = {t}.mutual + excluded.mutual,
-               first_at = {least}({t}.first_at, excluded.first_at), last_at = {greatest}({t}.last_at, excluded.last_at)"""
-    columns = "(contact_id, day, channel, conversation, inbound, outbound, mutual, first_at, last_at)"
-    if connection.vendor == "postgresql":
-        rows = [acc[k] for k in keys]
-        with raw_cursor() as cur:
-            cur.execute(f"""
-                INSERT INTO {table} {columns}
-                SELECT * FROM unnest(%s::bigint[], %s::date[], %s::text[], %s::text[], %s::int[], %s::int[],
-                                     %s::int[], %s::timestamptz[], %s::timestamptz[])
-                {merge.format(t=table, least="LEAST", greatest="GREATEST")}""", [
-                IntArray([k[0] for k in keys]), TextArray([k[1].isoformat() for k in keys]),
-                TextArray([k[2] for k in keys]), TextArray([k[3] for k in keys]),
-                IntArray([r[0] for r in rows]), IntArray([r[1] for r in rows]), IntArray([r[2] for r in rows]),
-                TextArray([r[3].isoformat() for r in rows]), TextArray([r[4].isoformat() for r in rows]),
-            ])
-        return
-    # SQLite: MIN/MAX of two values; timestamps as Django stores them (naive UTC text).
     with connection.cursor() as cur:
         for i in range(0, len(keys), 100):
             part = keys[i : i + 100]
@@ -320,8 +351,8 @@ def _upsert(acc: dict[Key, list]) -> None:
                 r = acc[k]
                 params += [k[0], k[1].isoformat(), k[2], k[3], r[0], r[1], r[2], _db_time(r[3]), _db_time(r[4])]
             cur.execute(
-                f"INSERT INTO {table} {columns} VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
-                + merge.format(t=table, least="MIN", greatest="MAX"), params,
+                f"INSERT INTO {table} {_CD_COLUMNS} VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
+                + _MERGE.format(t=table, least="MIN", greatest="MAX"), params,
             )
 
 
@@ -451,15 +482,13 @@ def _strengths_write(rows: list[tuple], today: dt.date) -> None:
 
 def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date | None = None) -> int:
     """Fold the queue (one workspace's, or all) into conversation-days and re-score the contacts,
-    FOLD_CHUNK pairs a transaction. Returns the contacts re-scored."""
-    if workspace is not None:
-        workspace_ids = [workspace.pk]
-    else:
-        workspace_ids = list(RankTouch.objects.values_list("workspace_id", flat=True).distinct())
+    FOLD_CHUNK pairs a transaction: what was queued when it began (an import that goes on
+    queueing does not keep it folding). Returns the contacts re-scored."""
+    queued = RankTouch.objects.all() if workspace is None else RankTouch.objects.filter(workspace_id=workspace.pk)
     total = 0
-    for workspace_id in workspace_ids:
-        while done := _fold(workspace_id, today):
-            total += done
+    for workspace_id, upto in queued.values_list("workspace_id").annotate(upto=Max("activity_id")):
+        while RankTouch.objects.filter(workspace_id=workspace_id, activity_id__lte=upto).exists():
+            total += _fold(workspace_id, upto, today)
     return total
 
 
