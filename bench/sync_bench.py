@@ -13,6 +13,7 @@ p50/p95/max over ``samples`` requests, through the test client and as ``sync_pag
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 
 import orjson
@@ -114,14 +115,17 @@ class SyncBench:
                 return since, pages, changes, ms
 
     def _catch_up(self, token: str, since: str, label: str) -> dict:
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0, cpu0, db0 = time.perf_counter(), time.process_time(), _backend_cpu_s()
         next_token, pages, changes, ms = self._pull_all(token, since, self.page)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        # CPU seconds of this process (client and server Python): on a shared machine the wall
-        # clock also counts waiting for a core.
+        seconds, cpu, db1 = time.perf_counter() - t0, time.process_time() - cpu0, _backend_cpu_s()
+        # CPU seconds of this process (client and server Python) and of its PostgreSQL backend
+        # (the test client's requests share the connection): on a shared machine the wall clock
+        # also counts waiting for a core.
         figures = {"changes": changes, "pages": pages, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
+                   "db_cpu_s": round(db1 - db0, 2) if db0 is not None and db1 is not None else None,
                    "changes_per_s": round(changes / seconds), "page_ms": pct(ms), "_next": next_token}
-        self.say(f"{label}: {changes} changes in {pages} pages, {seconds:.1f} s, {figures['changes_per_s']}/s")
+        self.say(f"{label}: {changes} changes in {pages} pages, {seconds:.1f} s, {figures['changes_per_s']}/s "
+                 f"(CPU: Python {cpu:.1f} s, PostgreSQL {figures['db_cpu_s']} s)")
         return figures
 
     def _poll(self, token: str, since: str) -> dict:
@@ -160,3 +164,17 @@ class SyncBench:
 
         ChangeHorizon.objects.filter(workspace_id=ws.pk).delete()
         drop_workspace(ws)  # its change log too
+
+
+def _backend_cpu_s() -> float | None:
+    """CPU seconds of this connection's PostgreSQL backend so far, where the server is local
+    (``/proc``); None elsewhere."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
