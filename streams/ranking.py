@@ -227,18 +227,20 @@ def rank_touches_queue(*, workspace_id: int, touches: Iterable[tuple]) -> None:
     """Ingest's step: ``touches`` are (contact id, activity id, verb, direction, automated, event
     type) of the timeline rows a batch just wrote. The pairs that count are queued with one
     narrow insert; summing them into conversation-days is ``rank_pending_refresh``'s."""
-    pairs = sorted({(activity_id, contact_id) for contact_id, activity_id, verb, direction, automated, event_type
-                    in touches
-                    if interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)})
+    # New by construction (the timeline rows of activities this batch inserted): no ON CONFLICT,
+    # whose speculative insertion would cost per row. In activity order: the index's right edge.
+    pairs = sorted((activity_id, contact_id) for contact_id, activity_id, verb, direction, automated, event_type
+                   in touches
+                   if interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type))
     if not pairs:
         return
     if connection.vendor != "postgresql":
         RankTouch.objects.bulk_create([RankTouch(workspace_id=workspace_id, activity_id=a, contact_id=c)
-                                       for a, c in pairs], ignore_conflicts=True)
+                                       for a, c in pairs])
         return
     with raw_cursor() as cur:
         cur.execute(f"""INSERT INTO {_t(RankTouch)} (workspace_id, activity_id, contact_id)
-                        SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[]) ON CONFLICT DO NOTHING""",
+                        SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[])""",
                     [workspace_id, IntArray([a for a, _ in pairs]), IntArray([c for _, c in pairs])])
 
 
