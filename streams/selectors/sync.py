@@ -324,8 +324,8 @@ def _activity_documents_pg(device: Device, ids: list[int]) -> dict[int, dict]:
     p, i = Participant._meta.db_table, Identity._meta.db_table
     sql = f"""
         SELECT a.id, a.verb, {_RFC3339_SQL.format("a.occurred_at")}, {_RFC3339_SQL.format("a.updated_at")},
-               a.subject, a.text, a.attachments::text, a.channel, a.direction, a.dedup_key, a.thread_key,
-               a.source_id, a.device_id, a.visibility, a.automated, (a.extra -> 'delivery')::text,
+               a.subject, a.text, nullif(a.attachments, '[]')::text, a.channel, a.direction, a.dedup_key,
+               a.thread_key, a.source_id, a.device_id, a.visibility, a.automated, (a.extra -> 'delivery')::text,
                ARRAY(SELECT te.owner_id FROM {te} te WHERE te.activity_id = a.id AND te.kind = 'c')
         FROM {a} a WHERE a.id = ANY(%s) AND a.workspace_id = %s AND {visible_sql("a")}
     """
