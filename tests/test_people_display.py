@@ -148,7 +148,7 @@ def test_an_x_profile_picture_is_the_avatar_and_initials_stay_the_fallback(membe
     page = member_client.get(f"/contacts/{ana.pk}/")
     img = re.search(r'<img class="avatar av-\d" [^>]*>', text_of(page)).group(0)
     for attribute in (f'src="{PICTURE}"', 'alt="Profile picture of @ana_souza"', 'width="48"', 'height="48"',
-                      'loading="lazy"', 'referrerpolicy="no-referrer"'):
+                      'loading="lazy"', 'referrerpolicy="no-referrer"', 'data-initials="A"'):
         assert attribute in img
     # The CSP lets the page load it, and only from X's image host.
     assert "img-src 'self' data: https://pbs.twimg.com;" in page["Content-Security-Policy"]

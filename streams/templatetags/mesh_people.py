@@ -51,14 +51,14 @@ def icon(name: str, label: str = "") -> SafeString:
 def avatar(contact_id, name, identities=None) -> SafeString:
     """The contact's X profile picture when one of ``identities`` has one, else initials in the
     contact's colour (decorative: the name is always written beside it). The picture loads
-    lazily, sends no Referer (X learns no Mesh URL), and sits on the colour while it loads."""
-    url = avatar_image(identities)
+    lazily, sends no Referer (X learns no Mesh URL), and sits on the colour while it loads;
+    one that fails shows the initials (mesh.css, ``data-initials``)."""
+    url, letters = avatar_image(identities), initials(str(name or ""))
     if url:
-        return format_html('<img class="avatar av-{}" src="{}" alt="Profile picture of {}" width="48" height="48" '
-                           'loading="lazy" decoding="async" referrerpolicy="no-referrer">',
-                           avatar_colour(contact_id), url, str(name or ""))
-    return format_html('<span class="avatar av-{}" aria-hidden="true">{}</span>',
-                       avatar_colour(contact_id), initials(str(name or "")))
+        return format_html('<img class="avatar av-{}" src="{}" alt="Profile picture of {}" data-initials="{}" '
+                           'width="48" height="48" loading="lazy" decoding="async" referrerpolicy="no-referrer">',
+                           avatar_colour(contact_id), url, str(name or ""), letters)
+    return format_html('<span class="avatar av-{}" aria-hidden="true">{}</span>', avatar_colour(contact_id), letters)
 
 
 @register.simple_tag
