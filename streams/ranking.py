@@ -1,6 +1,10 @@
 """Relationship strength (services): what counts as an interaction, the ``ConversationDay``
-aggregate that ingest keeps current in one statement per batch, and the ``ContactStrength`` rows
-computed from it (the formula is in ``streams.selectors.ranking``); cadences for keep in touch.
+aggregate folded from the pairs ingest queues, and the ``ContactStrength`` rows computed from it
+(the formula is in ``streams.selectors.ranking``); cadences for keep in touch.
+
+Long because: the rule of what counts, the aggregate's three writers (fold, contact rebuild,
+workspace rebuild, each on PostgreSQL and SQLite) and the score they feed stay in one module, so
+that incremental equals rebuild can be read in one place.
 
 What counts: an activity on a contact's timeline that is not erased, not automated (newsletters,
 no-reply mail), not device telemetry (battery, location, presence, ...) and not a draft; calls
