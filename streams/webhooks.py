@@ -1,11 +1,14 @@
 """What a connector's webhook view needs from Mesh before it stores anything: the Source the
 URL names (``webhook_source``), its secrets to check the signature with (``source_secrets``)
-and the source's own identities marked as the owner's (``source_mark_self``). Both run on every request, so both remember per process what they
+and the source's own identities marked as the owner's (``source_mark_self``); and the
+request's body, bounded (``request_body``). Both run on every request, so both remember per process what they
 have done. Connectors reach these through ``streams.services``."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import connection
+from django.http import HttpRequest
 
 from .crypto import SecretsError, secrets_decrypt
 from .identity import identity_mark_self
@@ -67,3 +70,15 @@ def source_secrets(*, source: Source) -> dict:
         return secrets_decrypt(source.secrets_encrypted)
     except SecretsError:
         return {}
+
+
+def request_body(request: HttpRequest) -> bytes | None:
+    """The request's body, or None when it is larger than ``MESH_INGEST_MAX_BYTES`` (by its
+    Content-Length, unread, or as read: the header may be absent or lie)."""
+    limit = settings.MESH_INGEST_MAX_BYTES
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        declared = 0
+    body = b"" if declared > limit else request.read(limit + 1)
+    return None if declared > limit or len(body) > limit else body

@@ -728,7 +728,7 @@ def test_one_queued_ingest_task_per_scope_and_nothing_left_behind(workspace, dev
 
     from streams import services
     from streams.ingest import scope_for
-    from streams.services import _inbound_kick_key, inbound_process, inbound_store
+    from streams.services import inbound_kick_key, inbound_process, inbound_store
 
     ran = []
 
@@ -739,7 +739,7 @@ def test_one_queued_ingest_task_per_scope_and_nothing_left_behind(workspace, dev
     task_prerun.connect(count)
     try:
         scope = scope_for(device=device)
-        key = _inbound_kick_key(scope)
+        key = inbound_kick_key(scope)
         cache.set(key, 1, timeout=60)  # a task is queued and has not started yet
         stored = []
         for i in range(7):

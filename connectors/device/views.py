@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from connectors.base import RawItem
 from connectors.text import clean_json
 from streams.selectors import device_presence, device_seq_status
-from streams.services import device_api_throttle, device_by_token, device_events_store
+from streams.services import device_api_throttle, device_by_token, device_events_store, request_body
 
 from .schema import check_batch, parse_json
 
@@ -31,18 +31,6 @@ def _error(status: int, message: str, **extra) -> JsonResponse:
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="mesh", error="invalid_token"'
     return response
-
-
-def read_body(request: HttpRequest) -> bytes | None:
-    """The request's body, or None when it is larger than ``MESH_INGEST_MAX_BYTES`` (by its
-    Content-Length, unread, or as read: the header may be absent or lie)."""
-    limit = settings.MESH_INGEST_MAX_BYTES
-    try:
-        declared = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        declared = 0
-    body = b"" if declared > limit else request.read(limit + 1)
-    return None if declared > limit or len(body) > limit else body
 
 
 def _device(request: HttpRequest):
@@ -65,7 +53,7 @@ def device_events(request: HttpRequest) -> JsonResponse:
     if refused:
         return refused
 
-    body = read_body(request)
+    body = request_body(request)
     if body is None:
         return _error(413, f"body larger than {settings.MESH_INGEST_MAX_BYTES} bytes")
     try:

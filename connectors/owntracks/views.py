@@ -21,9 +21,14 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from connectors.device.views import read_body
 from streams.selectors import owntracks_friends
-from streams.services import device_api_throttle, device_by_token, device_events_store, device_token
+from streams.services import (
+    device_api_throttle,
+    device_by_token,
+    device_events_store,
+    device_token,
+    request_body,
+)
 
 from .connector import OwnTracksConnector
 from .messages import NotOwnTracks, parse_message, raw_item, topic_from_headers, with_topic
@@ -47,7 +52,7 @@ def owntracks_http(request: HttpRequest) -> JsonResponse:
     if device is None or device.is_revoked:
         return _error(401, "invalid or revoked token")
 
-    body = read_body(request)
+    body = request_body(request)
     if body is None:
         return _error(413, f"body larger than {settings.MESH_INGEST_MAX_BYTES} bytes")
     try:
