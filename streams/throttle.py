@@ -294,9 +294,11 @@ def device_api_throttle(view: Callable[..., HttpResponse]) -> Callable[..., Http
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         ip = client_ip(request)
-        wait = DEVICE_API_BAD_TOKENS.exceeded(ip)
-        if wait:
-            return too_many_requests(wait, "too many failed token attempts from this address", as_json=True)
+        if _recently_refused(ip):
+            wait = DEVICE_API_BAD_TOKENS.exceeded(ip)
+            if wait:
+                _note_refused(ip)
+                return too_many_requests(wait, "too many failed token attempts from this address", as_json=True)
         token = device_token(request)
         if token:
             wait = DEVICE_API_REQUESTS.hit(token)
@@ -304,10 +306,35 @@ def device_api_throttle(view: Callable[..., HttpResponse]) -> Callable[..., Http
                 return too_many_requests(wait, "too many requests for this device token", as_json=True)
         response = view(request, *args, **kwargs)
         if response.status_code == 401:
+            _note_refused(ip)
             DEVICE_API_BAD_TOKENS.hit(ip)
         return response
 
     return wrapped
+
+
+# Addresses this process answered 401 (or 429 for bad tokens) lately. Only these have their
+# bad-token counter read before the lookup: a device's every request would otherwise pay a
+# Redis round trip for a counter that is zero. An address refused by other processes only
+# gets one more lookup here, whose 401 puts it on this list.
+_refused_addresses: dict[str, float] = {}
+_REFUSED_ADDRESSES_MAX = 4096
+
+
+def _note_refused(ip: str) -> None:
+    if len(_refused_addresses) >= _REFUSED_ADDRESSES_MAX and ip not in _refused_addresses:
+        _refused_addresses.clear()  # mostly addresses long quiet; at worst one lookup more each
+    _refused_addresses[ip] = time.time()
+
+
+def _recently_refused(ip: str) -> bool:
+    seen = _refused_addresses.get(ip)
+    if seen is None:
+        return False
+    if time.time() - seen < 2 * DEVICE_API_BAD_TOKENS.seconds:
+        return True
+    del _refused_addresses[ip]
+    return False
 
 
 def feed_throttle(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

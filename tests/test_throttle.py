@@ -33,6 +33,7 @@ class Clock:
 def clock(monkeypatch):
     cache.clear()
     throttle._held.clear()
+    throttle._refused_addresses.clear()
     clock = Clock()
     monkeypatch.setattr(throttle, "time", clock)
     yield clock
@@ -166,6 +167,21 @@ def test_device_api_refuses_an_address_that_keeps_presenting_bad_tokens(client, 
     assert post_events(client, device_token, "e1", ip="192.0.2.67").status_code == 202
     clock.advance(50)
     assert post_events(client, device_token, "e2", ip="192.0.2.66").status_code == 202
+
+
+def test_a_device_with_a_good_token_pays_no_bad_token_read_and_other_processes_refusals_count(
+        client, device_token, settings, clock, monkeypatch):
+    settings.MESH_DEVICE_API_RATE_BAD_TOKENS_PER_MINUTE = 3
+    reads = []
+    real = throttle.Limit.exceeded
+    monkeypatch.setattr(throttle.Limit, "exceeded", lambda self, subject: reads.append(subject) or real(self, subject))
+    assert post_events(client, device_token, "e1", ip="192.0.2.70").status_code == 202
+    assert reads == []  # no 401 from this address here lately: its counter is not read
+    for _ in range(3):  # refusals counted by other processes (the shared counter)
+        throttle.DEVICE_API_BAD_TOKENS.hit("192.0.2.70")
+    assert post_events(client, "mesh_dev_guess", "e", ip="192.0.2.70").status_code == 401
+    refused = post_events(client, device_token, "e2", ip="192.0.2.70")
+    assert refused.status_code == 429 and reads == ["192.0.2.70"]
 
 
 def test_feed_polls_are_limited_per_token(client, workspace, device, settings, clock):
