@@ -3,5 +3,5 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("streams", "0020_ranking_ingest")]
+    dependencies = [("streams", "0022_people_avatars")]
     operations = []

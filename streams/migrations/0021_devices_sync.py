@@ -1,4 +1,5 @@
-# Placeholder in this session's migration chain: filled by the area that needs it, else removed.
+# A deleted device's activities leave the replicas of the devices scope: the activity update
+# trigger logs the device an activity had (its SET NULL update), not the none it has now.
 from django.db import migrations
 
 
@@ -29,7 +30,7 @@ def log_the_new_device_only(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("streams", "0021_ranking_pages")]
+    dependencies = [("streams", "0020_ranking_ingest")]
     operations = [
         migrations.RunPython(log_the_device_an_activity_leaves, log_the_new_device_only),
     ]

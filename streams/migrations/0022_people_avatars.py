@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("streams", "0022_devices_sync")]
+    dependencies = [("streams", "0021_devices_sync")]
     operations = [
         migrations.AddField(
             model_name="identity",
