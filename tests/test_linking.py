@@ -339,6 +339,23 @@ def test_suggestions_page_and_reject_button(owned, namesakes, client):
     assert client.post("/contacts/suggestions/999999/reject/").status_code == 404
 
 
+def test_the_look_again_button_refreshes_on_demand(owned, namesakes, client):
+    from tests.factories import make_member
+
+    assert client.post("/contacts/suggestions/refresh/").status_code == 302  # to the log-in page
+    assert not MergeSuggestion.objects.exists()
+    client.force_login(make_member(owned, "sam"))
+    assert client.get("/contacts/suggestions/refresh/").status_code == 405  # a write: POST only
+    page = client.post("/contacts/suggestions/refresh/", follow=True)
+    assert page.redirect_chain == [("/contacts/suggestions/", 302)]
+    row = MergeSuggestion.objects.get(workspace=owned, state="open")
+    assert (row.contact_a_id, row.contact_b_id) == pair_of(*namesakes)
+    html = page.content.decode()
+    assert "1 suggestion open (1 new)." in html and "same name" in html
+    again = client.post("/contacts/suggestions/refresh/", follow=True).content.decode()
+    assert "1 suggestion open (0 new)." in again and MergeSuggestion.objects.count() == 1
+
+
 def test_the_benchmark_plant_is_deterministic_and_its_count_is_honest(db):
     from bench.linking_bench import plant, run
 

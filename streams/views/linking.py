@@ -39,7 +39,8 @@ def suggestions_refresh_view(request: HttpRequest) -> HttpResponse:
     if workspace is None:
         raise Http404("no workspace")
     done = merge_suggestions_refresh(workspace=workspace)
-    messages.success(request, f"{done.suggested} suggestions ({done.new} new).")
+    plural = "" if done.suggested == 1 else "s"
+    messages.success(request, f"{done.suggested} suggestion{plural} open ({done.new} new).")
     return redirect("suggestion-list")
 
 
