@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from ..ingest import _gc_paused
 from ..selectors.sync import DEFAULT_LIMIT, MAX_LIMIT, BadSyncToken, SyncReset, sync_page
 from ..services import device_by_token
 from ..throttle import device_api_throttle
@@ -37,10 +38,13 @@ def sync_changes(request: HttpRequest) -> HttpResponse:
     if not 1 <= limit <= MAX_LIMIT:
         return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     try:
-        page = sync_page(device=device, since=request.GET.get("since"), limit=limit)
+        # A page of 1,000 allocates some 15,000 containers, none in a cycle, freed once it is
+        # serialized: the collector's passes over them were a sixth of a catch-up's Python.
+        with _gc_paused():
+            body = orjson.dumps(sync_page(device=device, since=request.GET.get("since"), limit=limit))
     except BadSyncToken as exc:
         return _error(400, str(exc))
     except SyncReset as exc:
         snapshot = request.build_absolute_uri(reverse("sync") + "?since=0")
         return _error(410, str(exc), reset_required=True, snapshot=snapshot)
-    return HttpResponse(orjson.dumps(page), content_type="application/json")
+    return HttpResponse(body, content_type="application/json")
