@@ -32,8 +32,8 @@ SECRET_KEY = "production-test-secret-key-" + "x" * 40
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def production_env(tmp_path):
+@pytest.fixture(scope="module")
+def production_env(django_db_setup, tmp_path_factory):
     """The README's Production environment, on this run's database and Redis."""
     if not settings.REDIS_URL:
         pytest.fail("REDIS_URL is not set: run the suite with `make test`, which provides Redis")
@@ -42,14 +42,15 @@ def production_env(tmp_path):
         "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL,
         "SECRET_KEY": SECRET_KEY, "MESH_ENCRYPTION_KEYS": settings.MESH_ENCRYPTION_KEYS[0],
         "ALLOWED_HOSTS": "127.0.0.1", "CSRF_TRUSTED_ORIGINS": "https://127.0.0.1", "DEBUG": "0",
-        "DB_CONN_MAX_AGE": "60", "STATIC_ROOT": str(tmp_path / "static"), "MESH_CACHE_PREFIX": "mesh-production-test",
+        "DB_CONN_MAX_AGE": "60", "STATIC_ROOT": str(tmp_path_factory.mktemp("production") / "static"), "MESH_CACHE_PREFIX": "mesh-production-test",
     })
     return env
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def gunicorn(production_env):
-    """collectstatic, check --deploy and gunicorn, as the README says; the base URL."""
+    """collectstatic, check --deploy and gunicorn, as the README says; the base URL. Started once
+    for the module: it keeps no state of its own, and the tests' data is in the database."""
     for step in (["collectstatic", "--noinput"], ["check", "--deploy", "--fail-level", "WARNING"]):
         done = subprocess.run([sys.executable, "manage.py", *step], cwd=ROOT, env=production_env,
                               capture_output=True, text=True, timeout=120)
