@@ -22,7 +22,7 @@ from tests.fakes.a11y import (
     sticking_out,
     with_axe,
 )
-from tests.fakes.browser import headless_chromium
+from tests.fakes.browser import module_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # gitignored, as the e2e test's
 PASSWORD = "a11y-demo-password"
@@ -33,11 +33,14 @@ COLOUR_RULES = ("color-contrast", "link-in-text-block")
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    with module_chromium() as browser:
+        yield browser
+
+
 @pytest.fixture
-def ana(settings, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made while the
-    # browser is open are plain synchronous calls all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def ana(browser, settings):
     settings.MESH_PAGE_SIZE = 20  # so that the demo's timelines have an "Older" page
     return load_demo(workspace="demo", username="a11y", password=PASSWORD)
 
@@ -95,30 +98,29 @@ def audit(page) -> list[str]:
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_every_page_passes_axe_and_does_not_scroll_sideways(live_server, ana, width):
+def test_every_page_passes_axe_and_does_not_scroll_sideways(browser, live_server, ana, width):
     base = live_server.url
     problems: list[str] = []
-    with headless_chromium() as browser:
-        context = with_axe(browser.new_context(viewport={"width": width, "height": PHONE_HEIGHT.get(width, 900)}))
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        problems += check(page, f"{base}/accounts/login/", "log-in page")
-        problems += check(page, f"{base}/@{ana.workspace.slug}/", "lifestream, signed out")
-        log_in(page, base, "a11y", PASSWORD)
-        pages = member_pages(ana)
-        for name, path in pages.items():
-            problems += check(page, base + path, name)
-        # A token just created: shown once, with its feed URLs and copy buttons, above the list.
-        page.goto(f"{base}/contacts/{ana.pk}/feed-tokens/")
-        page.click("button[name=action][value=create]")
-        page.locator("#new-token-value").wait_for()
-        problems += [f"feed tokens, one just created: {p}" for p in audit(page)]
-        # Opened up: the rename form, an email's message and the reply box are part of the page too.
-        page.goto(f"{base}/contacts/{ana.pk}/")
-        for summary in page.locator("details > summary").all()[:6]:
-            summary.click()
-        problems += [f"contact page, opened up: {p}" for p in audit(page)]
-        context.close()
+    context = with_axe(browser.new_context(viewport={"width": width, "height": PHONE_HEIGHT.get(width, 900)}))
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems += check(page, f"{base}/accounts/login/", "log-in page")
+    problems += check(page, f"{base}/@{ana.workspace.slug}/", "lifestream, signed out")
+    log_in(page, base, "a11y", PASSWORD)
+    pages = member_pages(ana)
+    for name, path in pages.items():
+        problems += check(page, base + path, name)
+    # A token just created: shown once, with its feed URLs and copy buttons, above the list.
+    page.goto(f"{base}/contacts/{ana.pk}/feed-tokens/")
+    page.click("button[name=action][value=create]")
+    page.locator("#new-token-value").wait_for()
+    problems += [f"feed tokens, one just created: {p}" for p in audit(page)]
+    # Opened up: the rename form, an email's message and the reply box are part of the page too.
+    page.goto(f"{base}/contacts/{ana.pk}/")
+    for summary in page.locator("details > summary").all()[:6]:
+        summary.click()
+    problems += [f"contact page, opened up: {p}" for p in audit(page)]
+    context.close()
     assert not problems, f"{len(problems)} problem(s) at {width} px:\n" + "\n".join(problems)
 
 
@@ -126,12 +128,11 @@ def in_box(inner: dict, outer: dict) -> bool:
     return inner["x"] >= outer["x"] and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
 
 
-def test_the_heat_strip_starts_at_the_newest_weeks_on_a_phone(live_server, workspace, member, device_and_token,
-                                                               monkeypatch):
+def test_the_heat_strip_starts_at_the_newest_weeks_on_a_phone(browser, live_server, workspace, member,
+                                                               device_and_token):
     from tests.factories import PASSWORD as MEMBER_PASSWORD
     from tests.factories import ingest_events, make_event
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     device, _ = device_and_token
     now = dt.datetime.now(dt.UTC)
     ingest_events(workspace, device, [
@@ -139,26 +140,24 @@ def test_the_heat_strip_starts_at_the_newest_weeks_on_a_phone(live_server, works
                    data={"battery": 50})
         for weeks in (0, 1, 30, 50)
     ])
-    with headless_chromium() as browser:
-        for width, oldest_shown in ((390, False), (1280, True)):
-            page = browser.new_page(viewport={"width": width, "height": 844})
-            log_in(page, live_server.url, member.username, MEMBER_PASSWORD)
-            page.goto(f"{live_server.url}/devices/{device.pk}/")
-            box = page.locator(".heat-scroll").bounding_box()
-            cells = page.locator("svg.heat rect")
-            assert cells.count() == 52
-            assert in_box(cells.last.bounding_box(), box), f"the current week is out of sight at {width} px"
-            assert in_box(cells.first.bounding_box(), box) is oldest_shown
-            assert sideways_overflow(page) <= 0
-            page.close()
+    for width, oldest_shown in ((390, False), (1280, True)):
+        page = browser.new_page(viewport={"width": width, "height": 844})
+        log_in(page, live_server.url, member.username, MEMBER_PASSWORD)
+        page.goto(f"{live_server.url}/devices/{device.pk}/")
+        box = page.locator(".heat-scroll").bounding_box()
+        cells = page.locator("svg.heat rect")
+        assert cells.count() == 52
+        assert in_box(cells.last.bounding_box(), box), f"the current week is out of sight at {width} px"
+        assert in_box(cells.first.bounding_box(), box) is oldest_shown
+        assert sideways_overflow(page) <= 0
+        page.close()
 
 
-def test_long_names_and_addresses_do_not_widen_the_pages_on_a_phone(live_server, workspace, member, device_and_token,
-                                                                    monkeypatch):
+def test_long_names_and_addresses_do_not_widen_the_pages_on_a_phone(browser, live_server, workspace, member,
+                                                                    device_and_token):
     from tests.factories import PASSWORD as MEMBER_PASSWORD
     from tests.factories import contact_for, ingest_events, make_event
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     device, _ = device_and_token
     address = "a.very.long.mailbox.name.that.never.breaks@" + "sub." * 8 + "example.com"
     ingest_events(workspace, device, [make_event(
@@ -170,13 +169,12 @@ def test_long_names_and_addresses_do_not_widen_the_pages_on_a_phone(live_server,
     contact = contact_for(workspace, "email", address)
     type(device).objects.filter(pk=device.pk).update(name="PixelPhone" * 8)
     ARTIFACTS.mkdir(exist_ok=True)
-    with headless_chromium() as browser:
-        page = browser.new_page(viewport={"width": 390, "height": 844})
-        log_in(page, live_server.url, member.username, MEMBER_PASSWORD)
-        for path in ("/contacts/", f"/contacts/{contact.pk}/", f"/contacts/{contact.pk}/merge/?q=Maximiliana",
-                     f"/contacts/{contact.pk}/feed-tokens/", "/devices/", f"/devices/{device.pk}/",
-                     "/search/?q=Unbroken", "/cold/", "/contacts/suggestions/"):
-            page.goto(live_server.url + path)
-            page.screenshot(path=str(ARTIFACTS / f"long-names-{path.strip('/').split('?')[0].replace('/', '-')}.png"))
-            assert sideways_overflow(page) <= 0, f"{path} scrolls sideways on a phone: {sticking_out(page)}"
-        page.close()
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    log_in(page, live_server.url, member.username, MEMBER_PASSWORD)
+    for path in ("/contacts/", f"/contacts/{contact.pk}/", f"/contacts/{contact.pk}/merge/?q=Maximiliana",
+                 f"/contacts/{contact.pk}/feed-tokens/", "/devices/", f"/devices/{device.pk}/",
+                 "/search/?q=Unbroken", "/cold/", "/contacts/suggestions/"):
+        page.goto(live_server.url + path)
+        page.screenshot(path=str(ARTIFACTS / f"long-names-{path.strip('/').split('?')[0].replace('/', '-')}.png"))
+        assert sideways_overflow(page) <= 0, f"{path} scrolls sideways on a phone: {sticking_out(page)}"
+    page.close()

@@ -7,35 +7,40 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.a11y import focused, load_demo, tab_to
-from tests.fakes.browser import headless_chromium
+from tests.fakes.browser import module_chromium
 
 PASSWORD = "keyboard-demo-password"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    with module_chromium() as browser:
+        yield browser
+
+
 @pytest.fixture
-def ana(settings, monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls while Playwright's loop runs
+def ana(browser, settings):
     settings.MESH_PAGE_SIZE = 20  # so that Ana's timeline has an older page
     return load_demo(workspace="demo", username="keys", password=PASSWORD)
 
 
 @pytest.fixture
-def page(live_server, ana):
-    """A browser page, logged in by keyboard."""
-    with headless_chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(15_000)
-        page.goto(f"{live_server.url}/accounts/login/")
-        tab_to(page, "#id_username")
-        page.keyboard.type("keys")
-        page.keyboard.press("Tab")
-        page.keyboard.type(PASSWORD)
-        page.keyboard.press("Enter")
-        page.wait_for_url(f"{live_server.url}/contacts/")
-        yield page
-        page.close()  # stop the live poll before the server goes away
+def page(browser, live_server, ana):
+    """A page in a browser context of its own, logged in by keyboard."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{live_server.url}/accounts/login/")
+    tab_to(page, "#id_username")
+    page.keyboard.type("keys")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/contacts/")
+    yield page
+    context.close()  # stop the live poll before the server goes away
 
 
 def active_id(page) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.run_suite import CHROMIUM
@@ -28,3 +29,14 @@ def headless_chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def module_chromium() -> Iterator[Browser]:
+    """One browser for a test module's tests (each opens its own context: cookies are not shared).
+    Launching one costs about a second. Playwright's sync API keeps an event loop in this thread
+    while it runs, so Django's ORM is told it is safe here for as long (the fixtures' calls too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with headless_chromium() as browser:
+            yield browser
