@@ -30,12 +30,12 @@ def test_workload_is_deterministic_and_zipf_shaped():
 
 def test_mesh_bench_runs_through_the_real_ingest_path(db):
     out = io.StringIO()
-    call_command("mesh_bench", "--activities", "5000", "--contacts", "400", "--devices", "10", "--samples", "5",
+    call_command("mesh_bench", "--activities", "2000", "--contacts", "200", "--devices", "10", "--samples", "5",
                  "--skip-peer", "--json", stdout=out, stderr=io.StringIO())
     result = json.loads(out.getvalue())
     assert KEYS <= set(result)
-    assert result["activities"] == 5000 and result["ingested_new"] == 5000
-    assert Activity.objects.filter(workspace__slug="bench", dedup_key__startswith="bench:").count() == 5000
+    assert result["activities"] == 2000 and result["ingested_new"] == 2000
+    assert Activity.objects.filter(workspace__slug="bench", dedup_key__startswith="bench:").count() == 2000
     assert result["ingest_per_s"] > 0 and result["reingest_per_s"] > 0
     assert result["contacts"]["hot"]["items"] > result["contacts"]["typical"]["items"]
     # What the fast write path stored is what a from-scratch rebuild gives.
