@@ -328,10 +328,14 @@ def _activity_documents_pg(device: Device, ids: list[int]) -> dict[int, dict]:
         FROM {a} a WHERE a.id = ANY(%s) AND a.workspace_id = %s AND {visible_sql("a")}
     """
     # The participants as plain rows, not aggregated per activity: json_agg was two thirds of
-    # PostgreSQL's time for a page of 1,000.
+    # PostgreSQL's time for a page of 1,000. Looked up by index per activity (a LATERAL that
+    # OFFSET 0 keeps from being flattened): for `activity_id = ANY(1,000 ids)` the planner
+    # chose a sequential scan of every participant, 12 of 15 ms at 100,000 activities.
     persons_sql = f"""
         SELECT p.activity_id, p.role, i.kind || ':' || i.value, coalesce(nullif(i.display, ''), i.value)
-        FROM {p} p JOIN {i} i ON i.id = p.identity_id WHERE p.activity_id = ANY(%s) ORDER BY p.id
+        FROM unnest(%s::bigint[]) AS x(id)
+        JOIN LATERAL (SELECT * FROM {p} p WHERE p.activity_id = x.id OFFSET 0) p ON true
+        JOIN {i} i ON i.id = p.identity_id ORDER BY p.id
     """
     scope, workspace = device.sync_scope, device.workspace
     # Binary results: psycopg decodes the owner arrays and numbers in C (the text form's arrays
