@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.run_suite import free_port
@@ -20,26 +21,25 @@ from tests.run_suite import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def embedded_env(tmp_path) -> dict:
+@pytest.fixture(scope="module")
+def first_demo(tmp_path_factory) -> tuple[dict, dict]:
+    """(environment, JSON) of a first `mesh_demo --no-serve` on a new SQLite file, which the
+    module's tests then run again: setting the demo up costs seconds."""
+    var = tmp_path_factory.mktemp("demo") / "var"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-    env["MESH_VAR_DIR"] = str(tmp_path / "var")
-    return env
-
-
-def test_demo_sets_up_on_sqlite_and_is_idempotent(tmp_path):
-    env = embedded_env(tmp_path)
-    cmd = [sys.executable, "manage.py", "mesh_demo", "--no-serve", "--json"]
-    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    env["MESH_VAR_DIR"] = str(var)
+    first = subprocess.run([sys.executable, "manage.py", "mesh_demo", "--no-serve", "--json"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=240)
     assert first.returncode == 0, first.stderr
-    data = json.loads(first.stdout)
+    return env, json.loads(first.stdout)
+
+
+def test_demo_sets_up_on_sqlite(first_demo):
+    env, data = first_demo
     assert set(data) >= {"workspace", "username", "password", "urls"}
     assert data["database"].endswith("sqlite3")
     assert data["imported"]["10_devices"]["Pixel"]["new"] > 200 and data["imported"]["10_devices"]["Pixel"]["failed"] == 0
-    assert (tmp_path / "var" / "mesh.sqlite3").exists()
-    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    again = json.loads(second.stdout)
-    assert again["imported"]["10_devices"]["Pixel"]["new"] == 0
-    assert again["imported"]["10_devices"]["Pixel"]["duplicate"] == data["imported"]["10_devices"]["Pixel"]["fetched"]
+    assert (Path(env["MESH_VAR_DIR"]) / "mesh.sqlite3").exists()
     contacts = subprocess.run([sys.executable, "manage.py", "mesh_contacts", "list", "--json"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
     people = json.loads(contacts.stdout)
@@ -47,8 +47,8 @@ def test_demo_sets_up_on_sqlite_and_is_idempotent(tmp_path):
     assert len(ana) == 1 and "email:ana@example.com" in ana[0]["identities"]
 
 
-def test_demo_serves_a_page_you_can_log_in_to(tmp_path):
-    env = embedded_env(tmp_path)
+def test_demo_run_again_imports_nothing_new_and_serves_a_page_you_can_log_in_to(first_demo):
+    env, first = first_demo
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "mesh_demo", "--json", "--addr", f"127.0.0.1:{port}", "--password", "demo-pass-123"],
@@ -57,6 +57,8 @@ def test_demo_serves_a_page_you_can_log_in_to(tmp_path):
     try:
         line = proc.stdout.readline()
         data = json.loads(line)
+        pixel, first_pixel = data["imported"]["10_devices"]["Pixel"], first["imported"]["10_devices"]["Pixel"]
+        assert pixel["new"] == 0 and pixel["duplicate"] == first_pixel["fetched"]
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
