@@ -30,6 +30,7 @@ class SyncBench:
                  log=None):
         self.changes, self.page, self.samples, self.keep, self.log = changes, page, samples, keep, log
         self.results: dict = {"changes": changes, "page": page}
+        self.parse_cpu_s = 0.0  # the client's JSON parsing, counted apart from the server's work
 
     def say(self, message: str) -> None:
         if self.log is not None:
@@ -98,7 +99,10 @@ class SyncBench:
                               headers={"Authorization": f"Bearer {token}"})
         if response.status_code != 200:
             raise RuntimeError(f"sync answered {response.status_code}: {response.content[:200]!r}")
-        return orjson.loads(response.content)  # the device's parsing, as light as a device's would be
+        cpu = time.process_time()
+        page = orjson.loads(response.content)  # the device's parsing, as light as a device's would be
+        self.parse_cpu_s += time.process_time() - cpu
+        return page
 
     def _pull_all(self, token: str, since: str, limit: int):
         from django.test import Client
@@ -115,17 +119,19 @@ class SyncBench:
                 return since, pages, changes, ms
 
     def _catch_up(self, token: str, since: str, label: str) -> dict:
-        t0, cpu0, db0 = time.perf_counter(), time.process_time(), _backend_cpu_s()
+        t0, cpu0, db0, parse0 = time.perf_counter(), time.process_time(), _backend_cpu_s(), self.parse_cpu_s
         next_token, pages, changes, ms = self._pull_all(token, since, self.page)
         seconds, cpu, db1 = time.perf_counter() - t0, time.process_time() - cpu0, _backend_cpu_s()
         # CPU seconds of this process (client and server Python) and of its PostgreSQL backend
         # (the test client's requests share the connection): on a shared machine the wall clock
         # also counts waiting for a core.
         figures = {"changes": changes, "pages": pages, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
+                   "client_parse_cpu_s": round(self.parse_cpu_s - parse0, 2),
                    "db_cpu_s": round(db1 - db0, 2) if db0 is not None and db1 is not None else None,
                    "changes_per_s": round(changes / seconds), "page_ms": pct(ms), "_next": next_token}
         self.say(f"{label}: {changes} changes in {pages} pages, {seconds:.1f} s, {figures['changes_per_s']}/s "
-                 f"(CPU: Python {cpu:.1f} s, PostgreSQL {figures['db_cpu_s']} s)")
+                 f"(CPU: Python {cpu:.2f} s of which the client's parse {figures['client_parse_cpu_s']} s, "
+                 f"PostgreSQL {figures['db_cpu_s']} s)")
         return figures
 
     def _poll(self, token: str, since: str) -> dict:

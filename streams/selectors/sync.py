@@ -324,7 +324,7 @@ def _activity_documents_pg(device: Device, ids: list[int]) -> dict[int, dict]:
         SELECT a.id, a.verb, {_RFC3339_SQL.format("a.occurred_at")}, {_RFC3339_SQL.format("a.updated_at")},
                a.subject, a.text, nullif(a.attachments, '[]')::text, a.channel, a.direction, a.dedup_key,
                a.thread_key, a.source_id, a.device_id, a.visibility, a.automated, (a.extra -> 'delivery')::text,
-               ARRAY(SELECT te.owner_id FROM {te} te WHERE te.activity_id = a.id AND te.kind = 'c' ORDER BY 1)
+               ARRAY(SELECT te.owner_id FROM {te} te WHERE te.activity_id = a.id AND te.kind = 'c')
         FROM {a} a WHERE a.id = ANY(%s) AND a.workspace_id = %s AND {visible_sql("a")}
     """
     # The participants as plain rows, not aggregated per activity: json_agg was two thirds of
@@ -372,7 +372,7 @@ def _activity_documents_pg(device: Device, ids: list[int]) -> dict[int, dict]:
             ],
             "mesh:channel": channel, "mesh:verb": verb, "mesh:direction": direction, "mesh:dedupKey": dedup_key,
             "mesh:threadKey": thread_key, "mesh:source": source_id, "mesh:device": device_id,
-            "mesh:contacts": contact_ids, "mesh:visibility": visibility, "mesh:automated": automated,
+            "mesh:contacts": sorted(contact_ids), "mesh:visibility": visibility, "mesh:automated": automated,
         }
         delivery = orjson.loads(delivery) if delivery else None
         if delivery:
