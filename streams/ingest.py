@@ -109,14 +109,15 @@ def ingest_batch(
     run: SyncRun | None = None,
 ) -> IngestResult:
     """Store one batch. Everything, the cursor included, commits together or not at all."""
-    with _gc_paused():
+    with gc_paused():
         return _ingest_batch(workspace=workspace, connector=connector, items=items, source=source, device=device,
                              cursor=cursor, gap=gap, run=run)
 
 
 @contextlib.contextmanager
-def _gc_paused():
-    """No cyclic garbage collection inside a batch. A batch allocates a few hundred thousand
+def gc_paused():
+    """No cyclic garbage collection inside a bounded unit of work (an ingest batch, a sync
+    page). A batch allocates a few hundred thousand
     short-lived objects (drafts, rows, parameters), nearly all freed by reference counting, but
     each allocation counts towards the collector's thresholds, and its full passes over the
     process's objects were about a tenth of ingest's Python time (py-spy). The batch is

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from ..ingest import _gc_paused
+from ..ingest import gc_paused
 from ..selectors.sync import DEFAULT_LIMIT, MAX_LIMIT, BadSyncToken, SyncReset, sync_page
 from ..services import device_by_token
 from ..throttle import device_api_throttle
@@ -40,7 +40,7 @@ def sync_changes(request: HttpRequest) -> HttpResponse:
     try:
         # A page of 1,000 allocates some 15,000 containers, none in a cycle, freed once it is
         # serialized: the collector's passes over them were a sixth of a catch-up's Python.
-        with _gc_paused():
+        with gc_paused():
             body = orjson.dumps(sync_page(device=device, since=request.GET.get("since"), limit=limit))
     except BadSyncToken as exc:
         return _error(400, str(exc))
