@@ -306,7 +306,7 @@ def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
     """Add a chunk of the queue to the conversation-days; returns the contacts whose rows
     changed. A pair whose activity has left the contact's timeline (merge, unmerge, erasure,
     reprocessing) counts for nothing: the timelines' rewrite re-counted it where it is.
-    PostgreSQL: claimed, summed and upserted in one statement; SQLite: summed in Python."""
+    PostgreSQL: claimed, summed and written in one statement; SQLite: summed in Python."""
     claim, params = _claim_sql(workspace_id, upto)
     with connection.cursor() as cur:
         if connection.vendor != "postgresql":
