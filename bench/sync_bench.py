@@ -7,13 +7,16 @@ real ingest path, so the change log is written by its triggers as in production.
 through Django's test client in this process: middleware, the token check, the rate limit,
 the selectors and the JSON, without a socket. Figures: changes/s over the whole catch-up (and
 each page's p50/p95), the same for a full download from ``since=0``, and the up-to-date poll's
-p50/p95/max over ``samples`` requests, through the test client and as ``sync_page`` alone.
+p50/p95/max over ``samples`` requests: through the test client, through Django's WSGI handler
+as a server calls it (the server's time), and as ``sync_page`` alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
+import sys
 import time
 
 import orjson
@@ -52,6 +55,7 @@ class SyncBench:
         self.results["full_download"] = self._catch_up(token, "0", "snapshot")
         up_to_date = self.results["catch_up"].pop("_next")
         self.results["poll_up_to_date_ms"] = self._poll(token, up_to_date)
+        self.results["poll_server_ms"] = self._poll_server(token, up_to_date)
         self.results["poll_selector_ms"] = self._poll_selector(device, up_to_date)
         self.results["full_download"].pop("_next")
         if not self.keep:
@@ -148,6 +152,37 @@ class SyncBench:
             assert not page["changes"]
         figures = {**pct(ms), "cpu_ms_mean": round((time.process_time() - cpu0) * 1000 / self.samples, 3)}
         self.say(f"up-to-date poll: p50 {figures['p50']} ms, p95 {figures['p95']} ms")
+        return figures
+
+    def _poll_server(self, token: str, since: str) -> dict:
+        """The same poll as the server runs it: Django's WSGI handler called as gunicorn calls it
+        (middleware, URL, token, rate limit, selector, JSON), without the test client's own
+        bookkeeping (it connects and disconnects signal receivers around every request)."""
+        from django.core.handlers.wsgi import WSGIHandler
+
+        app, query = WSGIHandler(), f"since={since}&limit={self.page}"
+
+        def poll() -> bytes:
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/v1/sync", "QUERY_STRING": query,
+                       "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+                       "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": f"Bearer {token}",
+                       "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr}
+            status: list[str] = []
+            body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+            if not status[0].startswith("200"):
+                raise RuntimeError(f"sync answered {status[0]}: {body[:200]!r}")
+            return body
+
+        for _ in range(20):
+            poll()
+        ms, cpu0 = [], time.process_time()
+        for _ in range(self.samples):
+            t = time.perf_counter()
+            body = poll()
+            ms.append((time.perf_counter() - t) * 1000)
+            assert not orjson.loads(body)["changes"]
+        figures = {**pct(ms), "cpu_ms_mean": round((time.process_time() - cpu0) * 1000 / self.samples, 3)}
+        self.say(f"up-to-date poll, server time: p50 {figures['p50']} ms, p95 {figures['p95']} ms")
         return figures
 
     def _poll_selector(self, device, since: str) -> dict:

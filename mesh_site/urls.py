@@ -8,6 +8,7 @@ from django.urls import include, path
 
 from connectors.base import registry
 from streams.throttle import login_throttle
+from streams.urls import sync_urlpatterns
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def connector_urls() -> list:
 
 
 urlpatterns = [
+    path("", include(sync_urlpatterns)),
     path("admin/", admin.site.urls),
     path("accounts/login/", login_throttle(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -1,7 +1,6 @@
 """How activities, devices and sources look on a page: plain display values prepared from what
 is stored (templates escape them all), the timeline's grouping into blocks, the lifestream's
-runs, and the cached rendering of one activity. No queries: views hand in what selectors read.
-"""
+runs, and the cached rendering of activities and contact rows. Views hand in what selectors read."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.cache import cache
 from django.template.loader import get_template
 from django.utils import timezone
@@ -190,44 +190,70 @@ def decorate_activities(activities: list[Activity], *, region: str = "") -> list
     return activities
 
 
-# Rendered activities are cached: the same items are shown again and again (every visit, every
-# "older" click), and rendering 50 of them with Django templates costs more than reading them.
-# The key holds everything the fragment depends on, so an entry is never stale: the activity's
-# updated_at (bumped by delivery-state changes and reprocessing), its participants' contacts
-# (merges), its device's name, and how the page shows it.
-FRAGMENT_VERSION = "web-3"
+# Rendered rows are cached (activities, contact-list rows): the same rows are shown again and
+# again (every visit, every "older" click), and rendering 50 of them with Django templates costs
+# more than reading them. A key holds everything its fragment depends on, so an entry is never
+# stale.
+FRAGMENT_VERSION = "web-4"
 FRAGMENT_SECONDS = 24 * 3600
+
+
+def render_cached(items: list, *, template: str, kind: str, key_parts, context) -> None:
+    """Set ``item.fragment`` to ``template`` rendered with ``context(item)``, from the cache
+    under a key made from ``key_parts(item)`` (which must name everything the HTML shows)."""
+    if not items:
+        return
+    tpl = get_template(template)
+    keys = [f"mesh:frag:{FRAGMENT_VERSION}:{kind}:"
+            + hashlib.blake2b(repr(key_parts(item)).encode(), digest_size=12).hexdigest() for item in items]
+    cached = cache.get_many(keys)
+    fresh = {}
+    for item, key in zip(items, keys, strict=True):
+        html = cached.get(key)
+        if html is None:
+            html = fresh[key] = tpl.render(context(item))
+        item.fragment = mark_safe(html)  # our own template's output: every value in it was escaped
+    if fresh:
+        cache.set_many(fresh, FRAGMENT_SECONDS)
 
 
 def render_activities(activities: list[Activity], *, contact: Contact | None = None, hide_device: bool = False,
                       highlight: list[str] | None = None, live: bool = False, show_date: bool = False) -> None:
-    """Set ``a.fragment`` (the rendered ``_activity.html``) on each activity."""
-    if not activities:
-        return
-    tpl = get_template("streams/_activity.html")
+    """Set ``a.fragment`` (the rendered ``_activity.html``) on each activity. Its key: the
+    activity's updated_at (bumped by delivery-state changes and reprocessing), its participants'
+    contacts (merges), its device's name, and how the page shows it."""
     # Times are rendered in the reader's zone (streams.timezones): part of the key.
     page_key = (contact.pk if contact else None, hide_device, tuple(highlight or ()), live, show_date,
                 timezone.get_current_timezone_name())
-    keys = {}
     for a in activities:
         # Nothing the page already says: not the contact whose page it is, not the owner (the
         # direction says which way it went).
         a.shown_people = [p for p in a.people if not p["is_self"] and not (contact and p["contact_id"] == contact.pk)]
-        parts = (a.pk, a.updated_at.isoformat(), a.device.name if a.device else "",
-                 tuple((p.role, p.contact_id, p.display) for p in a.persons), tuple(p["text"] for p in a.people),
-                 page_key)
-        keys[a.pk] = f"mesh:frag:{FRAGMENT_VERSION}:{a.pk}:" + hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
-    cached = cache.get_many(list(keys.values()))
-    fresh = {}
-    for a in activities:
-        html = cached.get(keys[a.pk])
-        if html is None:
-            html = tpl.render({"a": a, "contact": contact, "hide_device": hide_device, "highlight": highlight or [],
-                               "live": live, "show_date": show_date})
-            fresh[keys[a.pk]] = html
-        a.fragment = mark_safe(html)  # our own template's output: every value in it was escaped
-    if fresh:
-        cache.set_many(fresh, FRAGMENT_SECONDS)
+    render_cached(
+        activities, template="streams/_activity.html", kind="a",
+        key_parts=lambda a: (a.pk, a.updated_at.isoformat(), a.device.name if a.device else "",
+                             tuple((p.role, p.contact_id, p.display) for p in a.persons),
+                             tuple(p["text"] for p in a.people), page_key),
+        context=lambda a: {"a": a, "contact": contact, "hide_device": hide_device, "highlight": highlight or [],
+                           "live": live, "show_date": show_date})
+
+
+def render_contact_rows(contacts: list[Contact], *, region: str, by_strength: bool) -> None:
+    """Set ``c.fragment`` (the rendered ``_contact_row.html``) on each contact of a list. Its key:
+    what the row shows (name, identities and pictures, counts per channel, the last activity as
+    its time and in words, the strength when listed by it) and the reader's zone and region."""
+    zone = timezone.get_current_timezone_name()
+    for c in contacts:
+        c.identity_list = sorted(c.identities.all(), key=lambda i: (i.kind, i.value))
+        c.channel_list = sorted((c.channel_counts or {}).items())
+        c.last_seen = str(naturaltime(c.last_activity_at)) if c.last_activity_at else ""
+    render_cached(
+        contacts, template="streams/_contact_row.html", kind="c",
+        key_parts=lambda c: (c.pk, c.name, c.last_activity_at, c.last_seen, tuple(c.channel_list),
+                             tuple((i.kind, i.value, i.display, i.avatar_url) for i in c.identity_list),
+                             (getattr(getattr(c, "strength", None), "tier", None), c.rank_score) if by_strength else None,
+                             region, zone),
+        context=lambda c: {"c": c, "region": region, "by_strength": by_strength})
 
 
 @dataclass

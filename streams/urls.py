@@ -16,6 +16,11 @@ from .views import (
 )
 from .views.sync import sync_changes
 
+# Mesh → device: the changes a device token may see (streams/selectors/sync.py). Mounted first
+# by the site: devices poll it many times a minute, and resolving it after the ~40 page
+# patterns cost a tenth of an up-to-date poll.
+sync_urlpatterns = [path("api/v1/sync", sync_changes, name="sync")]
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/contacts/", permanent=False)),
     path("contacts/", contacts.contact_list, name="contact-list"),
@@ -47,8 +52,6 @@ urlpatterns = [
     path("sources/<int:source_id>/remove/", sources.source_remove_view, name="source-remove"),
     path("sources/<int:source_id>/failures/dismiss/", sources.source_failures_dismiss_view,
          name="source-failures-dismiss"),
-    # Mesh → device: the changes a device token may see (streams/selectors/sync.py).
-    path("api/v1/sync", sync_changes, name="sync"),
     # The public lifestream; its feeds (/@<workspace>/feed.rss|.atom|.json) are in feed_urls.
     path("@<slug:workspace>/", lifestream.lifestream, name="lifestream"),
 ]

@@ -158,3 +158,33 @@ def test_an_x_profile_picture_is_the_avatar_and_initials_stay_the_fallback(membe
     listing = text_of(member_client.get("/contacts/"))
     assert listing.count('<img class="avatar') == 1 and f'src="{PICTURE}"' in listing
     assert "javascript:" not in listing and "http://pbs" not in listing
+
+
+@pytest.mark.django_db
+def test_a_cached_contact_row_is_never_stale(member_client, workspace):
+    """The list's rows come from the fragment cache (streams.presenters.render_contact_rows):
+    whatever a row shows changes its key."""
+    from streams.contacts import contact_rename
+
+    ingest_drafts(workspace, [x_mention("x1", "9000000105", "@ana_souza", "")])
+    ana = contact_for(workspace, "x", "9000000105")
+    first = text_of(member_client.get("/contacts/"))
+    def rows(html: str) -> str:
+        return html[html.index('<ul class="contact-list">'):html.index('<nav class="pager"')]
+
+    assert rows(first) == rows(text_of(member_client.get("/contacts/")))  # served again from the cache
+    assert "<img class=\"avatar" not in first and "twitter <b>1</b>" in first
+
+    contact_rename(workspace=workspace, contact=ana, name="Ana Souza")
+    ingest_drafts(workspace, [x_mention("x2", "9000000105", "@ana_souza", PICTURE),
+                              ("m1", {"channel": "email", "verb": "receive", "direction": "in",
+                                      "occurred_at": "2026-05-03T08:00:00+00:00", "subject": "Hi", "text": "Hi",
+                                      "participants": [{"role": "from", "kind": "x", "value": "9000000105"},
+                                                       {"role": "cc", "kind": "email", "value": "ana@example.com"}]})])
+    second = text_of(member_client.get("/contacts/"))
+    assert ">Ana Souza</a>" in second and f'src="{PICTURE}"' in second
+    assert "twitter <b>2</b>" in second and "email <b>1</b>" in second
+    zone = re.search(r'<time class="muted" datetime="[^"]+" title="([^"]+)"', second).group(1)
+    member_client.post("/settings/time-zone/", {"time_zone": "Asia/Tokyo"})
+    tokyo = text_of(member_client.get("/contacts/"))
+    assert re.search(r'<time class="muted" datetime="[^"]+" title="([^"]+)"', tokyo).group(1) != zone

@@ -381,4 +381,5 @@ def test_mesh_bench_sync_catches_up_every_change_it_loaded():
     assert figures["catch_up"]["changes"] == 300 and figures["catch_up"]["pages"] == 4
     assert figures["full_download"]["changes"] == 300
     assert figures["poll_up_to_date_ms"]["n"] == 5 and figures["poll_selector_ms"]["n"] == 5
+    assert figures["poll_server_ms"]["n"] == 5 and 0 < figures["poll_server_ms"]["p50"] <= figures["poll_server_ms"]["max"]
     assert not Activity.objects.filter(workspace__slug="bench-sync").exists()  # dropped after

@@ -23,7 +23,12 @@ from ..linking import merge_suggestion_accept
 from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Source, Workspace
-from ..presenters import decorate_activities, render_activities, timeline_blocks
+from ..presenters import (
+    decorate_activities,
+    render_activities,
+    render_contact_rows,
+    timeline_blocks,
+)
 from ..ranking import strengths_current
 from ..selectors import BadCursor, ContactCursor, Cursor
 from ..selectors.linking import merge_suggestion_get
@@ -81,9 +86,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
         if len(rows) > size:
             next_url = query_string({"q": q, "channel": channel, "sort": sort,
                                      "before": cursor_type.after(contacts[-1]).encode()})
-        for c in contacts:
-            c.identity_list = sorted(c.identities.all(), key=lambda i: (i.kind, i.value))
-            c.channel_list = sorted((c.channel_counts or {}).items())
+        render_contact_rows(contacts, region=workspace.region, by_strength=bool(sort))
     return render(request, "streams/contact_list.html", {
         "workspace": workspace, "contacts": contacts, "q": q, "channel": channel, "channels": CHANNELS,
         "next_url": next_url, "sort": sort,
