@@ -13,6 +13,7 @@ import orjson
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from connectors.device.connector import DeviceConnector
@@ -71,6 +72,7 @@ def replica(tmp_path):
     r.close()
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_a_replica_pulled_from_scratch_holds_the_devices_own_events_and_nothing_else(workspace, replica):
     phone, token = make_device(workspace, "Phone")
     laptop, _ = make_device(workspace, "Laptop")
@@ -86,6 +88,7 @@ def test_a_replica_pulled_from_scratch_holds_the_devices_own_events_and_nothing_
     assert pull(replica, token).changes == 0
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_each_scope_sees_its_own_share(workspace, replica, tmp_path):
     phone, _ = make_device(workspace, "Phone")
     laptop, laptop_token = make_device(workspace, "Laptop")
@@ -112,6 +115,7 @@ def test_each_scope_sees_its_own_share(workspace, replica, tmp_path):
     contacts.close()
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_the_same_token_gives_the_same_answer(workspace, client):
     phone, token = make_device(workspace)
     ingest_events(workspace, phone, events("p", 4))
@@ -123,6 +127,7 @@ def test_the_same_token_gives_the_same_answer(workspace, client):
     assert [c["type"] for c in first["changes"]] == ["activity"] * 3 and first["more"] is True
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_bad_requests_are_refused_plainly(workspace, client):
     _, token = make_device(workspace)
     assert get(client, "nope").status_code == 401
@@ -136,6 +141,7 @@ def test_bad_requests_are_refused_plainly(workspace, client):
     assert client.post("/api/v1/sync", headers={"Authorization": f"Bearer {token}"}).status_code == 405
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_updates_and_erasures_are_served_as_current_state_and_tombstones(workspace, replica, client):
     phone, token = make_device(workspace)
     ingest_events(workspace, phone, events("p", 3, participants=[ANA]))
@@ -197,12 +203,44 @@ def test_the_lean_activity_documents_are_activity_as2s_byte_for_byte(workspace):
             assert orjson.dumps(lean[pk]) == orjson.dumps(doc), (scope, pk)
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_a_revoked_token_is_refused_on_the_next_request(workspace, client):
     phone, token = make_device(workspace)
     assert get(client, token).status_code == 200
     device_revoke(device=phone)
     refused = get(client, token)
     assert refused.status_code == 401 and refused.json()["error"] == "invalid or revoked token"
+
+
+@pytest.mark.parametrize("query_path", ["prepared"], indirect=True)
+def test_an_up_to_date_poll_is_one_statement_that_sees_a_revocation(workspace, client, query_path):
+    phone, token = make_device(workspace)
+    ingest_events(workspace, phone, events("p", 3))
+    sync_wait_servable()
+    up_to_date = pull_until_current(client, token)
+    get(client, token, since=up_to_date)  # prepares the statement on this connection
+    with CaptureQueriesContext(connection) as queries:
+        page = get(client, token, since=up_to_date).json()
+    assert (page["changes"], page["more"]) == ([], False)  # "next" follows the boundary of finished transactions
+    assert [q["sql"].split("(")[0] for q in queries] == ["EXECUTE mesh_sync_poll_own_v1"]
+
+    ingest_events(workspace, phone, events("q", 2))
+    sync_wait_servable()
+    fresh = get(client, token, since=page["next"]).json()
+    new = list(Activity.objects.filter(device=phone).order_by("pk").values_list("pk", flat=True))[3:]
+    assert [(c["id"], c["op"]) for c in fresh["changes"]] == [(pk, "created") for pk in new] and len(new) == 2
+    device_revoke(device=phone)
+    assert get(client, token, since=fresh["next"]).status_code == 401
+    assert get(client, "mesh_dev_" + "x" * 300, since=fresh["next"]).status_code == 401
+
+
+def pull_until_current(client, token) -> str:
+    since = "0"
+    while True:
+        page = get(client, token, since=since, limit=1000).json()
+        since = page["next"]
+        if not page["more"]:
+            return since
 
 
 def test_merge_unmerge_rename_and_identity_moves_reach_a_contacts_replica(workspace, replica):
@@ -255,6 +293,7 @@ def test_reprocessing_that_rewrites_participants_is_logged(workspace, replica, t
     assert replica.state() == sync_state(device=phone)
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_a_token_past_the_pruned_horizon_answers_410_and_the_client_starts_again(workspace, replica, client):
     phone, token = make_device(workspace)
     ingest_events(workspace, phone, events("p", 3))
@@ -283,6 +322,7 @@ def test_a_token_past_the_pruned_horizon_answers_410_and_the_client_starts_again
     stale.close()
 
 
+@pytest.mark.usefixtures("query_path")  # both: the poll that reads device and log in one statement
 def test_changing_a_devices_scope_makes_its_old_tokens_reset(workspace, replica):
     phone, token = make_device(workspace)
     ingest_events(workspace, phone, events("p", 2, participants=[ANA]))

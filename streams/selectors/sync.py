@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,8 @@ import orjson
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
+from ..crypto import token_hash
+from ..devices import device_by_token, device_columns_sql, device_from_row, token_plausible
 from ..export import VERB_TYPES, activity_as2
 from ..models import (
     Activity,
@@ -38,6 +41,7 @@ from ..models import (
     Identity,
     Participant,
     TimelineEntry,
+    Workspace,
 )
 from ..rawdb import IntArray, prepared_fetch, raw_cursor
 from ..visibility import visible_sql
@@ -97,10 +101,10 @@ class SyncToken:
         return (self.xid, self.seq)
 
 
-def sync_page(*, device: Device, since: str | None, limit: int = DEFAULT_LIMIT) -> dict:
+def sync_page(*, device: Device, since: str | None, limit: int = DEFAULT_LIMIT, log: LogRead | None = None) -> dict:
     """``{"changes": [...], "next": token, "more": bool}`` for ``device`` after ``since``
-    (``None``/``"0"``: from a snapshot of everything it may see now). Raises `BadSyncToken`
-    and `SyncReset`."""
+    (``None``/``"0"``: from a snapshot of everything it may see now). ``log``: the page as
+    `device_with_log` read it. Raises `BadSyncToken` and `SyncReset`."""
     scope = device.sync_scope
     if not since or since == "0":
         token = SyncToken(scope, *_log_boundary(), phase=SNAPSHOT_PHASES[scope][0])
@@ -110,20 +114,20 @@ def sync_page(*, device: Device, since: str | None, limit: int = DEFAULT_LIMIT) 
             raise SyncReset(f"this device's scope is now {scope!r}, the token was issued for {token.scope!r}")
     if token.phase:
         return _snapshot_page(device, token, limit)
-    return _log_page(device, token, limit)
+    return _log_page(device, token, limit, log)
 
 
 # --- the log ---------------------------------------------------------------------------------
 
 _SCOPE_SQL = {
-    "own": "AND c.kind = 'a' AND c.device_id = %s",
+    "own": "AND c.kind = 'a' AND c.device_id = {device}",
     "devices": "AND c.kind = 'a' AND c.device_id IS NOT NULL",
     "contacts": "",
 }
 
 
-def _log_page(device: Device, token: SyncToken, limit: int) -> dict:
-    rows, boundary, horizon = _log_rows(device, token, limit)
+def _log_page(device: Device, token: SyncToken, limit: int, log: LogRead | None = None) -> dict:
+    rows, boundary, horizon = _log_rows(device, token, limit, log)
     if horizon is not None and token.position < horizon:
         raise SyncReset("the token is older than the change log's horizon (MESH_SYNC_HORIZON_DAYS)")
     more = len(rows) == limit
@@ -148,21 +152,24 @@ def _log_sql(scope: str) -> str:
         FROM b LEFT JOIN {ChangeHorizon._meta.db_table} h ON h.workspace_id = %s
         LEFT JOIN LATERAL (
             SELECT c.xid, c.id, c.kind, c.object_id, c.op FROM {Change._meta.db_table} c
-            WHERE c.workspace_id = %s AND (c.xid, c.id) > (%s, %s) AND c.xid < b.xmin {_SCOPE_SQL[scope]}
+            WHERE c.workspace_id = %s AND (c.xid, c.id) > (%s, %s) AND c.xid < b.xmin {_SCOPE_SQL[scope].format(device="%s")}
             ORDER BY c.xid, c.id LIMIT %s
         ) c ON true
     """
 
 
-def _log_rows(device: Device, token: SyncToken, limit: int):
+def _log_rows(device: Device, token: SyncToken, limit: int, log: LogRead | None = None):
     """The next ``limit`` log rows the device's scope may see, the boundary of finished
     transactions, and the pruned horizon (None: never pruned), in one statement on PostgreSQL."""
     scope = device.sync_scope
     scope_params = [device.pk] if scope == "own" else []
     if connection.vendor == "postgresql":
         params = [device.workspace_id, device.workspace_id, token.xid, token.seq, *scope_params, limit]
-        # A prepared statement where connections persist (planning was half an up-to-date poll).
-        found = prepared_fetch(f"mesh_sync_log_{scope}_v1", _dollar(_log_sql(scope)), params)
+        if log is not None and (log.token, log.limit, log.device_id) == (token, limit, device.pk):
+            found = log.found
+        else:
+            # A prepared statement where connections persist (planning was half an up-to-date poll).
+            found = prepared_fetch(f"mesh_sync_log_{scope}_v1", _dollar(_log_sql(scope)), params)
         if found is None:
             with raw_cursor() as cur:
                 cur.execute(_log_sql(scope), params)
@@ -181,6 +188,75 @@ def _log_rows(device: Device, token: SyncToken, limit: int):
     rows = list(qs.order_by("id").values_list("xid", "id", "kind", "object_id", "op")[:limit])
     horizon = ChangeHorizon.objects.filter(workspace_id=device.workspace_id).values_list("xid", "seq").first()
     return rows, boundary, horizon
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """A log page read by the statement that found the device (`device_with_log`), as
+    `_log_sql` returns it."""
+
+    device_id: int
+    token: SyncToken
+    limit: int
+    found: list[tuple]
+
+
+def device_with_log(*, bearer: str, since: str | None, limit: int) -> tuple[Device | None, LogRead | None]:
+    """The device a bearer token names (None: no such token) and, read by the same statement,
+    the log page after ``since`` in the scope the token was issued for: an up-to-date poll is
+    one round trip instead of two. The log is None where that does not apply (a snapshot, a
+    token that does not decode, SQLite, no prepared statements); `sync_page` reads it then.
+    The device is read afresh either way, so a revocation applies on the next request."""
+    token = _log_token(since)
+    if token is None or connection.vendor != "postgresql" or not token_plausible(bearer):
+        return device_by_token(bearer), None
+    digest = token_hash(bearer)
+    params = [digest, token.xid, token.seq, limit, digest, token.scope]
+    found = prepared_fetch(f"mesh_sync_poll_{token.scope}_v1", _dollar(_poll_sql(token.scope)), params)
+    if found is None:
+        return device_by_token(bearer), None
+    device_rows = [row for row in found if row[0] is not None]
+    if not device_rows:
+        return None, None
+    device, rest = device_from_row(device_rows[0])
+    head = rest[:3]  # the boundary and the horizon
+    # UNION ALL keeps its branches' order in practice, not by contract: sort the log rows.
+    log_rows = sorted((head + tuple(row[-5:]) for row in found if row[0] is None), key=lambda r: (r[3], r[4]))
+    return device, LogRead(device.pk, token, limit, log_rows or [head + (None,) * 5])
+
+
+def _log_token(since: str | None) -> SyncToken | None:
+    """``since`` as a position in the log; None for a snapshot or a token that does not decode."""
+    if not since or since == "0":
+        return None
+    try:
+        token = SyncToken.decode(since)
+    except BadSyncToken:
+        return None
+    return None if token.phase else token
+
+
+@functools.cache
+def _poll_sql(scope: str) -> str:
+    """`_log_sql` with the device (and its workspace) a token hash names, ahead of the log rows,
+    padded with NULLs so the device's columns are sent once, not on every row of a page."""
+    fields = len(Device._meta.concrete_fields) + len(Workspace._meta.concrete_fields)
+    return f"""
+        WITH b AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
+        SELECT {device_columns_sql()}, b.xmin, h.xid, h.seq, NULL, NULL, NULL, NULL, NULL
+        FROM {Device._meta.db_table} d JOIN {Workspace._meta.db_table} w ON w.id = d.workspace_id
+        CROSS JOIN b LEFT JOIN {ChangeHorizon._meta.db_table} h ON h.workspace_id = d.workspace_id
+        WHERE d.token_hash = %s
+        UNION ALL
+        SELECT {", ".join(["NULL"] * (fields + 3))}, c.xid, c.id, c.kind, c.object_id, c.op
+        FROM {Device._meta.db_table} d CROSS JOIN b CROSS JOIN LATERAL (
+            SELECT c.xid, c.id, c.kind, c.object_id, c.op FROM {Change._meta.db_table} c
+            WHERE c.workspace_id = d.workspace_id AND (c.xid, c.id) > (%s, %s) AND c.xid < b.xmin
+            {_SCOPE_SQL[scope].format(device="d.id")}
+            ORDER BY c.xid, c.id LIMIT %s
+        ) c
+        WHERE d.token_hash = %s AND d.sync_scope = %s AND d.revoked_at IS NULL
+    """
 
 
 def sync_wait_servable(*, timeout: float = 120.0) -> bool:

@@ -10,8 +10,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from ..ingest import gc_paused
-from ..selectors.sync import DEFAULT_LIMIT, MAX_LIMIT, BadSyncToken, SyncReset, sync_page
-from ..services import device_by_token
+from ..selectors.sync import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    BadSyncToken,
+    SyncReset,
+    device_with_log,
+    sync_page,
+)
 from ..throttle import device_api_throttle
 
 
@@ -28,20 +34,22 @@ def sync_changes(request: HttpRequest) -> HttpResponse:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return _error(401, "missing bearer token")
-    device = device_by_token(token.strip())
-    if device is None or device.is_revoked:
-        return _error(401, "invalid or revoked token")
     try:
         limit = int(request.GET.get("limit") or DEFAULT_LIMIT)
     except ValueError:
         limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
+    since = request.GET.get("since")
+    limit_ok = 1 <= limit <= MAX_LIMIT
+    device, log = device_with_log(bearer=token.strip(), since=since, limit=limit if limit_ok else DEFAULT_LIMIT)
+    if device is None or device.is_revoked:
+        return _error(401, "invalid or revoked token")
+    if not limit_ok:
         return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     try:
         # A page of 1,000 allocates some 15,000 containers, none in a cycle, freed once it is
         # serialized: the collector's passes over them were a sixth of a catch-up's Python.
         with gc_paused():
-            body = orjson.dumps(sync_page(device=device, since=request.GET.get("since"), limit=limit))
+            body = orjson.dumps(sync_page(device=device, since=since, limit=limit, log=log))
     except BadSyncToken as exc:
         return _error(400, str(exc))
     except SyncReset as exc:
