@@ -23,6 +23,7 @@ from ..linking import merge_suggestion_accept
 from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Source, Workspace
+from ..page_cache import render_timeline_items
 from ..presenters import (
     decorate_activities,
     render_activities,
@@ -137,15 +138,18 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
             contact.activity_count, contact.last_activity_at.isoformat() if contact.last_activity_at else ""))
         heat = heat_svg(weeks, link="?")
     channels = sorted((contact.channel_counts or {}).items())
+    blocks = timeline_blocks(activities)
+    pages = pager(filters, page, before)
     return render(request, "streams/contact_detail.html", {
         "workspace": contact.workspace, "contact": contact, "identities": identities,
         "channel_counts": channels, "filter_channels": sorted({c for c, _ in channels} | {filters.channel} - {""}),
         "directions": DIRECTIONS,
         "merged_children": list(contact.merged_children.order_by("pk")),
         "survivor": survivor, "heat": heat, "filters": filters,
-        "page": page, "activities": activities, "blocks": timeline_blocks(activities),
+        "page": page, "activities": activities, "blocks": blocks,
+        "timeline_items": render_timeline_items(blocks, filters=filters, paged=pages["paged"]) if page else None,
         "highlight": highlight,
-        **pager(filters, page, before),
+        **pages,
         # Live updates only where new items would appear: the unfiltered first page.
         "live_url": reverse("contact-since", args=[contact.pk]) if page and before is None and not filters.active else "",
         "live_after": _head_cursor(activities),
