@@ -5,6 +5,7 @@ that counts, either way; not a newsletter), the going-cold list's order on the p
 from __future__ import annotations
 
 import datetime as dt
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -135,6 +136,31 @@ def test_the_going_cold_page_and_the_cadence_form(workspace, people, member_clie
     assert response.status_code == 200 and "Cadence not saved" in response.content.decode()
     member_client.post(f"/contacts/{three.pk}/cadence/", {"action": "clear"})
     assert not KeepInTouch.objects.filter(contact=three).exists()
+
+
+def test_a_cached_going_cold_row_is_never_stale(workspace, people, member_client):
+    """The page's rows come from the fragment cache (views.ranking._cold_rows): whatever a row
+    shows (name, cadence, state, the reader's zone) changes its key."""
+    from streams.contacts import contact_rename
+
+    one, two, _three = people
+
+    def rows() -> str:
+        page = member_client.get("/cold/").content.decode()
+        return page[page.index('<ul class="contact-list cold-list">'):page.index("</ul>", page.index("cold-list"))]
+
+    first = rows()
+    assert first == rows()  # served again from the cache
+    assert "Person 1</a>" in first and "every 14 d, at most 42 d</span>" in first
+    assert 'class="card contact-row cold-due"' in first and 'class="card contact-row cold-cold"' in first
+    contact_rename(workspace=workspace, contact=one, name="Ana Souza")
+    contact_cadence_set(workspace=workspace, contact=one, every_days=10, at_most_days=15)
+    second = rows()
+    assert "Ana Souza</a>" in second and "Person 1</a>" not in second
+    assert "every 10 d, at most 15 d</span>" in second and 'cold-due"' not in second  # past 15 days: cold
+    utc = re.search(r'<time datetime="[^"]+" title="([^"]+)"', second).group(1)
+    member_client.post("/settings/time-zone/", {"time_zone": "Asia/Tokyo"})
+    assert re.search(r'<time datetime="[^"]+" title="([^"]+)"', rows()).group(1) != utc
 
 
 def test_the_going_cold_feed_behind_a_revocable_token(workspace, people, client, member_client):
