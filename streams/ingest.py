@@ -438,6 +438,7 @@ def participants_resolve(workspace, region, fresh, contact_renames=None):
     dedup_key → ([(identity, role)], invalid participants)."""
     wanted: dict[tuple[str, str], Wanted] = {}
     per_draft: dict[str, tuple[list[tuple[tuple[str, str], str]], list[dict]]] = {}
+    shown_by: dict[tuple[str, str], ActivityDraft] = {}  # key → the draft its newest display came from
     create_for_automated = workspace.create_contacts_for_automated
     for _raw, draft in fresh:
         keys: list[tuple[tuple[str, str], str]] = []
@@ -455,11 +456,14 @@ def participants_resolve(workspace, region, fresh, contact_renames=None):
             if p.display and (w.seen_at is None or draft.occurred_at > w.seen_at):  # newest display wins
                 w.display, w.seen_at = p.display, draft.occurred_at
                 w.avatar = p.avatar or w.avatar
-                w.source = display_source(draft.channel, draft.extra, p.display)
+                shown_by[key] = draft  # its source is worked out once per key, below
             if not draft.automated or create_for_automated:
                 w.needs_contact = True
             keys.append((key, p.role))
         per_draft[draft.dedup_key] = (keys, invalid)
+    for key, draft in shown_by.items():
+        w = wanted[key]
+        w.source = display_source(draft.channel, draft.extra, w.display)
     identities = identities_resolve(workspace=workspace, wanted=wanted, contact_renames=contact_renames)
     out = {}
     for dedup_key, (keys, invalid) in per_draft.items():
