@@ -23,6 +23,7 @@ from .selectors.ranking import ColdEntry
 FORMATS = ("rss", "json")
 CONTENT_TYPES = {"rss": "application/rss+xml; charset=utf-8", "json": "application/feed+json; charset=utf-8"}
 FEED_LIMIT = 100
+_ID = 918273645  # a placeholder contact id: the contact URL is reversed once per feed, around it
 
 
 def cold_feed_urls(token: str, *, base: str | None = None) -> dict[str, str]:
@@ -76,12 +77,18 @@ def cold_feed_render(*, workspace: Workspace, entries: list[ColdEntry], fmt: str
     """The feed document of ``entries`` (most urgent first) in ``fmt``."""
     base_url = base_url.rstrip("/")
     home = base_url + reverse("cold-list")
+    # One reverse() for the page, not one per entry (100 reverse() calls were ~15 % of the feed request's Python).
+    head, tail = reverse("contact-detail", args=[_ID]).rsplit(str(_ID), 1)
+
+    def contact_url(contact_id: int) -> str:
+        return f"{base_url}{head}{contact_id}{tail}"
+
     title = f"Going cold · {workspace.name or workspace.slug}"
     if fmt == "json":
         return json.dumps({
             "version": "https://jsonfeed.org/version/1.1", "title": title, "home_page_url": home,
             "items": [{
-                "id": _guid(workspace, e), "url": base_url + reverse("contact-detail", args=[e.contact_id]),
+                "id": _guid(workspace, e), "url": contact_url(e.contact_id),
                 "title": _title(e, now), "content_text": _summary(e), "date_published": rfc3339(e.due_at),
                 "_mesh": {**e.as_json(), "last_touch_at": rfc3339(e.last_touch_at), "due_at": rfc3339(e.due_at),
                           "cold_at": rfc3339(e.cold_at)},
@@ -90,7 +97,7 @@ def cold_feed_render(*, workspace: Workspace, entries: list[ColdEntry], fmt: str
     feed = feedgenerator.Rss201rev2Feed(title=title, link=home, description="Contacts past their cadence",
                                         language="en")
     for e in entries:
-        feed.add_item(title=_title(e, now), link=base_url + reverse("contact-detail", args=[e.contact_id]),
+        feed.add_item(title=_title(e, now), link=contact_url(e.contact_id),
                       description=_summary(e), unique_id=_guid(workspace, e), unique_id_is_permalink=False,
                       pubdate=e.due_at)
     return feed.writeString("utf-8")

@@ -697,3 +697,21 @@ def test_pages_send_a_strict_csp(member_client, workspace, device):
         assert "frame-ancestors 'none'" in csp
         body = text_of(response)
         assert "<script>" not in body and " onclick=" not in body and " onload=" not in body
+
+
+def test_a_page_reads_the_users_workspaces_once(member_client, member, workspace, other_workspace):
+    """The view's member_workspace and the navigation's switch (context_processors.workspaces)
+    share one read of the user's workspaces."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from streams.services import workspace_add_member
+
+    workspace_add_member(workspace=other_workspace, user=member)
+    for url in ("/contacts/", "/contacts/?sort=strength", "/cold/"):
+        with CaptureQueriesContext(connection) as queries:
+            page = member_client.get(url).content.decode()
+        reads = [q["sql"] for q in queries.captured_queries
+                 if q["sql"].startswith('SELECT "streams_workspace"."id"') and '"streams_membership"' in q["sql"]]
+        assert len(reads) == 1, url
+        assert '<option value="acme" selected>Acme</option>' in page and '<option value="globex">Globex</option>' in page

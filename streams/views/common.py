@@ -23,6 +23,7 @@ def member_workspace(request: HttpRequest) -> Workspace | None:
     """The workspace the page shows: the one asked for (``?ws=``, then remembered in the
     session) among the user's, else their first one; None when they have none."""
     workspaces = list(selectors.workspaces_for_user(user=request.user))
+    request.mesh_workspaces = workspaces  # the navigation's list too (context_processors.workspaces)
     wanted = request.GET.get("ws") or request.session.get("mesh_workspace")
     for ws in workspaces:
         if ws.slug == wanted:
