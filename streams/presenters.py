@@ -190,35 +190,35 @@ def decorate_activities(activities: list[Activity], *, region: str = "") -> list
     return activities
 
 
-# Rendered rows are cached (activities, contact-list rows): the same rows are shown again and
-# again (every visit, every "older" click), and rendering 50 of them with Django templates costs
-# more than reading them. A key holds everything its fragment depends on, so an entry is never
-# stale.
+# Rendered rows are cached (activities, contact-list rows): the same rows are shown again and again
+# (every visit, every "older" click), and rendering 50 of them with Django templates costs more
+# than reading them. A key holds everything its fragment depends on, so an entry is never stale.
 FRAGMENT_VERSION = "web-4"
 FRAGMENT_SECONDS = 24 * 3600
 
 
-def render_cached(items: list, *, template: str, kind: str, key_parts, context) -> None:
-    """Set ``item.fragment`` to ``template`` rendered with ``context(item)``, from the cache
-    under a key made from ``key_parts(item)`` (which must name everything the HTML shows)."""
+def render_cached(items: list, *, template: str, kind: str, key_parts, context, ready=None) -> None:
+    """Set ``item.fragment`` to ``template`` rendered with ``context(item)``, from the cache under a key
+    made from ``key_parts(item)`` (naming all the HTML shows); not if ``ready(keys)``: page_cache."""
     if not items:
         return
-    tpl = get_template(template)
     keys = [f"mesh:frag:{FRAGMENT_VERSION}:{kind}:"
             + hashlib.blake2b(repr(key_parts(item)).encode(), digest_size=12).hexdigest() for item in items]
+    if ready is not None and ready(keys):
+        return
     cached = cache.get_many(keys)
     fresh = {}
     for item, key in zip(items, keys, strict=True):
         html = cached.get(key)
         if html is None:
-            html = fresh[key] = tpl.render(context(item))
+            html = fresh[key] = get_template(template).render(context(item))  # the loader caches it
         item.fragment = mark_safe(html)  # our own template's output: every value in it was escaped
     if fresh:
         cache.set_many(fresh, FRAGMENT_SECONDS)
 
 
 def render_activities(activities: list[Activity], *, contact: Contact | None = None, hide_device: bool = False,
-                      highlight: list[str] | None = None, live: bool = False, show_date: bool = False) -> None:
+                      highlight: list[str] | None = None, live: bool = False, show_date: bool = False, ready=None) -> None:
     """Set ``a.fragment`` (the rendered ``_activity.html``) on each activity. Its key: the
     activity's updated_at (bumped by delivery-state changes and reprocessing), its participants'
     contacts (merges), its device's name, and how the page shows it."""
@@ -235,7 +235,7 @@ def render_activities(activities: list[Activity], *, contact: Contact | None = N
                              tuple((p.role, p.contact_id, p.display) for p in a.persons),
                              tuple(p["text"] for p in a.people), page_key),
         context=lambda a: {"a": a, "contact": contact, "hide_device": hide_device, "highlight": highlight or [],
-                           "live": live, "show_date": show_date})
+                           "live": live, "show_date": show_date}, ready=ready)
 
 
 def render_contact_rows(contacts: list[Contact], *, region: str, by_strength: bool) -> None:

@@ -23,7 +23,7 @@ from ..linking import merge_suggestion_accept
 from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Source, Workspace
-from ..page_cache import render_timeline_items
+from ..page_cache import TimelineItems
 from ..presenters import (
     decorate_activities,
     render_activities,
@@ -128,9 +128,13 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
     survivor = contact.root() if contact.merged_into_id else None
     page = None if survivor else timeline("c", contact.pk, filters, before)
     activities = decorate_activities(page.activities, region=contact.workspace.region) if page else []
-    render_activities(activities, contact=contact, highlight=highlight)
-    if page is not None and wants_more(request, before):
-        return timeline_more(request, blocks=timeline_blocks(activities), filters=filters, page=page)
+    more = page is not None and wants_more(request, before)
+    blocks = timeline_blocks(activities)
+    items = TimelineItems(blocks, filters=filters, paged=before is not None)
+    # The whole timeline from the cache needs no activity's own fragment ("older" does).
+    render_activities(activities, contact=contact, highlight=highlight, ready=None if more else items.ready)
+    if more:
+        return timeline_more(request, blocks=blocks, filters=filters, page=page)
     identities = selectors.contact_identities(contact=contact)
     heat = ""
     if not survivor:
@@ -138,8 +142,6 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
             contact.activity_count, contact.last_activity_at.isoformat() if contact.last_activity_at else ""))
         heat = heat_svg(weeks, link="?")
     channels = sorted((contact.channel_counts or {}).items())
-    blocks = timeline_blocks(activities)
-    pages = pager(filters, page, before)
     return render(request, "streams/contact_detail.html", {
         "workspace": contact.workspace, "contact": contact, "identities": identities,
         "channel_counts": channels, "filter_channels": sorted({c for c, _ in channels} | {filters.channel} - {""}),
@@ -147,9 +149,9 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
         "merged_children": list(contact.merged_children.order_by("pk")),
         "survivor": survivor, "heat": heat, "filters": filters,
         "page": page, "activities": activities, "blocks": blocks,
-        "timeline_items": render_timeline_items(blocks, filters=filters, paged=pages["paged"]) if page else None,
+        "timeline_items": items.render() if page else None,
         "highlight": highlight,
-        **pages,
+        **pager(filters, page, before),
         # Live updates only where new items would appear: the unfiltered first page.
         "live_url": reverse("contact-since", args=[contact.pk]) if page and before is None and not filters.active else "",
         "live_after": _head_cursor(activities),
