@@ -301,6 +301,55 @@ def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, de
     assert ConversationDay.objects.get(contact=ana, conversation="t").inbound == 3  # s1, s3, s6
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_committed_while_a_contact_is_recounted_is_counted_once(workspace, device, monkeypatch):
+    """A recount (merge, erasure, reprocessing) reads the contact's timeline less its queued
+    pairs in one statement: a batch that commits while the recount's transaction is still open
+    (here: while it re-scores) is not in its rows and stays queued, so the next fold counts
+    it, once."""
+    import threading
+
+    from django.db import connection
+
+    import streams.ranking as ranking
+
+    _history(workspace, device)
+    ana = contact_for(workspace, "phone", ANA_NUMBER)
+    rescore = ranking.strengths_refresh
+    recounted, committed = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def batch():
+        try:
+            assert recounted.wait(30)
+            ingest(workspace, ("s8", "sms", ago(9, "13:00:00"), "in", ANA, {"thread_key": "t"}))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            committed.set()
+            connection.close()
+
+    def rescore_while_a_batch_commits(**kwargs):
+        recounted.set()
+        assert committed.wait(30)
+        return rescore(**kwargs)
+
+    rank_pending_refresh()
+    monkeypatch.setattr(ranking, "strengths_refresh", rescore_while_a_batch_commits)
+    thread = threading.Thread(target=batch)
+    thread.start()
+    ranking.contact_rank_rebuild(contact_ids=[ana.pk])
+    thread.join()
+    assert not errors, errors
+    row = ConversationDay.objects.get(contact=ana, conversation="t")
+    assert (row.inbound, row.outbound) == (2, 1)  # s1, s3 and s2: the recount's
+    assert RankTouch.objects.filter(contact_id=ana.pk).count() == 1  # s8's, left queued
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    row = ConversationDay.objects.get(contact=ana, conversation="t")
+    assert (row.inbound, row.outbound) == (3, 1)
+
+
 def test_incremental_equals_rebuild_after_merge_and_unmerge(workspace, device):
     _history(workspace, device)
     phone, mail = contact_for(workspace, "phone", ANA_NUMBER), contact_for(workspace, "email", "ana@example.com")
