@@ -154,3 +154,13 @@ def test_an_html_email_opens_in_its_iframe_under_gunicorn(gunicorn, demo_session
         frame.locator("body *").first.wait_for()  # about:blank has an empty body; the message does not
         assert len(frame.locator("body").inner_text().strip()) > 0
     assert not failures, failures
+
+
+def test_the_wsgi_entry_point_freezes_what_it_loaded(production_env):
+    """gunicorn's entry point leaves the loaded application out of the collector's full passes
+    (mesh_site.heap): every view module imported up front, the heap frozen."""
+    probe = ("import gc, sys, mesh_site.wsgi; "
+             "print(gc.get_freeze_count(), 'streams.views.contacts' in sys.modules, 'streams.views.sync' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=production_env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    assert int(out[0]) > 50_000 and out[1:] == ["True", "True"], out
