@@ -14,6 +14,7 @@ import datetime as dt
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 from django.utils import timezone
 
 from .conf import conf
@@ -98,8 +99,11 @@ class Contact(models.Model):
 
     class Meta:
         indexes = [
+            # The list's order (no activity last) and its filter: merged_into IS NULL as the index's
+            # predicate, since as a column it kept PostgreSQL from reading the index in order
             models.Index(
-                fields=["workspace", "merged_into", "is_self", "-last_activity_at", "-id"], name="contact_list_idx"
+                F("workspace"), F("is_self"), F("last_activity_at").desc(nulls_last=True), F("id").desc(),
+                name="contact_list_idx", condition=models.Q(merged_into=None),
             )
         ]
 
