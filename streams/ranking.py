@@ -20,8 +20,8 @@ Kept current by three paths that give the same rows:
   (``rank_pending_refresh``);
 - anything that rewrites timelines (merge, unmerge, reprocess, erasure, a workspace rebuild)
   calls ``contact_summaries_refresh``, which calls ``contact_rank_rebuild`` for those contacts:
-  their rows are recomputed from their timelines, less the pairs still queued, and their
-  strength at once;
+  their queued pairs are dropped and their rows recomputed from their timelines (one
+  snapshot), and their strength at once;
 - ``workspace_rank_rebuild`` (``mesh_rank --rebuild``) recomputes everything from the timelines.
 Folds and rebuilds take turns (``_rank_lock``); a pair is counted by exactly one of them.
 ``ContactStrength`` is computed from the rows only, as of a day: rows computed before today are
@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Max
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -257,8 +257,8 @@ def rank_touches_queue(*, workspace_id: int, touches: Iterable[tuple]) -> None:
 
 def _rank_lock() -> None:
     """Folds and rebuilds of conversation-days take turns, until the transaction ends: a rebuild
-    leaves out the pairs still queued and deletes its contacts' rows, so a fold committing in
-    between would be lost or counted twice. Ingest never waits for it. (SQLite: one writer.)"""
+    replaces its contacts' rows and drops their queued pairs, so a fold committing meanwhile
+    would be lost or counted twice. Ingest never waits for it. (SQLite: one writer.)"""
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [RANK_LOCK])
@@ -304,8 +304,8 @@ def _claim_sql(workspace_id: int, upto: int) -> tuple[str, list]:
 
 def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
     """Add a chunk of the queue to the conversation-days; returns the contacts whose rows
-    changed. A pair whose activity has left the contact's timeline (merge, unmerge, erasure,
-    reprocessing) counts for nothing: the timelines' rewrite re-counted it where it is.
+    changed. No pair needs checking against the timelines: a rewrite (merge, unmerge, erasure,
+    reprocessing) recounts its contacts and drops their queued pairs (``contact_rank_rebuild``).
     PostgreSQL: claimed, summed and written in one statement; SQLite: summed in Python."""
     claim, params = _claim_sql(workspace_id, upto)
     with connection.cursor() as cur:
@@ -325,8 +325,6 @@ def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
                 SELECT c.contact_id, (a.occurred_at AT TIME ZONE 'UTC')::date AS day, a.channel,
                        COALESCE(a.thread_key, '') AS conversation, a.occurred_at, {_WAY_SQL} AS way
                 FROM claimed c JOIN {_t(Activity)} a ON a.id = c.activity_id AND {visible_sql("a")}
-                WHERE EXISTS (SELECT 1 FROM {_t(TimelineEntry)} te
-                              WHERE te.kind = 'c' AND te.owner_id = c.contact_id AND te.activity_id = c.activity_id)
             ),
             summed AS MATERIALIZED (
                 SELECT contact_id, day, channel, conversation, COUNT(*) FILTER (WHERE way = 'in') AS inbound,
@@ -392,16 +390,14 @@ def _t(model) -> str:
 
 def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = None) -> None:
     """Recompute these contacts' conversation-days from their timelines (the same sums the folds
-    made), less the pairs still queued (a fold counts those), and their strength. Called by
-    ``contact_summaries_refresh``: merges, unmerges, reprocessing and erasure keep ranking right
-    through it."""
+    make) and their strength, dropping their queued pairs (so the fold checks none against the
+    timelines). Called by ``contact_summaries_refresh``: merges, unmerges, reprocessing and
+    erasure keep ranking right through it."""
     contact_ids = sorted({int(c) for c in contact_ids})
     if not contact_ids:
         return
     # Joining the caller's transaction, never a savepoint (here and below): SQLite refuses one
     # while a statement of the caller is still open (the timeline rebuild's INSERT … RETURNING).
-    queued = RankTouch.objects.filter(workspace_id=OuterRef("activity__workspace_id"),
-                                      activity_id=OuterRef("activity_id"), contact_id=OuterRef("owner_id"))
     with transaction.atomic(savepoint=False):
         _rank_lock()
         for i in range(0, len(contact_ids), REFRESH_CHUNK):
@@ -410,8 +406,9 @@ def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = 
             if connection.vendor == "postgresql":
                 _rebuilt_sql(chunk)
                 continue
+            RankTouch.objects.filter(contact_id__in=chunk).delete()  # SQLite: one writer
             acc: dict[Key, list] = {}
-            for contact_id, _activity_id, *touch in _touches(~Exists(queued), owner_id__in=chunk):
+            for contact_id, _activity_id, *touch in _touches(owner_id__in=chunk):
                 _add(acc, contact_id, *touch)
             if acc:
                 _upsert_rebuilt(acc)
@@ -419,27 +416,29 @@ def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = 
 
 
 def _rebuilt_sql(chunk: list[int]) -> None:
-    """PostgreSQL: the contacts' conversation-days summed from their timelines, less the pairs
-    still queued, and written, in one statement (``_WAY_SQL`` is ``interaction_way``'s rule).
-    Reading the rows into Python to sum them there cost ~4x the CPU (``mesh_rank --rebuild``)."""
+    """PostgreSQL: the contacts' queued pairs dropped, and their conversation-days summed from
+    their timelines (``_WAY_SQL`` is ``interaction_way``'s rule) and written, in one statement,
+    so from one snapshot: a batch commits its timeline rows and its pairs together, so it is
+    either counted here and dropped from the queue, or left queued for the next fold. Reading
+    the rows into Python to sum them there cost ~5x the CPU (``mesh_rank --rebuild``). The queue
+    has no index on the contact (ingest pays for none): it holds what the beat has not folded."""
     ids = IntArray(chunk)
     with raw_cursor() as cur:
         cur.execute(f"""
-            WITH touches AS (
+            WITH dropped AS (DELETE FROM {_t(RankTouch)} WHERE contact_id = ANY(%s)),
+            touches AS (
                 SELECT te.owner_id AS contact_id, (a.occurred_at AT TIME ZONE 'UTC')::date AS day, a.channel,
                        COALESCE(a.thread_key, '') AS conversation, a.occurred_at, {_WAY_SQL} AS way
                 FROM {_t(TimelineEntry)} te JOIN {_t(Activity)} a ON a.id = te.activity_id AND {visible_sql("a")}
                 WHERE te.kind = 'c' AND te.owner_id = ANY(%s)
-                  AND NOT EXISTS (SELECT FROM {_t(RankTouch)} q WHERE q.workspace_id = a.workspace_id
-                                  AND q.activity_id = te.activity_id AND q.contact_id = te.owner_id)
             )
             INSERT INTO {_t(ConversationDay)} {_CD_COLUMNS}
             SELECT contact_id, day, channel, conversation, COUNT(*) FILTER (WHERE way = 'in'),
                    COUNT(*) FILTER (WHERE way = 'out'), COUNT(*) FILTER (WHERE way = 'both'),
                    MIN(occurred_at), MAX(occurred_at)
             FROM touches WHERE way IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-        """, [sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS), [f"%{word}%" for word in UNANSWERED],
-              sorted(BOTH_WAYS_VERBS), ids])
+        """, [ids, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
+              [f"%{word}%" for word in UNANSWERED], sorted(BOTH_WAYS_VERBS), ids])
 
 
 def _upsert_rebuilt(acc: dict[Key, list]) -> None:

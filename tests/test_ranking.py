@@ -303,9 +303,9 @@ def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, de
 
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_committed_while_a_contact_is_recounted_is_counted_once(workspace, device, monkeypatch):
-    """A recount (merge, erasure, reprocessing) reads the contact's timeline less its queued
-    pairs in one statement: a batch that commits while the recount's transaction is still open
-    (here: while it re-scores) is not in its rows and stays queued, so the next fold counts
+    """A recount (merge, erasure, reprocessing) drops the contact's queued pairs and reads its
+    timeline in one statement: a batch that commits while the recount's transaction is still
+    open (here: while it re-scores) is not in its rows and stays queued, so the next fold counts
     it, once."""
     import threading
 
@@ -355,6 +355,8 @@ def test_incremental_equals_rebuild_after_merge_and_unmerge(workspace, device):
     phone, mail = contact_for(workspace, "phone", ANA_NUMBER), contact_for(workspace, "email", "ana@example.com")
     assert RankTouch.objects.filter(contact_id=mail.pk).exists()  # merged before the queue is folded
     contact_merge(workspace=workspace, target=phone, other=mail)
+    # The merge's recount from the timelines dropped both contacts' queued pairs.
+    assert not RankTouch.objects.filter(contact_id__in=[phone.pk, mail.pk]).exists()
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert not ConversationDay.objects.filter(contact=mail).exists()
@@ -377,10 +379,11 @@ def test_incremental_equals_rebuild_after_erasure(workspace, device):
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert ContactStrength.objects.get(contact=ben).conversations == 1  # the meeting is left
-    # Erased while its pair is still queued: the fold finds it off the timelines, counts nothing.
+    # Erased while its pair is still queued: the erasure's recount of Ben drops it.
     ingest(workspace, ("s7", "sms", ago(2), "in", BEN))
-    activity_erase(activity=Activity.objects.get(dedup_key="sms:s7"))
     assert RankTouch.objects.filter(contact_id=ben.pk).exists()
+    activity_erase(activity=Activity.objects.get(dedup_key="sms:s7"))
+    assert not RankTouch.objects.filter(contact_id=ben.pk).exists()
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert ContactStrength.objects.get(contact=ben).conversations == 1
