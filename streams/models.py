@@ -690,6 +690,9 @@ class ContactStrength(models.Model):
             models.Index(fields=["workspace", "-score", "-contact"], name="strength_rank_idx"),
             # "Anything computed before today?", asked before every read: an index probe.
             models.Index(fields=["workspace", "computed_on"], name="strength_day_idx"),
+            # The going-cold page: each tier's oldest last touches, and how many are overdue
+            models.Index(fields=["workspace", "tier", "last_touch_at"], name="strength_cold_idx",
+                         condition=models.Q(last_touch_at__isnull=False)),
         ]
 
     def __str__(self) -> str:

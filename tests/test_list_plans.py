@@ -39,3 +39,35 @@ def test_the_list_by_recency_reads_its_index_in_order(workspace):
     assert "contact_list_idx" in first_page and "Sort" not in first_page
     later = plan(contacts_list(workspace=workspace, before=ContactCursor.after(rows[1]))[:51])
     assert "contact_list_idx" in later and "Sort" not in later
+
+
+def test_the_going_cold_page_scores_few_candidates_and_lists_what_scoring_all_lists(workspace):
+    """The page's statement (a limit: candidates from strength_cold_idx under a bound) lists the
+    same entries, in the same order, with the same total, as scoring every contact."""
+    import datetime as dt
+    import random
+
+    from django.utils import timezone
+
+    from streams.models import ContactStrength, KeepInTouch
+    from streams.selectors.ranking import going_cold
+
+    rng = random.Random(17)
+    now = timezone.now()
+    tiers = ["strong", "steady", "weak", "faint"]
+    for i in range(160):
+        contact = Contact.objects.create(workspace=workspace, name=f"c{i}")
+        ContactStrength.objects.create(
+            contact=contact, workspace=workspace, score=rng.choice([0, 3, 40, 40, 77, 100]), tier=rng.choice(tiers),
+            last_touch_at=None if i % 17 == 0 else now - dt.timedelta(days=rng.uniform(0, 900)),
+            computed_on=now.date())
+        if i % 9 == 0:
+            KeepInTouch.objects.create(contact=contact, every_days=rng.choice([3, 30, 400]), at_most_days=500)
+    cadences = {"strong": (14, 42), "steady": (30, 90), "weak": None, "faint": (180, 365)}
+    for when in (now, now - dt.timedelta(days=300), now + dt.timedelta(days=2000)):
+        every = going_cold(workspace=workspace, now=when, cadences=cadences)
+        assert len(every) > 10 and every.total == len(every)
+        for limit in (1, 7, 50, 1000):
+            page = going_cold(workspace=workspace, now=when, limit=limit, cadences=cadences)
+            assert page == every[:limit] and page.total == every.total
+    assert not going_cold(workspace=workspace, now=now - dt.timedelta(days=5000), limit=50, cadences=cadences)

@@ -241,6 +241,8 @@ def _cold_ranked(workspace: Workspace, cadences: dict[str, tuple[int, int] | Non
 
     every_sql, every_params = by_tier(0)
     most_sql, most_params = by_tier(1)
+    if connection.vendor == "postgresql" and limit and tiers:
+        return _cold_ranked_pruned(workspace, tiers, every_sql, every_params, most_sql, most_params, now, limit)
     if connection.vendor == "postgresql":
         # date_part, a float8: EXTRACT's numeric arithmetic over every overdue row cost a quarter of the statement
         days_since = "date_part('epoch', %s::timestamptz - s.last_touch_at) / 86400"
@@ -261,4 +263,68 @@ def _cold_ranked(workspace: Workspace, cadences: dict[str, tuple[int, int] | Non
     params = [connection.ops.adapt_datetimefield_value(now), *every_params, *most_params, workspace.pk]
     with connection.cursor() as cur:
         cur.execute(sql, params + ([limit] if limit else []))
+        return cur.fetchall()
+
+
+def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every_params: list, most_sql: str,
+                        most_params: list, now: dt.datetime, limit: int) -> list[tuple]:
+    """``_cold_ranked`` on PostgreSQL for a page: the same rows, scoring a few candidates
+    instead of every contact (8,081 overdue of 10,000 cost ~12 ms). Urgency = (days / every - 1)
+    * k with k = 1 + score / 100 <= kmax, so a contact of a tier can only beat a bound ``u`` if
+    its last touch is older than every * (1 + u / kmax) days: ``u`` is the ``limit``-th urgency
+    among each tier's ``limit`` oldest last touches (read from strength_cold_idx) and the
+    contacts with a cadence of their own (always candidates). The number overdue is counted
+    from the index, per tier, corrected for the contacts with their own cadence."""
+    qn = connection.ops.quote_name
+    st, kt = qn(ContactStrength._meta.db_table), qn(KeepInTouch._meta.db_table)
+    values = ", ".join("(%s, %s::int)" for _ in tiers)
+    values_params = [v for tier, pair in tiers for v in (tier, pair[0])]
+    cols = "s.contact_id, s.score, s.last_touch_at, s.tier"
+
+    def ranked(rows: str) -> str:  # the statement of _cold_ranked, over ``rows`` (columns: cols)
+        return f"""
+            SELECT contact_id, (days - every) / every * (1 + CAST(score AS DOUBLE PRECISION) / 100) AS urgency,
+                   score, last_touch_at, every, most, own
+            FROM (SELECT s.contact_id, s.score, s.last_touch_at,
+                         date_part('epoch', %s::timestamptz - s.last_touch_at) / 86400 AS days,
+                         COALESCE(k.every_days, {every_sql}) AS every, COALESCE(k.at_most_days, {most_sql}) AS most,
+                         k.contact_id IS NOT NULL AS own
+                  FROM {rows} s LEFT JOIN {kt} k ON k.contact_id = s.contact_id) AS cadenced
+            WHERE every IS NOT NULL AND days > every"""
+
+    ranked_params = [now, *every_params, *most_params]
+    # OFFSET 0 keeps each tier's scan a range scan of strength_cold_idx (not a join over every row)
+    sql = f"""
+        WITH tiers AS MATERIALIZED (
+            SELECT tier, every, %s::timestamptz - make_interval(secs => every * 86400.0) AS due_before
+            FROM (VALUES {values}) AS v (tier, every)),
+        own AS MATERIALIZED (SELECT {cols} FROM {kt} k JOIN {st} s ON s.contact_id = k.contact_id
+                             WHERE s.workspace_id = %s AND s.last_touch_at IS NOT NULL),
+        pool AS (SELECT o.* FROM tiers t CROSS JOIN LATERAL (
+                     SELECT {cols} FROM {st} s WHERE s.workspace_id = %s AND s.tier = t.tier
+                     AND s.last_touch_at IS NOT NULL ORDER BY s.last_touch_at LIMIT %s) o
+                 UNION SELECT * FROM own),
+        bound AS MATERIALIZED (
+            SELECT COALESCE((SELECT urgency FROM ({ranked("pool")}) r ORDER BY urgency DESC OFFSET %s LIMIT 1), 0) AS u,
+                   (SELECT 1 + CAST(MAX(score) AS DOUBLE PRECISION) / 100 FROM {st} WHERE workspace_id = %s) AS kmax),
+        cut AS MATERIALIZED (
+            SELECT t.tier, %s::timestamptz - make_interval(secs => t.every * 86400.0 * (1 + b.u / b.kmax) - 1) AS before
+            FROM tiers t CROSS JOIN bound b),
+        candidates AS (SELECT o.* FROM cut c CROSS JOIN LATERAL (
+                           SELECT {cols} FROM {st} s WHERE s.workspace_id = %s AND s.tier = c.tier
+                           AND s.last_touch_at < c.before OFFSET 0) o
+                       UNION SELECT * FROM own),
+        overdue AS (SELECT (SELECT COUNT(*) FROM tiers t CROSS JOIN LATERAL (
+                                SELECT 1 FROM {st} s WHERE s.workspace_id = %s AND s.tier = t.tier
+                                AND s.last_touch_at < t.due_before OFFSET 0) c)
+                           - (SELECT COUNT(*) FROM own s JOIN tiers t ON t.tier = s.tier
+                              WHERE s.last_touch_at < t.due_before)
+                           + (SELECT COUNT(*) FROM ({ranked("own")}) r) AS n)
+        SELECT r.*, (SELECT n FROM overdue) FROM ({ranked("candidates")}) r
+        ORDER BY urgency DESC, score DESC, contact_id LIMIT %s
+    """
+    params = [now, *values_params, workspace.pk, workspace.pk, limit, *ranked_params, limit - 1, workspace.pk,
+              now, workspace.pk, workspace.pk, *ranked_params, *ranked_params, limit]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
         return cur.fetchall()
