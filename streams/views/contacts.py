@@ -16,6 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from .. import selectors
 from ..conf import conf
+from ..contact_page import member_contact
 from ..contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
 from ..forms import CHANNELS, DIRECTIONS
 from ..heatmap import heat_svg, heat_weeks
@@ -52,10 +53,8 @@ EPOCH_CURSOR = Cursor(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), 0)
 
 
 def _member_contact(request: HttpRequest, contact_id: int) -> Contact:
-    return get_object_or_404(
-        Contact.objects.select_related("workspace", "merged_into", "keep_in_touch", "strength"),
-        pk=contact_id, workspace__memberships__user=request.user,
-    )
+    # Membership checked on every request; one raw statement (the ORM's join took ~2 ms to build).
+    return member_contact(contact_id, request.user.pk)
 
 
 # --- contact list ------------------------------------------------------------------------------
