@@ -10,7 +10,7 @@ from django.db import connection
 from django.http import Http404
 
 from .devices import _instance_from_row
-from .models import Contact, ContactStrength, KeepInTouch, Membership, Workspace
+from .models import Contact, ContactStrength, Identity, KeepInTouch, Membership, Workspace
 from .rawdb import prepared_fetch
 
 # Each related model in the order its columns follow the contact's: (model, alias, join).
@@ -68,3 +68,40 @@ def member_contact(contact_id: int, user_id: int) -> Contact:
             if related is not None:
                 descriptor.related.field.set_cached_value(related, contact)
     return contact
+
+
+def _rows(name: str, sql: str, params: list) -> list[tuple]:
+    rows = prepared_fetch(name, _numbered(sql), params)
+    if rows is None:
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+    return rows
+
+
+def _numbered(sql: str) -> str:
+    parts = sql.split("%s")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+@functools.cache
+def _identities_sql() -> str:
+    columns = ", ".join(f.column for f in Identity._meta.concrete_fields)
+    return f"SELECT {columns} FROM {Identity._meta.db_table} WHERE contact_id = %s ORDER BY kind, value"
+
+
+@functools.cache
+def _children_sql() -> str:
+    columns = ", ".join(f.column for f in Contact._meta.concrete_fields)
+    return f"SELECT {columns} FROM {Contact._meta.db_table} WHERE merged_into_id = %s ORDER BY id"
+
+
+def contact_identities(contact: Contact) -> list[Identity]:
+    """``selectors.contact_identities`` (same rows, same order) by a prepared statement: the
+    ORM's query building was ~1 ms of the contact page's Python."""
+    return [_instance_from_row(Identity, row) for row in _rows("mesh_contact_identities_v1", _identities_sql(), [contact.pk])]
+
+
+def merged_children(contact: Contact) -> list[Contact]:
+    """``contact.merged_children.order_by("pk")`` by a prepared statement (as above)."""
+    return [_instance_from_row(Contact, row) for row in _rows("mesh_merged_children_v1", _children_sql(), [contact.pk])]

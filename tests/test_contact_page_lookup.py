@@ -113,3 +113,21 @@ def test_the_timeline_pages_activities_are_the_orms(query_path, workspace):
         assert activity.get_deferred_fields() == orm.get_deferred_fields() == {"raw"}
         assert not activity._state.adding and activity._state.db == "default"
         assert fields(activity) == fields(orm)  # raw read when asked for, as the ORM's
+
+
+@pytest.mark.django_db
+def test_the_pages_identities_and_merged_contacts_are_the_orms(query_path, workspace):
+    from streams.contact_page import contact_identities, merged_children
+    from streams.selectors import contact_identities as orm_identities
+
+    ingest_mail(workspace, [mail(1, day=1)])
+    one, two = ana(workspace), Contact.objects.create(workspace=workspace, name="Two")
+    survivor = Contact.objects.create(workspace=workspace, name="Survivor")
+    for other in (two, one):
+        contact_merge(workspace=workspace, target=survivor, other=other)
+    assert merged_children(one) == [] and contact_identities(two) == []
+    children = merged_children(survivor)
+    assert [fields(c) for c in children] == [fields(c) for c in survivor.merged_children.order_by("pk")]
+    assert [c.pk for c in children] == sorted([one.pk, two.pk])
+    mine = contact_identities(survivor)
+    assert mine and [fields(i) for i in mine] == [fields(i) for i in orm_identities(contact=survivor)]

@@ -16,7 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from .. import selectors
 from ..conf import conf
-from ..contact_page import member_contact
+from ..contact_page import contact_identities, member_contact, merged_children
 from ..contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
 from ..forms import CHANNELS, DIRECTIONS
 from ..heatmap import heat_svg, heat_weeks
@@ -134,7 +134,7 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
     render_activities(activities, contact=contact, highlight=highlight, ready=None if more else items.ready)
     if more:
         return timeline_more(request, blocks=blocks, filters=filters, page=page)
-    identities = selectors.contact_identities(contact=contact)
+    identities = contact_identities(contact)
     heat = ""
     if not survivor:
         weeks = heat_weeks(kind="c", owner_id=contact.pk, summary=(
@@ -145,7 +145,7 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
         "workspace": contact.workspace, "contact": contact, "identities": identities,
         "channel_counts": channels, "filter_channels": sorted({c for c, _ in channels} | {filters.channel} - {""}),
         "directions": DIRECTIONS,
-        "merged_children": list(contact.merged_children.order_by("pk")),
+        "merged_children": merged_children(contact),
         "survivor": survivor, "heat": heat, "filters": filters,
         "page": page, "activities": activities, "blocks": blocks,
         "timeline_items": items.render() if page else None,
