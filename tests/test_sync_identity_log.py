@@ -1,4 +1,4 @@
-"""The sync log's identity update trigger (migration 0026: one statement-level trigger over the
+"""The sync log's identity update trigger (migration 0024: one statement-level trigger over the
 transition tables, not a row trigger per identity): an ``UPDATE`` of many identities logs exactly
 those whose contact, display or self flag changed, with every activity they take part in once,
 and nothing for the rest (ingest refreshes ``display_seen_at`` of every identity it sees)."""

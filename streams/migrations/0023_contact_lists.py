@@ -19,7 +19,7 @@ def drop_list_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("streams", "0023_rank_fold")]
+    dependencies = [("streams", "0022_people_avatars")]
     operations = [
         migrations.RemoveIndex(model_name="contact", name="contact_list_idx"),
         migrations.SeparateDatabaseAndState(

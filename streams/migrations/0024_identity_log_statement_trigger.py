@@ -78,5 +78,5 @@ def _run(statements):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("streams", "0025_contact_page")]
+    dependencies = [("streams", "0023_contact_lists")]
     operations = [migrations.RunPython(_run(STATEMENT_LEVEL), _run(ROW_LEVEL))]

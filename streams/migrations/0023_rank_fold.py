@@ -1,8 +1,0 @@
-"""Placeholder (filled or removed before the session ends)."""
-
-from django.db import migrations
-
-
-class Migration(migrations.Migration):
-    dependencies = [("streams", "0022_people_avatars")]
-    operations = []
