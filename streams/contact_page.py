@@ -10,7 +10,7 @@ from django.db import connection
 from django.http import Http404
 
 from .devices import _instance_from_row
-from .models import Contact, ContactStrength, Identity, KeepInTouch, Membership, Workspace
+from .models import Contact, ContactStrength, Identity, KeepInTouch, Membership, Source, Workspace
 from .rawdb import prepared_fetch
 
 # Each related model in the order its columns follow the contact's: (model, alias, join).
@@ -105,3 +105,15 @@ def contact_identities(contact: Contact) -> list[Identity]:
 def merged_children(contact: Contact) -> list[Contact]:
     """``contact.merged_children.order_by("pk")`` by a prepared statement (as above)."""
     return [_instance_from_row(Contact, row) for row in _rows("mesh_merged_children_v1", _children_sql(), [contact.pk])]
+
+
+def sending_source_exists(workspace_id: int, connectors) -> bool:
+    """Whether the workspace has a source of one of ``connectors`` (the SMS form's question):
+    the ORM's ``exists()`` by a prepared statement on PostgreSQL (~0.5 ms of query building)."""
+    connectors = sorted(connectors)
+    if not connectors:
+        return False
+    if connection.vendor != "postgresql":
+        return Source.objects.filter(workspace_id=workspace_id, connector__in=connectors).exists()
+    sql = f"SELECT 1 FROM {Source._meta.db_table} WHERE workspace_id = %s AND connector = ANY(%s) LIMIT 1"
+    return bool(_rows("mesh_sending_source_v1", sql, [workspace_id, connectors]))

@@ -131,3 +131,16 @@ def test_the_pages_identities_and_merged_contacts_are_the_orms(query_path, works
     assert [c.pk for c in children] == sorted([one.pk, two.pk])
     mine = contact_identities(survivor)
     assert mine and [fields(i) for i in mine] == [fields(i) for i in orm_identities(contact=survivor)]
+
+
+@pytest.mark.django_db
+def test_the_sms_forms_source_question_is_the_orms(query_path, workspace, other_workspace):
+    from streams.contact_page import sending_source_exists
+    from streams.models import Source
+
+    assert not sending_source_exists(workspace.pk, ["twilio_sms"]) and not sending_source_exists(workspace.pk, [])
+    Source.objects.create(workspace=other_workspace, connector="twilio_sms", name="Other's")
+    assert not sending_source_exists(workspace.pk, ["twilio_sms"])
+    Source.objects.create(workspace=workspace, connector="twilio_sms", name="Ours")
+    assert sending_source_exists(workspace.pk, ["twilio_sms"]) and sending_source_exists(workspace.pk, {"x", "twilio_sms"})
+    assert not sending_source_exists(workspace.pk, ["x"]) and not sending_source_exists(workspace.pk, [])

@@ -16,14 +16,19 @@ from django.views.decorators.vary import vary_on_headers
 
 from .. import selectors
 from ..conf import conf
-from ..contact_page import contact_identities, member_contact, merged_children
+from ..contact_page import (
+    contact_identities,
+    member_contact,
+    merged_children,
+    sending_source_exists,
+)
 from ..contacts import contact_merge_preview, contact_rename, contact_unmerge_preview
 from ..forms import CHANNELS, DIRECTIONS
 from ..heatmap import heat_svg, heat_weeks
 from ..linking import merge_suggestion_accept
 from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
-from ..models import Activity, Contact, Source, Workspace
+from ..models import Activity, Contact, Workspace
 from ..page_cache import TimelineItems
 from ..presenters import (
     decorate_activities,
@@ -109,7 +114,7 @@ def _sms_state(workspace: Workspace, identities) -> dict:
     phones = [i for i in identities if i.kind == "phone" and i.value.startswith("+") and not i.is_self]
     if not phones:
         return {"possible": False}
-    has_source = Source.objects.filter(workspace=workspace, connector__in=sending_connectors()).exists()
+    has_source = sending_source_exists(workspace.pk, sending_connectors())
     return {"possible": True, "to": phones[0].value, "source": has_source}
 
 
