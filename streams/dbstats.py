@@ -17,7 +17,15 @@ import logging
 from django.db import connection
 
 from .conf import conf
-from .models import Activity, Contact, Identity, Participant, TimelineEntry
+from .models import (
+    Activity,
+    Contact,
+    ConversationDay,
+    Identity,
+    Participant,
+    RankTouch,
+    TimelineEntry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +52,26 @@ def statistics_refresh(*, force: bool = False) -> list[str]:
     # wrong), then every CHECK_EVERY.
     if not force and _calls > CHECK_EVERY and _calls % CHECK_EVERY:
         return []
+    return _analyze_stale(_tables())
+
+
+def fold_statistics_refresh() -> list[str]:
+    """Before each chunk of the ranking fold: its queue and the conversation-days, which ingest
+    and the fold itself grow and empty, analyzed past the same rule. At 1,000,000 activities
+    stale estimates (203,796 conversation-days for 1,523,325; 678,004 claimed pairs for 100,000)
+    made the fold hash-join the whole activity table and sort every conversation-day to disk:
+    ~10 s a chunk of 100,000 pairs, ~5 s with the statistics current."""
+    if connection.vendor != "postgresql" or not conf.INGEST_ANALYZE:
+        return []
+    return _analyze_stale([m._meta.db_table for m in (RankTouch, ConversationDay)])
+
+
+def _analyze_stale(tables: list[str]) -> list[str]:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
             "WHERE s.relname = ANY(%s) AND s.n_mod_since_analyze > %s + %s * GREATEST(c.reltuples, 0)",
-            [_tables(), THRESHOLD, SCALE],
+            [tables, THRESHOLD, SCALE],
         )
         stale = [r[0] for r in cur.fetchall()]
         if not stale:

@@ -54,6 +54,7 @@ from django.db.models import Max
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from .dbstats import fold_statistics_refresh
 from .models import (
     Activity,
     Contact,
@@ -536,6 +537,7 @@ def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date |
     total = 0
     for workspace_id, upto in queued.values_list("workspace_id").annotate(upto=Max("activity_id")):
         while RankTouch.objects.filter(workspace_id=workspace_id, activity_id__lte=upto).exists():
+            fold_statistics_refresh()
             total += _fold(workspace_id, upto, today)
     return total
 

@@ -78,3 +78,28 @@ def test_ingest_analyzes_hot_tables_that_changed_past_autovacuums_rule(workspace
     assert table not in dbstats.statistics_refresh(force=True)  # nothing changed since
     settings.MESH_INGEST_ANALYZE = False
     assert dbstats.statistics_refresh(force=True) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ranking_fold_analyzes_its_queue_once_it_changed_past_the_same_rule(workspace, monkeypatch):
+    """streams.dbstats.fold_statistics_refresh, before each chunk of the fold: the queue and the
+    conversation-days that ingest and the fold grow and empty (stale, they made the fold's joins
+    scan the whole activity table at 1,000,000 activities)."""
+    from django.db import connection
+
+    from streams import dbstats, ranking
+    from streams.models import RankTouch
+
+    table = RankTouch._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {table}")
+    RankTouch.objects.bulk_create(
+        [RankTouch(workspace_id=workspace.pk, activity_id=10**9 + i, contact_id=1) for i in range(1200)])
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")
+    analyzed: list[str] = []
+    monkeypatch.setattr(ranking, "fold_statistics_refresh",
+                        lambda: analyzed.extend(dbstats.fold_statistics_refresh()) or analyzed)
+    ranking.rank_pending_refresh(workspace=workspace)
+    assert analyzed.count(table) == 1  # before the first chunk; not again after it emptied the queue
+    assert not RankTouch.objects.exists()  # folded: pairs whose activity is gone count for nothing
