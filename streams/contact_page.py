@@ -11,7 +11,7 @@ from django.http import Http404
 
 from .devices import _instance_from_row
 from .models import Contact, ContactStrength, Identity, KeepInTouch, Membership, Source, Workspace
-from .rawdb import prepared_fetch
+from .rawdb import prepared_rows
 
 # Each related model in the order its columns follow the contact's: (model, alias, join).
 _RELATED = (
@@ -42,12 +42,7 @@ def member_contact(contact_id: int, user_id: int) -> Contact:
 
     if not -2**63 <= contact_id < 2**63:  # the ORM finds nothing for an id out of the column's range
         raise Http404("No Contact matches the given query.")
-    sql, params = _sql(), [contact_id, user_id]
-    rows = prepared_fetch("mesh_member_contact_v1", sql.replace("%s", "$1", 1).replace("%s", "$2", 1), params)
-    if rows is None:
-        with connection.cursor() as cur:
-            cur.execute(sql, params)
-            rows = cur.fetchall()
+    rows = prepared_rows("mesh_member_contact_v1", _sql(), [contact_id, user_id])
     if not rows:
         raise Http404("No Contact matches the given query.")
     row, start = rows[0], len(Contact._meta.concrete_fields)
@@ -70,20 +65,6 @@ def member_contact(contact_id: int, user_id: int) -> Contact:
     return contact
 
 
-def _rows(name: str, sql: str, params: list) -> list[tuple]:
-    rows = prepared_fetch(name, _numbered(sql), params)
-    if rows is None:
-        with connection.cursor() as cur:
-            cur.execute(sql, params)
-            rows = cur.fetchall()
-    return rows
-
-
-def _numbered(sql: str) -> str:
-    parts = sql.split("%s")
-    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
-
-
 @functools.cache
 def _identities_sql() -> str:
     columns = ", ".join(f.column for f in Identity._meta.concrete_fields)
@@ -99,12 +80,12 @@ def _children_sql() -> str:
 def contact_identities(contact: Contact) -> list[Identity]:
     """``selectors.contact_identities`` (same rows, same order) by a prepared statement: the
     ORM's query building was ~1 ms of the contact page's Python."""
-    return [_instance_from_row(Identity, row) for row in _rows("mesh_contact_identities_v1", _identities_sql(), [contact.pk])]
+    return [_instance_from_row(Identity, row) for row in prepared_rows("mesh_contact_identities_v1", _identities_sql(), [contact.pk])]
 
 
 def merged_children(contact: Contact) -> list[Contact]:
     """``contact.merged_children.order_by("pk")`` by a prepared statement (as above)."""
-    return [_instance_from_row(Contact, row) for row in _rows("mesh_merged_children_v1", _children_sql(), [contact.pk])]
+    return [_instance_from_row(Contact, row) for row in prepared_rows("mesh_merged_children_v1", _children_sql(), [contact.pk])]
 
 
 def sending_source_exists(workspace_id: int, connectors) -> bool:
@@ -116,4 +97,4 @@ def sending_source_exists(workspace_id: int, connectors) -> bool:
     if connection.vendor != "postgresql":
         return Source.objects.filter(workspace_id=workspace_id, connector__in=connectors).exists()
     sql = f"SELECT 1 FROM {Source._meta.db_table} WHERE workspace_id = %s AND connector = ANY(%s) LIMIT 1"
-    return bool(_rows("mesh_sending_source_v1", sql, [workspace_id, connectors]))
+    return bool(prepared_rows("mesh_sending_source_v1", sql, [workspace_id, connectors]))

@@ -170,6 +170,19 @@ def raw_cursor():
         yield cur
 
 
+def prepared_rows(name: str, sql: str, params: list) -> list[tuple]:
+    """The rows of ``sql`` (``%s`` parameters): by `prepared_fetch` where that pays, else by a
+    plain cursor."""
+    parts = sql.split("%s")
+    numbered = "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+    rows = prepared_fetch(name, numbered, params)
+    if rows is None:
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+    return rows
+
+
 def prepared_fetch(name: str, sql: str, params: list) -> list[tuple] | None:
     """Run ``sql`` (``$1``-style parameters) as a named server-side prepared statement on
     PostgreSQL and return its rows; None where that does not pay (callers use the ORM then).
