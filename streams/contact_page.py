@@ -9,9 +9,8 @@ import functools
 from django.db import connection
 from django.http import Http404
 
-from .devices import _instance_from_row
 from .models import Contact, ContactStrength, Identity, KeepInTouch, Membership, Source, Workspace
-from .rawdb import prepared_rows
+from .rawdb import instance_from_row, prepared_rows
 
 # Each related model in the order its columns follow the contact's: (model, alias, join).
 _RELATED = (
@@ -46,12 +45,12 @@ def member_contact(contact_id: int, user_id: int) -> Contact:
     if not rows:
         raise Http404("No Contact matches the given query.")
     row, start = rows[0], len(Contact._meta.concrete_fields)
-    contact = _instance_from_row(Contact, row[:start])
+    contact = instance_from_row(Contact, row[:start])
     for model, _alias, _join in _RELATED:
         end = start + len(model._meta.concrete_fields)
         values = row[start:end]
         related = None if values[model._meta.concrete_fields.index(model._meta.pk)] is None else \
-            _instance_from_row(model, values)
+            instance_from_row(model, values)
         start = end
         if model is Workspace:
             Contact.workspace.field.set_cached_value(contact, related)
@@ -80,12 +79,12 @@ def _children_sql() -> str:
 def contact_identities(contact: Contact) -> list[Identity]:
     """``selectors.contact_identities`` (same rows, same order) by a prepared statement: the
     ORM's query building was ~1 ms of the contact page's Python."""
-    return [_instance_from_row(Identity, row) for row in prepared_rows("mesh_contact_identities_v1", _identities_sql(), [contact.pk])]
+    return [instance_from_row(Identity, row) for row in prepared_rows("mesh_contact_identities_v1", _identities_sql(), [contact.pk])]
 
 
 def merged_children(contact: Contact) -> list[Contact]:
     """``contact.merged_children.order_by("pk")`` by a prepared statement (as above)."""
-    return [_instance_from_row(Contact, row) for row in prepared_rows("mesh_merged_children_v1", _children_sql(), [contact.pk])]
+    return [instance_from_row(Contact, row) for row in prepared_rows("mesh_merged_children_v1", _children_sql(), [contact.pk])]
 
 
 def sending_source_exists(workspace_id: int, connectors) -> bool:

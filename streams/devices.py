@@ -31,7 +31,7 @@ from connectors.base import RawItem
 
 from .crypto import token_hash
 from .models import Device, DeviceSeqRange, Workspace
-from .rawdb import prepared_fetch, update_from_unnest
+from .rawdb import instance_from_row, prepared_rows, update_from_unnest
 
 # A seq is a PostgreSQL bigint.
 MAX_SEQ = 2**63 - 1
@@ -76,31 +76,13 @@ def _device_by_token_sql() -> str:
             f"ON w.id = d.workspace_id WHERE d.token_hash = %s")
 
 
-@functools.cache
-def _row_converters(model) -> list[tuple]:
-    """Per concrete field of ``model``: its column expression and the ORM's converters for it
-    (a JSON column arrives as text; SQLite's datetimes as strings)."""
-    cols = [field.get_col(model._meta.db_table) for field in model._meta.concrete_fields]
-    return [(col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)) for col in cols]
-
-
-def _instance_from_row(model, values):
-    """A model instance from a raw row of its concrete fields, converted as the ORM would."""
-    converted = []
-    for (col, converters), value in zip(_row_converters(model), values, strict=True):
-        for convert in converters:
-            value = convert(value, col, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], converted)
-
-
 def device_from_row(row) -> tuple[Device, tuple]:
     """The device (its workspace attached) that a row starting with `device_columns_sql` names,
     and the rest of the row."""
     split = len(Device._meta.concrete_fields)
     end = split + len(Workspace._meta.concrete_fields)
-    device = _instance_from_row(Device, row[:split])
-    Device.workspace.field.set_cached_value(device, _instance_from_row(Workspace, row[split:end]))
+    device = instance_from_row(Device, row[:split])
+    Device.workspace.field.set_cached_value(device, instance_from_row(Workspace, row[split:end]))
     return device, tuple(row[end:])
 
 
@@ -112,11 +94,7 @@ def device_by_token(token: str) -> Device | None:
     if not token_plausible(token):
         return None
     sql, digest = _device_by_token_sql(), token_hash(token)
-    rows = prepared_fetch("mesh_device_by_token_v1", sql.replace("%s", "$1"), [digest])
-    if rows is None:
-        with connection.cursor() as cur:
-            cur.execute(sql, [digest])
-            rows = cur.fetchall()
+    rows = prepared_rows("mesh_device_by_token_v1", sql, [digest])
     return device_from_row(rows[0])[0] if rows else None
 
 

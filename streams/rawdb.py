@@ -17,6 +17,7 @@ for what orjson refuses: lone surrogates, integers beyond 64 bits).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import weakref
 from collections.abc import Sequence
@@ -170,17 +171,39 @@ def raw_cursor():
         yield cur
 
 
-def prepared_rows(name: str, sql: str, params: list) -> list[tuple]:
+def prepared_rows(name: str, sql: str, params: list, *, server_binding: bool = False) -> list[tuple]:
     """The rows of ``sql`` (``%s`` parameters): by `prepared_fetch` where that pays, else by a
-    plain cursor."""
-    parts = sql.split("%s")
-    numbered = "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
-    rows = prepared_fetch(name, numbered, params)
+    plain cursor (``server_binding``: `raw_cursor`'s, PostgreSQL only)."""
+    rows = prepared_fetch(name, dollar_numbered(sql), params)
     if rows is None:
-        with connection.cursor() as cur:
+        with raw_cursor() if server_binding else connection.cursor() as cur:
             cur.execute(sql, params)
             rows = cur.fetchall()
     return rows
+
+
+def dollar_numbered(sql: str) -> str:
+    """``%s`` placeholders numbered ``$1``, ``$2``… for a server-side prepared statement."""
+    parts = sql.split("%s")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+@functools.cache
+def _row_converters(model) -> list[tuple]:
+    """Per concrete field of ``model``: its column expression and the ORM's converters for it
+    (a JSON column arrives as text; SQLite's datetimes as strings)."""
+    cols = [field.get_col(model._meta.db_table) for field in model._meta.concrete_fields]
+    return [(col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)) for col in cols]
+
+
+def instance_from_row(model, values):
+    """A model instance from a raw row of its concrete fields, converted as the ORM would."""
+    converted = []
+    for (col, converters), value in zip(_row_converters(model), values, strict=True):
+        for convert in converters:
+            value = convert(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], converted)
 
 
 def prepared_fetch(name: str, sql: str, params: list) -> list[tuple] | None:

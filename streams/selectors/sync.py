@@ -43,9 +43,9 @@ from ..models import (
     TimelineEntry,
     Workspace,
 )
-from ..rawdb import IntArray, prepared_fetch, raw_cursor
+from ..rawdb import IntArray, dollar_numbered, prepared_fetch, prepared_rows, raw_cursor
 from ..visibility import visible_sql
-from .timelines import _dollar, activities_by_ids, workspace_activities
+from .timelines import activities_by_ids, workspace_activities
 
 SCOPES = ("own", "devices", "contacts")
 OPS = {"c": "created", "u": "updated", "e": "erased", "d": "deleted", "r": "renamed", "m": "moved", "n": "unmerged"}
@@ -169,11 +169,7 @@ def _log_rows(device: Device, token: SyncToken, limit: int, log: LogRead | None 
             found = log.found
         else:
             # A prepared statement where connections persist (planning was half an up-to-date poll).
-            found = prepared_fetch(f"mesh_sync_log_{scope}_v1", _dollar(_log_sql(scope)), params)
-        if found is None:
-            with raw_cursor() as cur:
-                cur.execute(_log_sql(scope), params)
-                found = cur.fetchall()
+            found = prepared_rows(f"mesh_sync_log_{scope}_v1", _log_sql(scope), params, server_binding=True)
         xmin, hxid, hseq = found[0][:3]
         rows = [row[3:] for row in found if row[3] is not None]
         return rows, (xmin, 0), (hxid, hseq) if hxid is not None else None
@@ -212,7 +208,7 @@ def device_with_log(*, bearer: str, since: str | None, limit: int) -> tuple[Devi
         return device_by_token(bearer), None
     digest = token_hash(bearer)
     params = [digest, token.xid, token.seq, limit, digest, token.scope]
-    found = prepared_fetch(f"mesh_sync_poll_{token.scope}_v1", _dollar(_poll_sql(token.scope)), params)
+    found = prepared_fetch(f"mesh_sync_poll_{token.scope}_v1", dollar_numbered(_poll_sql(token.scope)), params)
     if found is None:
         return device_by_token(bearer), None
     device_rows = [row for row in found if row[0] is not None]

@@ -31,7 +31,7 @@ from ..models import (
     TimelineEntry,
     Workspace,
 )
-from ..rawdb import prepared_fetch, raw_cursor
+from ..rawdb import prepared_fetch, prepared_rows, raw_cursor
 from ..visibility import erased_q, visible_q, visible_sql
 from .places import place_hidden_q
 
@@ -218,16 +218,15 @@ def _timeline_page_pg(*, kind, owner_id, before, limit, **filters: Unpack[PageFi
         where.append(_PAGE_FILTERS_SQL[name])
         params.append(value)
     params.append(limit + 1)
-    rows = None
-    if not filtered:
-        # The two shapes every page view and "older" click runs: prepared once per connection
-        # (planning cost a third of the statement's server time), where connections persist.
-        name = "mesh_timeline_first_v1" if before is None else "mesh_timeline_older_v1"
-        rows = prepared_fetch(name, _dollar(_page_sql(" ".join(where))), params)
-    if rows is None:
+    if filtered:  # as many shapes as filter combinations: planned each time
         with raw_cursor() as cur:
             cur.execute(_page_sql(" ".join(where)), params)
             rows = cur.fetchall()
+    else:
+        # The two shapes every page view and "older" click runs: prepared once per connection
+        # (planning cost a third of the statement's server time), where connections persist.
+        name = "mesh_timeline_first_v1" if before is None else "mesh_timeline_older_v1"
+        rows = prepared_rows(name, _page_sql(" ".join(where)), params, server_binding=True)
     alias = connection.alias
     anames = [f.attname for f in _ACTIVITY_COLUMNS]
     dnames = [f.attname for f in _DEVICE_COLUMNS]
@@ -260,12 +259,6 @@ def _from_db(model, alias: str, names: list[str], values) -> Activity | Device:
     state.adding, state.db = False, alias
     obj.__dict__.update(zip(names, values, strict=True))
     return obj
-
-
-def _dollar(sql: str) -> str:
-    """``%s`` placeholders numbered ``$1``, ``$2``… for a server-side prepared statement."""
-    parts = sql.split("%s")
-    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 @dataclass(frozen=True, slots=True)
