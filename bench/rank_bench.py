@@ -81,13 +81,13 @@ class RankBench:
             self.log.flush()
 
     def _drop(self, slug: str) -> None:
-        from streams.models import ContactStrength, ConversationDay, RankTouch, Workspace
+        from streams.models import ContactStrength, ConversationDay, RankBatch, Workspace
 
         old = Workspace.objects.filter(slug=slug).first()
         if old is not None:
             ConversationDay.objects.filter(contact__workspace=old)._raw_delete(connection.alias)
             ContactStrength.objects.filter(workspace=old)._raw_delete(connection.alias)
-            RankTouch.objects.filter(workspace_id=old.pk)._raw_delete(connection.alias)
+            RankBatch.objects.filter(workspace_id=old.pk)._raw_delete(connection.alias)
             drop_workspace(old)
 
     def _fresh(self, slug: str):

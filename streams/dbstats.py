@@ -23,7 +23,7 @@ from .models import (
     ConversationDay,
     Identity,
     Participant,
-    RankTouch,
+    RankBatch,
     TimelineEntry,
 )
 
@@ -59,11 +59,13 @@ def fold_statistics_refresh() -> list[str]:
     """Before each chunk of the ranking fold: its queue and the conversation-days, which ingest
     and the fold itself grow and empty, analyzed past the same rule. At 1,000,000 activities
     stale estimates (203,796 conversation-days for 1,523,325; 678,004 claimed pairs for 100,000)
-    made the fold hash-join the whole activity table and sort every conversation-day to disk:
-    ~10 s a chunk of 100,000 pairs, ~5 s with the statistics current."""
+    made the fold (which joined the activity table then) hash-join the whole activity table and
+    sort every conversation-day to disk: ~10 s a chunk of 100,000 pairs, ~5 s with the
+    statistics current. The conversation-days' estimates still choose how the fold's sums meet
+    the kept rows."""
     if connection.vendor != "postgresql" or not conf.INGEST_ANALYZE:
         return []
-    return _analyze_stale([m._meta.db_table for m in (RankTouch, ConversationDay)])
+    return _analyze_stale([m._meta.db_table for m in (RankBatch, ConversationDay)])
 
 
 def _analyze_stale(tables: list[str]) -> list[str]:

@@ -303,14 +303,16 @@ def _timelines_fan_out(rows: list[_Row], inserted: dict[str, int], contact_rows:
 
 def _ranking_update(workspace: Workspace, rows: list[_Row], inserted: dict[str, int],
                     contact_rows: list[tuple]) -> None:
-    """Relationship strength: the contact timeline rows just written that count, queued with
-    one narrow insert (streams.ranking; folded into the aggregate and re-scored off this path)."""
+    """Relationship strength: the contact timeline rows just written that count, queued as one
+    row holding what the fold needs (streams.ranking; folded into the aggregate and re-scored
+    off this path)."""
     if not contact_rows:
         return
     by_id = {inserted[row.dedup_key]: row for row in rows if row.dedup_key in inserted}
     rank_touches_queue(workspace_id=workspace.pk, touches=[
-        (contact_id, activity_id, row.verb, row.direction, row.automated, str(row.extra.get("type", "")))
-        for contact_id, activity_id, row in ((c, a, by_id[a]) for c, a in contact_rows)
+        (contact_id, row.occurred_at, row.channel, row.thread_key, row.verb, row.direction, row.automated,
+         str(row.extra.get("type", "")))
+        for contact_id, row in ((c, by_id[a]) for c, a in contact_rows)
     ])
 
 

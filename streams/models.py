@@ -11,6 +11,7 @@ models in a section of their own).
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from django.conf import settings
 from django.db import models
@@ -639,8 +640,8 @@ class MergeSuggestion(models.Model):
 class ConversationDay(models.Model):
     """Relationship strength's aggregate: one conversation of a contact on one UTC day and
     channel (``conversation``: the thread key, '' for the channel as a whole) with its counted
-    interactions (streams.ranking says which count). Folded from the pairs ingest queues
-    (RankTouch); the score is computed from these rows, so a chatty thread is one conversation a
+    interactions (streams.ranking says which count). Folded from what ingest queues
+    (RankBatch); the score is computed from these rows, so a chatty thread is one conversation a
     day however long."""
 
     # The natural key is the primary key: no id sequence and no second index to write per row
@@ -699,20 +700,49 @@ class ContactStrength(models.Model):
         return f"contact {self.contact_id}: {self.score} ({self.tier})"
 
 
-class RankTouch(models.Model):
-    """A (contact, activity) pair ingest wrote to a contact's timeline and that counts, waiting
-    to be folded into ConversationDay (and the contact re-scored) by the beat or before a read
-    (streams.ranking): ingest pays this narrow insert, not the aggregate's upsert. The key
-    starts with the workspace and the (rising) activity id: appended at the index's right edge,
-    claimed per workspace by a range. No foreign keys: a durable queue."""
+class QueuedArray(models.Field):
+    """A column holding a list: a native array of ``element`` on PostgreSQL (the fold unnests it
+    in SQL), JSON text on SQLite (read back in Python). Written only by streams.ranking."""
 
-    pk = models.CompositePrimaryKey("workspace_id", "activity_id", "contact_id")
+    def __init__(self, *args, element: str = "text", **kwargs):
+        self.element = element
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        return name, path, args, {**kwargs, "element": self.element}
+
+    def db_type(self, connection):
+        return f"{self.element}[]" if connection.vendor == "postgresql" else "text"
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None or connection.vendor == "postgresql":
+            return value
+        return json.dumps(value, default=str)
+
+    def from_db_value(self, value, expression, connection):
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class RankBatch(models.Model):
+    """What one ingest batch wrote to contacts' timelines that counts for relationship strength,
+    as parallel lists (one element per contact and activity: the contact, when, the channel, the
+    conversation, "in"/"out"/"both"), waiting to be folded into ConversationDay and the contacts
+    re-scored by the beat or before a read (streams.ranking). Ingest pays one row per batch, not
+    the aggregate's upsert; the fold needs nothing but these rows. Claimed per workspace in id
+    order. No foreign keys: a durable queue."""
+
+    id = models.BigAutoField(primary_key=True)
     workspace_id = models.BigIntegerField()
-    activity_id = models.BigIntegerField()
-    contact_id = models.BigIntegerField()
+    interactions = models.PositiveIntegerField()  # the lists' length: folds claim up to a number of them
+    contact_ids = QueuedArray(element="bigint")
+    occurred_ats = QueuedArray(element="timestamptz")
+    channels = QueuedArray()
+    conversations = QueuedArray()
+    ways = QueuedArray()
 
     def __str__(self) -> str:
-        return f"activity {self.activity_id} waiting to count for contact {self.contact_id}"
+        return f"{self.interactions} interactions of workspace {self.workspace_id} waiting to count"
 
 
 class KeepInTouch(models.Model):

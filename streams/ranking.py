@@ -1,5 +1,5 @@
 """Relationship strength (services): what counts as an interaction, the ``ConversationDay``
-aggregate folded from the pairs ingest queues, and the ``ContactStrength`` rows computed from it
+aggregate folded from what ingest queues, and the ``ContactStrength`` rows computed from it
 (the formula is in ``streams.selectors.ranking``); cadences for keep in touch.
 
 Long because: the rule of what counts, the aggregate's three writers (fold, contact rebuild,
@@ -14,16 +14,19 @@ channel itself when there is none; it counts once per UTC day and channel howeve
 it has. The last touch is the newest interaction that counts.
 
 Kept current by three paths that give the same rows:
-- ingest (``rank_touches_queue``) queues the batch's (contact, activity) pairs that count in
-  ``RankTouch``, one narrow insert; the beat (``rank_refresh`` task) and every read
-  (``strengths_current``) fold the queue into conversation-days and re-score those contacts
+- ingest (``rank_touches_queue``) queues what of the batch counts as one ``RankBatch`` row of
+  arrays (contact, time, channel, conversation, way: all the fold needs); the beat
+  (``rank_refresh`` task) and every read (``strengths_current``) fold the queue into conversation-days and re-score those contacts
   (``rank_pending_refresh``);
 - anything that rewrites timelines (merge, unmerge, reprocess, erasure, a workspace rebuild)
   calls ``contact_summaries_refresh``, which calls ``contact_rank_rebuild`` for those contacts:
-  their queued pairs are dropped and their rows recomputed from their timelines (one
-  snapshot), and their strength at once;
+  their queued interactions are dropped and their rows recomputed from their timelines (one
+  snapshot), and their strength at once. Every rewrite that can stop an interaction counting
+  (erasure, reprocessing) or move it (merge, unmerge) goes through it, which is why the fold
+  can trust the queue without reading the activities;
 - ``workspace_rank_rebuild`` (``mesh_rank --rebuild``) recomputes everything from the timelines.
-Folds and rebuilds take turns (``_rank_lock``); a pair is counted by exactly one of them.
+Folds and rebuilds take turns (``_rank_lock``); an interaction is counted by exactly one
+of them.
 ``ContactStrength`` is computed from the rows only, as of a day: rows computed before today are
 recomputed by the beat and the first read of a day, so scores decay without ingest.
 
@@ -62,7 +65,7 @@ from .models import (
     ConversationDay,
     KeepInTouch,
     KeepInTouchDefault,
-    RankTouch,
+    RankBatch,
     TimelineEntry,
     Workspace,
 )
@@ -194,9 +197,9 @@ TELEMETRY_VERBS = frozenset({
 BOTH_WAYS_VERBS = frozenset({"call", "meeting"})
 UNANSWERED = ("missed", "rejected", "declined", "busy", "voicemail")
 REFRESH_CHUNK = 2000
-# Queued pairs per fold transaction: a contact is re-scored once per fold, so the larger the
-# fewer times a busy contact is; SQLite reads them back with one parameter each (at most 32,766).
-FOLD_CHUNK = 100_000 if connection.vendor == "postgresql" else 10_000
+# Queued interactions per fold transaction: a contact is re-scored once per fold, so the larger
+# the fewer times a busy contact is (no join limits it: the queue holds all the fold reads).
+FOLD_CHUNK = 500_000 if connection.vendor == "postgresql" else 10_000
 # Contacts re-scored per read of their conversation-days (SQLite: one parameter each).
 SCORE_CHUNK = 50_000 if connection.vendor == "postgresql" else REFRESH_CHUNK
 RANK_LOCK = 0x6D657368_0002  # "mesh" + 2: pg_advisory_xact_lock key of folds and rebuilds
@@ -218,66 +221,70 @@ def interaction_way(*, verb: str, direction: str, automated: bool, event_type: s
 
 
 Key = tuple[int, dt.date, str, str]  # contact, day, channel, conversation
+_WAY_INDEX = {"in": 0, "out": 1, "both": 2}
 
 
-def _add(acc: dict, contact_id: int, channel: str, verb: str, direction: str, occurred_at: dt.datetime,
-         thread_key: str, automated: bool, event_type: str | None) -> None:
-    way = interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)
-    if way is None:
-        return
+def _add(acc: dict, contact_id: int, occurred_at: dt.datetime, channel: str, conversation: str, way: str) -> None:
     occurred_at = occurred_at.astimezone(dt.UTC)
-    key = (contact_id, occurred_at.date(), channel, thread_key or "")
+    key = (contact_id, occurred_at.date(), channel, conversation)
     row = acc.get(key)
     if row is None:
         row = acc[key] = [0, 0, 0, occurred_at, occurred_at]
-    row[{"in": 0, "out": 1, "both": 2}[way]] += 1
+    row[_WAY_INDEX[way]] += 1
     row[3] = min(row[3], occurred_at)
     row[4] = max(row[4], occurred_at)
 
 
+_FACTS = ("contact_ids", "occurred_ats", "channels", "conversations", "ways")
+
+
 def rank_touches_queue(*, workspace_id: int, touches: Iterable[tuple]) -> None:
-    """Ingest's step: ``touches`` are (contact id, activity id, verb, direction, automated, event
-    type) of the timeline rows a batch just wrote. The pairs that count are queued with one
-    narrow insert; summing them into conversation-days is ``rank_pending_refresh``'s."""
-    # New by construction (the timeline rows of activities this batch inserted): no ON CONFLICT,
-    # whose speculative insertion would cost per row. In activity order: the index's right edge.
-    pairs = sorted((activity_id, contact_id) for contact_id, activity_id, verb, direction, automated, event_type
-                   in touches
-                   if interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type))
-    if not pairs:
+    """Ingest's step: ``touches`` are (contact id, occurred at, channel, thread key, verb,
+    direction, automated, event type) of the timeline rows a batch just wrote. Those that count
+    are queued as one row of parallel arrays holding all the fold needs (it joins nothing);
+    summing them into conversation-days is ``rank_pending_refresh``'s."""
+    facts = [(contact_id, occurred_at, channel, thread_key or "", way)
+             for contact_id, occurred_at, channel, thread_key, verb, direction, automated, event_type in touches
+             if (way := interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type))]
+    if not facts:
         return
+    contact_ids, occurred_ats, channels, conversations, ways = (list(column) for column in zip(*facts, strict=True))
     if connection.vendor != "postgresql":
-        RankTouch.objects.bulk_create([RankTouch(workspace_id=workspace_id, activity_id=a, contact_id=c)
-                                       for a, c in pairs])
+        RankBatch.objects.create(workspace_id=workspace_id, interactions=len(facts), contact_ids=contact_ids,
+                                 occurred_ats=[t.isoformat() for t in occurred_ats], channels=channels,
+                                 conversations=conversations, ways=ways)
         return
+    # One row of arrays: ~1-1.5 ms a batch, where a row per pair cost 3-4 ms.
     with raw_cursor() as cur:
-        cur.execute(f"""INSERT INTO {_t(RankTouch)} (workspace_id, activity_id, contact_id)
-                        SELECT %s, * FROM unnest(%s::bigint[], %s::bigint[])""",
-                    [workspace_id, IntArray([a for a, _ in pairs]), IntArray([c for _, c in pairs])])
+        cur.execute(f"""INSERT INTO {_t(RankBatch)} (workspace_id, interactions, {", ".join(_FACTS)})
+                        VALUES (%s, %s, %s, %s::timestamptz[], %s, %s, %s)""",
+                    [workspace_id, len(facts), IntArray(contact_ids), TextArray([t.isoformat() for t in occurred_ats]),
+                     TextArray(channels), TextArray(conversations), TextArray(ways)])
 
 
 def _rank_lock() -> None:
     """Folds and rebuilds of conversation-days take turns, until the transaction ends: a rebuild
-    replaces its contacts' rows and drops their queued pairs, so a fold committing meanwhile
+    replaces its contacts' rows and drops their queued interactions, so a fold committing meanwhile
     would be lost or counted twice. Ingest never waits for it. (SQLite: one writer.)"""
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [RANK_LOCK])
 
 
-def _touches(*conditions, **timeline_filter):
-    """(contact, activity, then ``_add``'s arguments) of the contact timeline rows that match."""
+def _touches(**timeline_filter):
+    """(contact, channel, verb, direction, occurred at, thread key, automated, event type) of the
+    shown contact timeline rows that match."""
     return (
-        TimelineEntry.objects.filter(visible_q("activity__"), *conditions, kind="c", **timeline_filter)
+        TimelineEntry.objects.filter(visible_q("activity__"), kind="c", **timeline_filter)
         .annotate(event_type=KeyTextTransform("type", "activity__extra"))
-        .values_list("owner_id", "activity_id", "activity__channel", "activity__verb", "activity__direction",
+        .values_list("owner_id", "activity__channel", "activity__verb", "activity__direction",
                      "activity__occurred_at", "activity__thread_key", "activity__automated", "event_type")
         .iterator(chunk_size=5000)
     )
 
 
 # Adding summed conversation-days ({new}) to the kept ones ({t}): counts added, first and last
-# time the least and greatest, so any split of the pairs into folds gives the rows a rebuild gives.
+# time the least and greatest, so any split of the interactions into folds gives the rows a rebuild gives.
 _ADD = """inbound = {t}.inbound + {new}.inbound, outbound = {t}.outbound + {new}.outbound,
     mutual = {t}.mutual + {new}.mutual,
     first_at = {least}({t}.first_at, {new}.first_at), last_at = {greatest}({t}.last_at, {new}.last_at)"""
@@ -292,46 +299,48 @@ _WAY_SQL = """CASE WHEN a.automated OR a.verb = ANY(%s) THEN NULL
                    WHEN a.verb = ANY(%s) THEN 'in' END"""
 
 
-def _claim_sql(workspace_id: int, upto: int) -> tuple[str, list]:
-    """Take up to FOLD_CHUNK of the workspace's queued pairs (activities up to ``upto``, oldest
-    first) off the queue: one statement, so a pair committed meanwhile is either taken here or
-    left for the next fold."""
-    queue = _t(RankTouch)
-    return f"""DELETE FROM {queue} WHERE workspace_id = %s AND activity_id <= COALESCE(
-                   (SELECT activity_id FROM {queue} WHERE workspace_id = %s AND activity_id <= %s
-                    ORDER BY activity_id LIMIT 1 OFFSET %s), %s)
-               RETURNING contact_id, activity_id""", [workspace_id, workspace_id, upto, FOLD_CHUNK, upto]
+def _claimed_ids_sql(workspace_id: int, upto: int) -> tuple[str, list]:
+    """The workspace's oldest queued batches (ids up to ``upto``) holding up to FOLD_CHUNK
+    interactions between them (at least one batch)."""
+    return f"""SELECT id FROM (SELECT id, interactions, SUM(interactions) OVER (ORDER BY id) AS running
+                               FROM {_t(RankBatch)} WHERE workspace_id = %s AND id <= %s) q
+               WHERE running - interactions < %s""", [workspace_id, upto, FOLD_CHUNK]
 
 
 def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
-    """Add a chunk of the queue to the conversation-days; returns the contacts whose rows
-    changed. No pair needs checking against the timelines: a rewrite (merge, unmerge, erasure,
-    reprocessing) recounts its contacts and drops their queued pairs (``contact_rank_rebuild``).
-    PostgreSQL: claimed, summed and written in one statement; SQLite: summed in Python."""
-    claim, params = _claim_sql(workspace_id, upto)
-    with connection.cursor() as cur:
-        if connection.vendor != "postgresql":
-            cur.execute(claim, params)
-            claimed = set(cur.fetchall())
-            acc: dict[Key, list] = {}
-            for contact_id, activity_id, *touch in _touches(activity_id__in=sorted({a for _, a in claimed})):
-                if (contact_id, activity_id) in claimed:
-                    _add(acc, contact_id, *touch)
-            _upsert_sqlite(acc)
-            return sorted({key[0] for key in acc})
-        table = _t(ConversationDay)
+    """Take a chunk of the queue off it and add it to the conversation-days; returns the
+    contacts whose rows changed. The queue holds all the fold needs, so nothing is read from the
+    activities: an interaction that stops counting after it was queued (its activity erased,
+    reprocessed, or moved to another contact by a merge or unmerge) is dropped from the queue
+    by the recount of its contacts that every such rewrite makes (``contact_rank_rebuild``).
+    PostgreSQL: claimed, summed and written in one statement, so a batch committed meanwhile is
+    either taken here or left for the next fold; SQLite: summed in Python (one writer)."""
+    claimed_ids, params = _claimed_ids_sql(workspace_id, upto)
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(claimed_ids, params)
+            ids = [row[0] for row in cur.fetchall()]
+        acc: dict[Key, list] = {}
+        for batch in RankBatch.objects.filter(pk__in=ids):
+            for contact_id, occurred_at, channel, conversation, way in zip(
+                    *(getattr(batch, name) for name in _FACTS), strict=True):
+                _add(acc, contact_id, dt.datetime.fromisoformat(occurred_at), channel, conversation, way)
+        RankBatch.objects.filter(pk__in=ids).delete()
+        _upsert_sqlite(acc)
+        return sorted({key[0] for key in acc})
+    table = _t(ConversationDay)
+    with raw_cursor() as cur:
         cur.execute(f"""
-            WITH claimed AS ({claim}),
-            touches AS (
-                SELECT c.contact_id, (a.occurred_at AT TIME ZONE 'UTC')::date AS day, a.channel,
-                       COALESCE(a.thread_key, '') AS conversation, a.occurred_at, {_WAY_SQL} AS way
-                FROM claimed c JOIN {_t(Activity)} a ON a.id = c.activity_id AND {visible_sql("a")}
+            WITH claimed AS (
+                DELETE FROM {_t(RankBatch)} WHERE id IN ({claimed_ids}) RETURNING {", ".join(_FACTS)}
             ),
             summed AS MATERIALIZED (
-                SELECT contact_id, day, channel, conversation, COUNT(*) FILTER (WHERE way = 'in') AS inbound,
-                       COUNT(*) FILTER (WHERE way = 'out') AS outbound, COUNT(*) FILTER (WHERE way = 'both') AS mutual,
+                SELECT contact_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, channel, conversation,
+                       COUNT(*) FILTER (WHERE way = 'in') AS inbound, COUNT(*) FILTER (WHERE way = 'out') AS outbound,
+                       COUNT(*) FILTER (WHERE way = 'both') AS mutual,
                        MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at
-                FROM touches WHERE way IS NOT NULL GROUP BY 1, 2, 3, 4
+                FROM claimed, unnest({", ".join(_FACTS)}) AS f(contact_id, occurred_at, channel, conversation, way)
+                GROUP BY 1, 2, 3, 4
             ),
             -- Update the kept rows and plainly insert the new ones, not ON CONFLICT: its speculative
             -- insertion was a third of the write. Safe because folds and rebuilds, the only writers,
@@ -345,8 +354,7 @@ def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
                 SELECT * FROM summed s WHERE NOT EXISTS (SELECT FROM {table} d WHERE {_SAME_DAY}) ORDER BY 1, 2, 3, 4
             )
             SELECT DISTINCT contact_id FROM summed ORDER BY 1
-        """, [*params, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
-              [f"%{word}%" for word in UNANSWERED], sorted(BOTH_WAYS_VERBS)])
+        """, params)
         return [row[0] for row in cur.fetchall()]
 
 
@@ -391,8 +399,8 @@ def _t(model) -> str:
 
 def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = None) -> None:
     """Recompute these contacts' conversation-days from their timelines (the same sums the folds
-    make) and their strength, dropping their queued pairs (so the fold checks none against the
-    timelines). Called by ``contact_summaries_refresh``: merges, unmerges, reprocessing and
+    make) and their strength, dropping their queued interactions (so the fold checks none
+    against the activities). Called by ``contact_summaries_refresh``: merges, unmerges, reprocessing and
     erasure keep ranking right through it."""
     contact_ids = sorted({int(c) for c in contact_ids})
     if not contact_ids:
@@ -407,26 +415,47 @@ def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = 
             if connection.vendor == "postgresql":
                 _rebuilt_sql(chunk)
                 continue
-            RankTouch.objects.filter(contact_id__in=chunk).delete()  # SQLite: one writer
+            _queued_drop_sqlite(set(chunk))  # SQLite: one writer
             acc: dict[Key, list] = {}
-            for contact_id, _activity_id, *touch in _touches(owner_id__in=chunk):
-                _add(acc, contact_id, *touch)
+            for contact_id, channel, verb, direction, occurred_at, thread_key, automated, event_type in _touches(
+                    owner_id__in=chunk):
+                if way := interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type):
+                    _add(acc, contact_id, occurred_at, channel, thread_key or "", way)
             if acc:
                 _upsert_rebuilt(acc)
         strengths_refresh(contact_ids=contact_ids, today=today)
 
 
+def _queued_drop_sqlite(contact_ids: set[int]) -> None:
+    for batch in RankBatch.objects.all():
+        keep = [i for i, c in enumerate(batch.contact_ids) if c not in contact_ids]
+        if len(keep) < batch.interactions:
+            for name in _FACTS:
+                setattr(batch, name, [getattr(batch, name)[i] for i in keep])
+            batch.interactions = len(keep)
+            batch.save()
+
+
 def _rebuilt_sql(chunk: list[int]) -> None:
-    """PostgreSQL: the contacts' queued pairs dropped, and their conversation-days summed from
-    their timelines (``_WAY_SQL`` is ``interaction_way``'s rule) and written, in one statement,
-    so from one snapshot: a batch commits its timeline rows and its pairs together, so it is
-    either counted here and dropped from the queue, or left queued for the next fold. Reading
-    the rows into Python to sum them there cost ~5x the CPU (``mesh_rank --rebuild``). The queue
-    has no index on the contact (ingest pays for none): it holds what the beat has not folded."""
+    """PostgreSQL: the contacts' queued interactions dropped (their elements taken out of the
+    queued batches' arrays; a batch left empty is deleted by the next fold), and their
+    conversation-days summed from their timelines (``_WAY_SQL`` is ``interaction_way``'s rule)
+    and written, in one statement, so from one snapshot: a batch commits its timeline rows and
+    its queue row together, so it is either counted here and dropped from the queue, or left
+    queued for the next fold. Reading the rows into Python to sum them there cost ~5x the CPU
+    (``mesh_rank --rebuild``). The queue has no index on the contacts (ingest pays for none):
+    it holds a row per batch the beat has not folded."""
     ids = IntArray(chunk)
+    # The arrays' remaining elements in one scan of each: one aggregate level, so the same order.
+    kept = ", ".join(f"COALESCE(array_agg({c}), '{{}}')" for c in ("c", "o", "ch", "cv", "w"))
     with raw_cursor() as cur:
         cur.execute(f"""
-            WITH dropped AS (DELETE FROM {_t(RankTouch)} WHERE contact_id = ANY(%s)),
+            WITH dropped AS (
+                UPDATE {_t(RankBatch)} q SET (interactions, {", ".join(_FACTS)}) = (
+                    SELECT COUNT(*), {kept}
+                    FROM unnest(q.{", q.".join(_FACTS)}) AS f(c, o, ch, cv, w) WHERE c <> ALL(%s))
+                WHERE q.contact_ids && %s
+            ),
             touches AS (
                 SELECT te.owner_id AS contact_id, (a.occurred_at AT TIME ZONE 'UTC')::date AS day, a.channel,
                        COALESCE(a.thread_key, '') AS conversation, a.occurred_at, {_WAY_SQL} AS way
@@ -438,7 +467,7 @@ def _rebuilt_sql(chunk: list[int]) -> None:
                    COUNT(*) FILTER (WHERE way = 'out'), COUNT(*) FILTER (WHERE way = 'both'),
                    MIN(occurred_at), MAX(occurred_at)
             FROM touches WHERE way IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-        """, [ids, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
+        """, [ids, ids, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
               [f"%{word}%" for word in UNANSWERED], sorted(BOTH_WAYS_VERBS), ids])
 
 
@@ -531,12 +560,12 @@ def _strengths_write(rows: list[tuple], today: dt.date) -> None:
 
 def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date | None = None) -> int:
     """Fold the queue (one workspace's, or all) into conversation-days and re-score the contacts,
-    FOLD_CHUNK pairs a transaction: what was queued when it began (an import that goes on
+    about FOLD_CHUNK interactions a transaction: what was queued when it began (an import that goes on
     queueing does not keep it folding). Returns the contacts re-scored."""
-    queued = RankTouch.objects.all() if workspace is None else RankTouch.objects.filter(workspace_id=workspace.pk)
+    queued = RankBatch.objects.all() if workspace is None else RankBatch.objects.filter(workspace_id=workspace.pk)
     total = 0
-    for workspace_id, upto in queued.values_list("workspace_id").annotate(upto=Max("activity_id")):
-        while RankTouch.objects.filter(workspace_id=workspace_id, activity_id__lte=upto).exists():
+    for workspace_id, upto in queued.values_list("workspace_id").annotate(upto=Max("id")):
+        while RankBatch.objects.filter(workspace_id=workspace_id, id__lte=upto).exists():
             fold_statistics_refresh()
             total += _fold(workspace_id, upto, today)
     return total

@@ -1,6 +1,6 @@
 """Relationship strength (streams.ranking): each factor alone on a hand-built timeline with its
 answer worked out from the documented formula, all of them together, and the aggregate ingest
-keeps incrementally (ingest queues (contact, activity) pairs, folds sum them) equal to a rebuild
+keeps incrementally (ingest queues what counts, folds sum it) equal to a rebuild
 from the timelines after ingest, merge, unmerge, erasure and reprocessing, whenever the queue is
 folded."""
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from connectors.base import RawItem
 from streams.feed_tokens import activity_erase
 from streams.ingest import ingest_batch
-from streams.models import Activity, Contact, ContactStrength, ConversationDay, RankTouch
+from streams.models import Activity, Contact, ContactStrength, ConversationDay, RankBatch
 from streams.ranking import (
     interaction_way,
     rank_pending_refresh,
@@ -62,6 +62,12 @@ def ingest(workspace, *items):
 def ago(days: int, time: str = "10:00:00") -> str:
     """A time ``days`` before today (UTC), as ``ingest`` takes it."""
     return f"{(timezone.now() - dt.timedelta(days=days)):%Y-%m-%d}T{time}"
+
+
+def queued(contact_ids=None) -> int:
+    """Interactions waiting in the queue (of these contacts)."""
+    return sum(1 for batch in RankBatch.objects.all() for c in batch.contact_ids
+               if contact_ids is None or c in contact_ids)
 
 
 def parts_of(contact, today=TODAY):
@@ -264,17 +270,17 @@ def test_incremental_equals_rebuild_after_ingest(workspace, device, monkeypatch)
     import streams.ranking as ranking
 
     _history(workspace, device)
-    # Ingest wrote only the pairs that count (not m2, automated), no aggregate.
-    assert RankTouch.objects.count() == 8 and not ConversationDay.objects.exists()
-    monkeypatch.setattr(ranking, "FOLD_CHUNK", 3)  # folded in several transactions: the same rows
+    # Ingest wrote only the interactions that count (not m2, automated), no aggregate.
+    assert queued() == 8 and not ConversationDay.objects.exists()
+    monkeypatch.setattr(ranking, "FOLD_CHUNK", 1)  # a batch a transaction: the same rows
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert len(incremental[0]) == 6 and len(incremental[1]) == 3
-    assert not RankTouch.objects.exists()
+    assert not RankBatch.objects.exists()
 
 
 def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, device, monkeypatch):
-    """The fold takes its pairs off the queue in one statement; pairs queued after it (here:
+    """The fold takes its batches off the queue in one statement; batches queued after it (here:
     a batch ingested while it re-scores) stay for the next fold (the beat's next minute, or a
     read), counted once."""
     import streams.ranking as ranking
@@ -287,14 +293,14 @@ def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, de
         if late:
             ingest(workspace, *late)
             late.clear()
-            assert RankTouch.objects.count() == 2
+            assert queued() == 2
         return rescore(**kwargs)
 
     monkeypatch.setattr(ranking, "strengths_refresh", rescore_while_a_batch_commits)
     assert rank_pending_refresh(workspace=workspace) == 3  # contacts re-scored
-    assert not late and RankTouch.objects.count() == 2
+    assert not late and queued() == 2
     assert rank_pending_refresh(workspace=workspace) == 2
-    assert not RankTouch.objects.exists()
+    assert not RankBatch.objects.exists()
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     ana = contact_for(workspace, "phone", ANA_NUMBER)
@@ -303,7 +309,7 @@ def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, de
 
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_committed_while_a_contact_is_recounted_is_counted_once(workspace, device, monkeypatch):
-    """A recount (merge, erasure, reprocessing) drops the contact's queued pairs and reads its
+    """A recount (merge, erasure, reprocessing) drops the contact's queued interactions and reads its
     timeline in one statement: a batch that commits while the recount's transaction is still
     open (here: while it re-scores) is not in its rows and stays queued, so the next fold counts
     it, once."""
@@ -343,7 +349,7 @@ def test_a_batch_committed_while_a_contact_is_recounted_is_counted_once(workspac
     assert not errors, errors
     row = ConversationDay.objects.get(contact=ana, conversation="t")
     assert (row.inbound, row.outbound) == (2, 1)  # s1, s3 and s2: the recount's
-    assert RankTouch.objects.filter(contact_id=ana.pk).count() == 1  # s8's, left queued
+    assert queued([ana.pk]) == 1  # s8's, left queued
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     row = ConversationDay.objects.get(contact=ana, conversation="t")
@@ -353,10 +359,10 @@ def test_a_batch_committed_while_a_contact_is_recounted_is_counted_once(workspac
 def test_incremental_equals_rebuild_after_merge_and_unmerge(workspace, device):
     _history(workspace, device)
     phone, mail = contact_for(workspace, "phone", ANA_NUMBER), contact_for(workspace, "email", "ana@example.com")
-    assert RankTouch.objects.filter(contact_id=mail.pk).exists()  # merged before the queue is folded
+    assert queued([mail.pk])  # merged before the queue is folded
     contact_merge(workspace=workspace, target=phone, other=mail)
-    # The merge's recount from the timelines dropped both contacts' queued pairs.
-    assert not RankTouch.objects.filter(contact_id__in=[phone.pk, mail.pk]).exists()
+    # The merge's recount from the timelines dropped both contacts' queued interactions.
+    assert not queued([phone.pk, mail.pk])
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert not ConversationDay.objects.filter(contact=mail).exists()
@@ -381,9 +387,9 @@ def test_incremental_equals_rebuild_after_erasure(workspace, device):
     assert ContactStrength.objects.get(contact=ben).conversations == 1  # the meeting is left
     # Erased while its pair is still queued: the erasure's recount of Ben drops it.
     ingest(workspace, ("s7", "sms", ago(2), "in", BEN))
-    assert RankTouch.objects.filter(contact_id=ben.pk).exists()
+    assert queued([ben.pk])
     activity_erase(activity=Activity.objects.get(dedup_key="sms:s7"))
-    assert not RankTouch.objects.filter(contact_id=ben.pk).exists()
+    assert not queued([ben.pk])
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert ContactStrength.objects.get(contact=ben).conversations == 1
