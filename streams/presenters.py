@@ -1,6 +1,7 @@
 """How activities, devices and sources look on a page: plain display values prepared from what
 is stored (templates escape them all), the timeline's grouping into blocks, the lifestream's
-runs, and the cached rendering of activities and contact rows. Views hand in what selectors read."""
+runs, and the cached rendering of activities (and, through ``render_cached``, of the contact
+list's rows: streams.contact_list). Views hand in what selectors read."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.cache import cache
 from django.template.loader import get_template
 from django.utils import timezone
@@ -236,24 +236,6 @@ def render_activities(activities: list[Activity], *, contact: Contact | None = N
                              tuple(p["text"] for p in a.people), page_key),
         context=lambda a: {"a": a, "contact": contact, "hide_device": hide_device, "highlight": highlight or [],
                            "live": live, "show_date": show_date}, ready=ready)
-
-
-def render_contact_rows(contacts: list[Contact], *, region: str, by_strength: bool) -> None:
-    """Set ``c.fragment`` (the rendered ``_contact_row.html``) on each contact of a list. Its key:
-    what the row shows (name, identities and pictures, counts per channel, the last activity as
-    its time and in words, the strength when listed by it) and the reader's zone and region."""
-    zone = timezone.get_current_timezone_name()
-    for c in contacts:
-        c.identity_list = sorted(c.identities.all(), key=lambda i: (i.kind, i.value))
-        c.channel_list = sorted((c.channel_counts or {}).items())
-        c.last_seen = str(naturaltime(c.last_activity_at)) if c.last_activity_at else ""
-    render_cached(
-        contacts, template="streams/_contact_row.html", kind="c",
-        key_parts=lambda c: (c.pk, c.name, c.last_activity_at, c.last_seen, tuple(c.channel_list),
-                             tuple((i.kind, i.value, i.display, i.avatar_url) for i in c.identity_list),
-                             (getattr(getattr(c, "strength", None), "tier", None), c.rank_score) if by_strength else None,
-                             region, zone),
-        context=lambda c: {"c": c, "region": region, "by_strength": by_strength})
 
 
 @dataclass

@@ -162,7 +162,7 @@ def test_an_x_profile_picture_is_the_avatar_and_initials_stay_the_fallback(membe
 
 @pytest.mark.django_db
 def test_a_cached_contact_row_is_never_stale(member_client, workspace):
-    """The list's rows come from the fragment cache (streams.presenters.render_contact_rows):
+    """The list's rows come from the fragment cache (streams.contact_list.render_contact_rows):
     whatever a row shows changes its key."""
     from streams.contacts import contact_rename
 

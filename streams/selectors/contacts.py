@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db.models import Count, F, Min, Q, QuerySet
 
@@ -118,6 +119,46 @@ def contacts_list(
     if before is not None:
         qs = qs.filter(before.q())
     return qs.order_by(F("last_activity_at").desc(nulls_last=True), "-pk").prefetch_related("identities")
+
+
+class ContactRow:
+    """A contact as the list shows it: the values of one row and its identities, no model
+    instances (building ~250 a page, with their related objects, was most of the list's CPU).
+    ``tier``/``rank_score``: its strength, read only for the list by strength (None: no score)."""
+
+    __slots__ = ("pk", "name", "last_activity_at", "channel_counts", "tier", "rank_score", "identities",
+                 "identity_list", "channel_list", "last_seen", "fragment")
+
+    def __init__(self, pk, name, last_activity_at, channel_counts, tier=None, rank_score=None):
+        self.pk, self.name, self.last_activity_at, self.channel_counts = pk, name, last_activity_at, channel_counts
+        self.tier, self.rank_score, self.identities = tier, rank_score, []
+
+    def __str__(self) -> str:
+        return self.name or f"Contact {self.pk}"
+
+
+class IdentityRow(NamedTuple):
+    """What a list row shows of an identity (streams.people reads these attributes)."""
+
+    kind: str
+    value: str
+    display: str
+    avatar_url: str
+
+
+def contact_rows(listed, *, limit: int, by_strength: bool = False) -> list[ContactRow]:
+    """The first ``limit`` contacts of ``listed`` (``contacts_list``, or
+    ``selectors.ranking.contacts_by_strength``: both slice and take ``values_list``) with their
+    identities: one statement for the rows (per part of the list) and one for the identities."""
+    fields = ("pk", "name", "last_activity_at", "channel_counts") + (
+        ("strength__tier", "rank_score") if by_strength else ())
+    rows = [ContactRow(*values) for values in listed.prefetch_related(None).values_list(*fields)[:limit]]
+    by_id = {row.pk: row for row in rows}
+    if by_id:
+        for contact_id, *identity in Identity.objects.filter(contact_id__in=by_id).values_list(
+                "contact_id", "kind", "value", "display", "avatar_url"):
+            by_id[contact_id].identities.append(IdentityRow(*identity))
+    return rows
 
 
 def contact_identities(*, contact: Contact) -> list[Identity]:

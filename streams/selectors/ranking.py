@@ -107,7 +107,8 @@ def contacts_by_strength(
 
 
 class StrengthList:
-    """The scored contacts then the unscored ones, sliced and iterated as one list."""
+    """The scored contacts then the unscored ones, sliced and iterated as one list (and, as a
+    queryset, taking ``prefetch_related`` and ``values_list``)."""
 
     def __init__(self, scored: QuerySet[Contact], unscored: QuerySet[Contact]):
         self.scored, self.unscored = scored, unscored
@@ -121,6 +122,12 @@ class StrengthList:
 
     def __iter__(self):
         return iter(self[:])
+
+    def prefetch_related(self, *lookups) -> StrengthList:
+        return StrengthList(self.scored.prefetch_related(*lookups), self.unscored.prefetch_related(*lookups))
+
+    def values_list(self, *fields) -> StrengthList:
+        return StrengthList(self.scored.values_list(*fields), self.unscored.values_list(*fields))
 
 
 # --- keep in touch -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from .. import selectors
 from ..conf import conf
+from ..contact_list import render_contact_rows
 from ..contact_page import (
     contact_identities,
     member_contact,
@@ -30,14 +31,10 @@ from ..message_frame import message_csp, message_document
 from ..messaging import MessageSendError, message_send, sending_connectors
 from ..models import Activity, Contact, Workspace
 from ..page_cache import TimelineItems
-from ..presenters import (
-    decorate_activities,
-    render_activities,
-    render_contact_rows,
-    timeline_blocks,
-)
+from ..presenters import decorate_activities, render_activities, timeline_blocks
 from ..ranking import strengths_current
 from ..selectors import BadCursor, ContactCursor, Cursor
+from ..selectors.contacts import ContactRow, contact_rows
 from ..selectors.linking import merge_suggestion_get
 from ..selectors.ranking import StrengthCursor, contacts_by_strength
 from ..services import ServiceError, contact_merge, contact_unmerge
@@ -77,7 +74,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
         before = cursor_type.decode(request.GET.get("before"))
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
-    contacts: list[Contact] = []
+    contacts: list[ContactRow] = []
     next_url = ""
     if workspace is not None:
         size = conf.PAGE_SIZE
@@ -86,7 +83,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
             listed = contacts_by_strength(workspace=workspace, search=q, channel=channel, before=before)
         else:
             listed = selectors.contacts_list(workspace=workspace, search=q, channel=channel, before=before)
-        rows = list(listed[: size + 1])
+        rows = contact_rows(listed, limit=size + 1, by_strength=bool(sort))
         contacts = rows[:size]
         if len(rows) > size:
             next_url = query_string({"q": q, "channel": channel, "sort": sort,
