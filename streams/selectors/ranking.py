@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import F, IntegerField, Q, QuerySet, Value
+from django.db.models import F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 
 from ..models import (
     Contact,
@@ -205,8 +205,12 @@ def going_cold(*, workspace: Workspace, now: dt.datetime, limit: int | None = No
     parts are read for the shown ones only (thousands may be overdue in a workspace nobody tends)."""
     cadences = cadences if cadences is not None else tier_cadences(workspace=workspace)
     shown = _cold_ranked(workspace, cadences, now, limit)
+    # The name by one index probe per entry: as a join, PostgreSQL read every contact of the
+    # workspace to hash them once a hundred entries were shown (the feed's).
+    name = Subquery(Contact.objects.filter(pk=OuterRef("contact_id")).values("name"))
     details = {row[0]: row[1:] for row in ContactStrength.objects.filter(contact_id__in=[r[0] for r in shown])
-               .values_list("contact_id", "contact__name", "tier", "last_90", "in_90", "out_90", "channels_90",
+               .annotate(contact_name=name)
+               .values_list("contact_id", "contact_name", "tier", "last_90", "in_90", "out_90", "channels_90",
                             "conversations")}
     entries = ColdList()
     entries.total = shown[0][-1] if shown else 0
