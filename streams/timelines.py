@@ -3,8 +3,9 @@
 Fan-out on write: every activity gets one TimelineEntry per contact among its participants
 (the owner's own contact excluded) and one for its device. Both are a single
 ``INSERT … SELECT … ON CONFLICT DO NOTHING`` so a re-run adds nothing, and a rebuild of any
-set of contacts is the same statement after a DELETE: what ingest writes and what a
-from-scratch rebuild writes cannot drift apart.
+set of contacts is the same statement after a DELETE (on PostgreSQL the same rows, with only
+their difference from what is stored written): what ingest writes and what a from-scratch
+rebuild writes cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 from .models import Activity, Contact, Device, Identity, Participant, TimelineEntry
 from .ranking import contact_rank_rebuild
 from .rawdb import IntArray, TextArray, ids_in, raw_cursor, update_from_unnest
-from .visibility import visible_q
+from .visibility import visible_q, visible_sql
 
 
 def _t(model) -> str:
@@ -212,25 +213,75 @@ def contact_timelines_rebuild(*, contact_ids: Sequence[int]) -> None:
     with transaction.atomic(), connection.cursor() as cur:
         list(Contact.objects.select_for_update().filter(pk__in=contact_ids).order_by("pk").values_list("pk"))
         pred, params = ids_in(contact_ids)
+        if connection.vendor == "postgresql":
+            cur.execute(_contact_rebuild_sql_pg(), params * 2)
+            _contact_summaries_write(contact_ids, cur.fetchall())
+            return
         cur.execute(f"DELETE FROM {_t(TimelineEntry)} WHERE kind = 'c' AND owner_id {pred}", params)
         cur.execute(_contact_fanout_sql("i.contact_id", pred), params)
         contact_summaries_refresh(contact_ids=contact_ids)
 
 
+def _contact_rebuild_sql_pg() -> str:
+    """The rebuild as one statement that writes only the difference (parameters: the contact
+    ids, twice): rows no longer wanted deleted, rows whose activity's time, channel or direction
+    changed corrected, missing rows inserted; it answers (contact, channel, shown items, newest
+    shown) from the wanted rows, as ``contact_summaries_refresh`` counts them. A merge keeps the
+    survivor's rows instead of deleting and re-inserting them (index upkeep was most of a
+    merge's CPU), and the recount joining every row to its activity (for the erased ones) goes.
+    The three writes touch disjoint rows, so their order inside the statement does not matter."""
+    te = _t(TimelineEntry)
+    return f"""
+        WITH wanted AS MATERIALIZED (
+            SELECT DISTINCT i.contact_id AS owner_id, a.occurred_at, a.id AS activity_id, a.channel, a.direction,
+                   {visible_sql("a")} AS shown
+            FROM {_t(Participant)} p
+            JOIN {_t(Identity)} i ON i.id = p.identity_id
+            JOIN {_t(Contact)} c ON c.id = i.contact_id
+            JOIN {_t(Activity)} a ON a.id = p.activity_id
+            WHERE i.contact_id = ANY(%s::bigint[]) AND NOT c.is_self AND c.merged_into_id IS NULL
+        ), existing AS MATERIALIZED (
+            SELECT id, owner_id, activity_id, occurred_at, channel, direction FROM {te}
+            WHERE kind = 'c' AND owner_id = ANY(%s::bigint[])
+        ), gone AS (
+            DELETE FROM {te} WHERE id IN (
+                SELECT e.id FROM existing e LEFT JOIN wanted w USING (owner_id, activity_id)
+                WHERE w.activity_id IS NULL)
+        ), corrected AS (
+            UPDATE {te} t SET occurred_at = w.occurred_at, channel = w.channel, direction = w.direction
+            FROM existing e JOIN wanted w USING (owner_id, activity_id)
+            WHERE t.id = e.id AND (e.occurred_at, e.channel, e.direction)
+                                  IS DISTINCT FROM (w.occurred_at, w.channel, w.direction)
+        ), added AS (
+            INSERT INTO {te} (kind, owner_id, occurred_at, activity_id, channel, direction)
+            SELECT 'c', w.owner_id, w.occurred_at, w.activity_id, w.channel, w.direction FROM wanted w
+            WHERE NOT EXISTS (SELECT FROM existing e WHERE e.owner_id = w.owner_id AND e.activity_id = w.activity_id)
+            ON CONFLICT (kind, owner_id, activity_id) DO NOTHING
+        )
+        SELECT owner_id, channel, count(*), max(occurred_at) FROM wanted WHERE shown GROUP BY owner_id, channel
+    """
+
+
 def contact_summaries_refresh(*, contact_ids: Sequence[int]) -> None:
     """Recount the summary fields of these contacts from the shown items of their timelines
     (an erased item leaves its timeline row for the feeds' tombstone, not the counts)."""
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    newest: dict[int, object] = {}
     rows = (
         TimelineEntry.objects.filter(visible_q("activity__"), kind="c", owner_id__in=contact_ids)
-        .values("owner_id", "channel")
+        .values_list("owner_id", "channel")
         .annotate(n=Count("id"), newest=Max("occurred_at"))
     )
-    for row in rows:
-        counts[row["owner_id"]][row["channel"]] = row["n"]
-        if row["owner_id"] not in newest or row["newest"] > newest[row["owner_id"]]:
-            newest[row["owner_id"]] = row["newest"]
+    _contact_summaries_write(contact_ids, rows)
+
+
+def _contact_summaries_write(contact_ids: Sequence[int], rows) -> None:
+    """Store the summaries of these contacts from (contact, channel, shown items, newest shown)
+    rows (none for a contact with nothing shown), then their strength from the same timelines."""
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    newest: dict[int, object] = {}
+    for owner_id, channel, n, latest in rows:
+        counts[owner_id][channel] = n
+        if owner_id not in newest or latest > newest[owner_id]:
+            newest[owner_id] = latest
     contacts = list(Contact.objects.filter(pk__in=contact_ids))
     for c in contacts:
         c.channel_counts = dict(sorted(counts.get(c.pk, {}).items()))

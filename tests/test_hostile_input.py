@@ -166,6 +166,24 @@ def test_an_invalid_draft_gives_its_key_to_the_next_item_of_the_batch_with_that_
     assert "verb must be" in ImportFailure.objects.get(external_id="bad").reason
 
 
+def test_one_dirty_id_or_key_among_clean_ones_is_cleaned_and_a_key_of_the_wrong_type_fails(workspace):
+    # Ids and keys are checked for cleaning once per batch; a single dirty one among clean ones
+    # (or an id that is not a string) still gets the per-item cleaning, stored or re-imported.
+    items = [RawItem(f"c{n}", {"draft": {"dedup_key": f"sms:c{n}"}}) for n in range(5)]
+    items += [RawItem("dirty\x00id", {"draft": {"dedup_key": "sms:clean-key"}}),
+              RawItem("clean-id", {"draft": {"dedup_key": "sms:dirty\ud83d\x01key"}}),
+              RawItem(42, {"draft": {"dedup_key": "sms:int-id"}}),
+              RawItem("typed", {"draft": {"dedup_key": 7}})]
+    result = ingest_batch(workspace=workspace, connector=DraftConnector(), items=items)
+    assert (result.new, result.failed) == (8, 1)
+    stored = dict(Activity.objects.filter(workspace=workspace).values_list("dedup_key", "external_id"))
+    assert stored["sms:clean-key"] == "dirtyid" and stored["sms:int-id"] == "42"
+    assert stored["sms:dirty\ufffdkey"] == "clean-id"
+    assert "dedup_key must be" in ImportFailure.objects.get(external_id="typed").reason
+    again = ingest_batch(workspace=workspace, connector=DraftConnector(), items=items)
+    assert (again.new, again.duplicate, again.failed) == (0, 8, 1)
+
+
 def test_dedup_key_of_only_control_characters_is_a_failure_not_an_empty_key(workspace):
     class Binary(DraftConnector):
         def normalize(self, raw):  # a key built from bytes the source sent, not from the payload

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
-from streams.models import Contact, Identity, TimelineEntry
+from streams.feed_tokens import activity_erase
+from streams.models import Activity, Contact, Identity, TimelineEntry
 from streams.services import ServiceError, contact_merge, contact_unmerge
 from streams.timelines import workspace_timelines_rebuild
 from tests.factories import ANA_MAIL, ANA_PHONE, ANA_WORK, BEN_PHONE, ingest_events, make_event
@@ -24,6 +27,10 @@ def state(workspace):
 
 
 def rebuilt(workspace):
+    """The state after a rebuild from nothing (the rebuild writes only differences: emptied
+    first, it cannot take a wrong row for a right one)."""
+    contacts = Contact.objects.filter(workspace=workspace).values("pk")
+    TimelineEntry.objects.filter(kind="c", owner_id__in=contacts).delete()
     workspace_timelines_rebuild(workspace_id=workspace.pk)
     return state(workspace)
 
@@ -93,6 +100,39 @@ def test_unmerge_of_a_merged_contact_takes_its_own_merges_along(workspace, peopl
     assert now[people["phone"].pk] == original[people["phone"].pk]
     contact_unmerge(workspace=workspace, contact=people["mail"])
     assert state(workspace) == original
+
+
+def test_merge_keeps_the_survivors_rows_and_rebuilds_exactly_what_changed(workspace, people):
+    # The rebuild writes the difference: the survivor's right rows stay as they are (same ids),
+    # and a row gone stale (its activity's time and channel changed behind it), a row nothing
+    # wants and a missing row come out as a rebuild from nothing makes them.
+    survivor = people["phone"].pk
+    rows = TimelineEntry.objects.filter(kind="c", owner_id=survivor).order_by("pk")
+    stale, missing = rows[0], rows[1]
+    TimelineEntry.objects.filter(pk=stale.pk).update(occurred_at=stale.occurred_at - dt.timedelta(days=9), channel="sms")
+    missing.delete()
+    stray = Activity.objects.filter(workspace=workspace).exclude(
+        participants__identity__contact_id__in=[survivor, people["mail"].pk]).first()
+    TimelineEntry.objects.create(kind="c", owner_id=survivor, activity=stray, occurred_at=stray.occurred_at,
+                                 channel=stray.channel, direction=stray.direction)
+    kept = set(rows.exclude(activity=stray).values_list("pk", flat=True))
+    contact_merge(workspace=workspace, target=people["phone"], other=people["mail"])
+    after = state(workspace)
+    assert kept <= set(rows.values_list("pk", flat=True))
+    assert not rows.filter(activity=stray).exists()
+    assert after == rebuilt(workspace)
+
+
+def test_a_rebuild_counts_no_erased_item_but_keeps_its_row(workspace, people):
+    ana = people["phone"]
+    erased = Activity.objects.filter(timeline_entries__kind="c", timeline_entries__owner_id=ana.pk) \
+        .order_by("-occurred_at").first()
+    activity_erase(activity=erased)
+    merged = contact_merge(workspace=workspace, target=ana, other=people["mail"])
+    assert TimelineEntry.objects.filter(kind="c", owner_id=merged.pk, activity=erased).exists()
+    assert (merged.activity_count, merged.channel_counts) == (3, {"device": 3})
+    assert merged.last_activity_at < erased.occurred_at
+    assert state(workspace) == rebuilt(workspace)
 
 
 def test_new_activity_after_merge_lands_on_the_survivor(workspace, device, people):
