@@ -240,3 +240,26 @@ def test_the_cold_feed_answers_304_to_its_etag_and_is_rate_limited(workspace, pe
     refused = client.get(f"/feeds/cold/{token}.rss")
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
     cache.clear()
+
+
+@pytest.mark.parametrize("limit", [None, 50])
+def test_entries_say_what_the_contact_page_says(workspace, limit):
+    """Names and explanations come from one raw read of the shown rows (selectors.ranking
+    ._cold_details): the same words as ``strength_explained`` reads from the row, a contact
+    without a name as "Contact N"."""
+    from streams.models import Contact
+    from streams.selectors.ranking import strength_explained
+
+    now = timezone.now()
+    named = Contact.objects.create(workspace=workspace, name="Ana")
+    unnamed = Contact.objects.create(workspace=workspace, name="")
+    for contact, channels in ((named, ["email", "sms"]), (unnamed, [])):
+        ContactStrength.objects.create(
+            contact=contact, workspace=workspace, score=40, tier="steady", last_90=3 if channels else 0,
+            in_90=2 if channels else 0, out_90=1 if channels else 0, channels_90=channels, conversations=7,
+            last_touch_at=now - dt.timedelta(days=60), computed_on=now.date())
+    entries = going_cold(workspace=workspace, now=now, limit=limit, cadences={"steady": (30, 90)})
+    assert {e.contact_id: e.name for e in entries} == {named.pk: "Ana", unnamed.pk: f"Contact {unnamed.pk}"}
+    for e in entries:
+        assert e.explained == strength_explained(ContactStrength.objects.get(contact_id=e.contact_id))
+    assert "on 2 channels" in next(e.explained for e in entries if e.contact_id == named.pk)
