@@ -186,8 +186,11 @@ def _normalized(connector: Connector, items: Sequence[RawItem], failures: list) 
     dedup key (all a duplicate needs to be recognized: the rest of a draft is checked once it is
     known to be new, ``_drafts_checked``); the others go to ``failures`` with their reason."""
     drafts: list[tuple[RawItem, ActivityDraft]] = []
-    for raw in _ids_cleaned(items):
+    dirty_ids = _ids_need_cleaning(items)
+    for raw in items:
         try:
+            if dirty_ids:
+                raw = _id_cleaned(raw)
             draft = connector.normalize(raw)
             if not isinstance(draft, ActivityDraft):
                 raise BadItem(f"normalize returned {type(draft).__name__}, not an ActivityDraft")
@@ -203,15 +206,13 @@ def _normalized(connector: Connector, items: Sequence[RawItem], failures: list) 
     return _keys_cleaned(drafts, failures)
 
 
-def _ids_cleaned(items: Sequence[RawItem]) -> Sequence[RawItem]:
-    """The items with their external ids as clean text, checked in one search over all of them
-    (per item, the check was a tenth of a re-import's Python time); the same items when none
-    needed anything, the usual answer."""
+def _ids_need_cleaning(items: Sequence[RawItem]) -> bool:
+    """Whether any external id of the batch needs ``_id_cleaned``: one search over all of them
+    (per item, the check was a tenth of a re-import's Python time); the usual answer is no."""
     try:
-        dirty = needs_cleaning("".join([raw.external_id for raw in items]))
-    except TypeError:  # an id that is not a string
-        dirty = True
-    return [_id_cleaned(raw) for raw in items] if dirty else items
+        return needs_cleaning("".join([raw.external_id for raw in items]))
+    except (TypeError, AttributeError):  # an id that is not a string: each item sees to its own
+        return True
 
 
 def _keys_cleaned(drafts: list, failures: list) -> list:
