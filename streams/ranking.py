@@ -49,7 +49,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -149,24 +149,27 @@ def _scored_parts(today: dt.date, contact_ids: Sequence[int] | None,
         if not contact_ids:
             return {}
         pred, params = ("= ANY(%s)", [IntArray(contact_ids)]) if postgres else ids_in(contact_ids)
-        where = f"d.contact_id {pred}"
+        scope, where = "", f"d.contact_id {pred}"
     else:
-        where, params = "c.workspace_id = %s", [workspace_id]
+        scope, where, params = f"JOIN {_t(Contact)} k ON k.id = d.contact_id", "k.workspace_id = %s", [workspace_id]
     d30, d90, d365 = (today - dt.timedelta(days=n - 1) for n in (30, 90, 365))
     theirs, ours = "(inbound > 0 OR mutual > 0)", "(outbound > 0 OR mutual > 0)"
-    channels = "string_agg(DISTINCT {}, ',')" if postgres else "GROUP_CONCAT(DISTINCT {})"
+    channels = "string_agg(DISTINCT channel, ',')" if postgres else "GROUP_CONCAT(DISTINCT channel)"
+    # FILTER, not CASE: the distinct aggregates then sort only the window's rows, not every row
+    # of the contact (most are older than a year). Grouped by the contact alone, the workspace
+    # joined after: grouping by both re-sorted the index-ordered rows, spilling to disk. The
+    # two took a re-scoring's read from 0.34-0.41 to 0.24-0.29 s CPU (8,081 contacts, 157,477 rows).
     sql = f"""
-        SELECT d.contact_id, c.workspace_id, COUNT(*),
-               SUM(CASE WHEN day >= %s THEN 1 ELSE 0 END), SUM(CASE WHEN day >= %s THEN 1 ELSE 0 END),
-               SUM(CASE WHEN day >= %s THEN 1 ELSE 0 END),
-               SUM(CASE WHEN day >= %s AND {theirs} THEN 1 ELSE 0 END),
-               SUM(CASE WHEN day >= %s AND {ours} THEN 1 ELSE 0 END),
-               SUM(CASE WHEN day >= %s AND {theirs} THEN 1 ELSE 0 END),
-               SUM(CASE WHEN day >= %s AND {ours} THEN 1 ELSE 0 END),
-               COUNT(DISTINCT CASE WHEN day >= %s THEN channel END),
-               {channels.format("CASE WHEN day >= %s THEN channel END")}, MIN(first_at), MAX(last_at)
-        FROM {_t(ConversationDay)} d JOIN {_t(Contact)} c ON c.id = d.contact_id
-        WHERE {where} GROUP BY d.contact_id, c.workspace_id
+        SELECT p.*, c.workspace_id FROM (
+            SELECT d.contact_id, COUNT(*), COUNT(*) FILTER (WHERE day >= %s), COUNT(*) FILTER (WHERE day >= %s),
+                   COUNT(*) FILTER (WHERE day >= %s),
+                   COUNT(*) FILTER (WHERE day >= %s AND {theirs}), COUNT(*) FILTER (WHERE day >= %s AND {ours}),
+                   COUNT(*) FILTER (WHERE day >= %s AND {theirs}), COUNT(*) FILTER (WHERE day >= %s AND {ours}),
+                   COUNT(DISTINCT channel) FILTER (WHERE day >= %s), {channels} FILTER (WHERE day >= %s),
+                   MIN(first_at), MAX(last_at)
+            FROM {_t(ConversationDay)} d {scope}
+            WHERE {where} GROUP BY d.contact_id
+        ) p JOIN {_t(Contact)} c ON c.id = p.contact_id
     """
     days = [d.isoformat() for d in (d30, d90, d365, d90, d90, d365, d365, d365, d90)]
     with raw_cursor() if postgres else connection.cursor() as cur:
@@ -176,7 +179,7 @@ def _scored_parts(today: dt.date, contact_ids: Sequence[int] | None,
         contact_id: (workspace, StrengthParts(
             total, l30, l90, l365, in90, out90, in365, out365, tuple(sorted(ch90.split(",") if ch90 else ())),
             ch365, _aware(first), _aware(last)))
-        for contact_id, workspace, total, l30, l90, l365, in90, out90, in365, out365, ch365, ch90, first, last in rows
+        for contact_id, total, l30, l90, l365, in90, out90, in365, out365, ch365, ch90, first, last, workspace in rows
     }
 
 
@@ -238,28 +241,31 @@ def _add(acc: dict, contact_id: int, occurred_at: dt.datetime, channel: str, con
 _FACTS = ("contact_ids", "occurred_ats", "channels", "conversations", "ways")
 
 
-def rank_touches_queue(*, workspace_id: int, touches: Iterable[tuple]) -> None:
-    """Ingest's step: ``touches`` are (contact id, occurred at, channel, thread key, verb,
-    direction, automated, event type) of the timeline rows a batch just wrote. Those that count
-    are queued as one row of parallel arrays holding all the fold needs (it joins nothing);
-    summing them into conversation-days is ``rank_pending_refresh``'s."""
-    facts = [(contact_id, occurred_at, channel, thread_key or "", way)
-             for contact_id, occurred_at, channel, thread_key, verb, direction, automated, event_type in touches
-             if (way := interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type))]
+def rank_touches_queue(*, workspace_id: int, activities: Mapping[int, tuple],
+                       touches: Iterable[tuple[int, int]]) -> None:
+    """Ingest's step: ``touches`` are the (contact id, activity id) timeline rows a batch just
+    wrote, ``activities`` its activities by id as (occurred at, channel, thread key, verb,
+    direction, automated, event type). Those that count are queued as one row of parallel
+    arrays holding all the fold needs (it joins nothing); summing them into conversation-days
+    is ``rank_pending_refresh``'s."""
+    counted = {}  # per activity, not per timeline row: a batch has ~1.7 of those per activity
+    for activity_id, (occurred_at, channel, thread_key, verb, direction, automated, event_type) in activities.items():
+        if way := interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type):
+            counted[activity_id] = (occurred_at.isoformat(), channel, thread_key or "", way)
+    facts = [(contact_id, *counted[activity_id]) for contact_id, activity_id in touches if activity_id in counted]
     if not facts:
         return
     contact_ids, occurred_ats, channels, conversations, ways = (list(column) for column in zip(*facts, strict=True))
     if connection.vendor != "postgresql":
         RankBatch.objects.create(workspace_id=workspace_id, interactions=len(facts), contact_ids=contact_ids,
-                                 occurred_ats=[t.isoformat() for t in occurred_ats], channels=channels,
-                                 conversations=conversations, ways=ways)
+                                 occurred_ats=occurred_ats, channels=channels, conversations=conversations, ways=ways)
         return
     # One row of arrays: ~1-1.5 ms a batch, where a row per pair cost 3-4 ms.
     with raw_cursor() as cur:
         cur.execute(f"""INSERT INTO {_t(RankBatch)} (workspace_id, interactions, {", ".join(_FACTS)})
                         VALUES (%s, %s, %s, %s::timestamptz[], %s, %s, %s)""",
-                    [workspace_id, len(facts), IntArray(contact_ids), TextArray([t.isoformat() for t in occurred_ats]),
-                     TextArray(channels), TextArray(conversations), TextArray(ways)])
+                    [workspace_id, len(facts), IntArray(contact_ids), TextArray(occurred_ats), TextArray(channels),
+                     TextArray(conversations), TextArray(ways)])
 
 
 def _rank_lock() -> None:
