@@ -295,11 +295,13 @@ def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every
                         most_params: list, now: dt.datetime, limit: int) -> list[tuple]:
     """``_cold_ranked`` on PostgreSQL for a page: the same rows, scoring a few candidates
     instead of every contact (8,081 overdue of 10,000 cost ~12 ms). Urgency = (days / every - 1)
-    * k with k = 1 + score / 100 <= kmax, so a contact of a tier can only beat a bound ``u`` if
-    its last touch is older than every * (1 + u / kmax) days: ``u`` is the ``limit``-th urgency
-    among each tier's ``limit`` oldest last touches (read from strength_cold_idx) and the
-    contacts with a cadence of their own (always candidates). The number overdue is counted
-    from the index, per tier, corrected for the contacts with their own cadence."""
+    * k with k = 1 + score / 100 <= kmax, the tier's highest (read from strength_rank_idx; the
+    workspace's let ~1,300 candidates through where the tier's let ~130), so a contact of a tier
+    can only beat a bound ``u`` if its last touch is older than every * (1 + u / kmax) days:
+    ``u`` is the ``limit``-th urgency among each tier's ``limit`` oldest last touches (read from
+    strength_cold_idx) and the contacts with a cadence of their own (always candidates). The
+    number overdue is counted from the index, per tier, corrected for the contacts with their
+    own cadence."""
     qn = connection.ops.quote_name
     st, kt = qn(ContactStrength._meta.db_table), qn(KeepInTouch._meta.db_table)
     values = ", ".join("(%s, %s::int)" for _ in tiers)
@@ -330,11 +332,12 @@ def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every
                      AND s.last_touch_at IS NOT NULL ORDER BY s.last_touch_at LIMIT %s) o
                  UNION SELECT * FROM own),
         bound AS MATERIALIZED (
-            SELECT COALESCE((SELECT urgency FROM ({ranked("pool")}) r ORDER BY urgency DESC OFFSET %s LIMIT 1), 0) AS u,
-                   (SELECT 1 + CAST(MAX(score) AS DOUBLE PRECISION) / 100 FROM {st} WHERE workspace_id = %s) AS kmax),
+            SELECT COALESCE((SELECT urgency FROM ({ranked("pool")}) r ORDER BY urgency DESC OFFSET %s LIMIT 1), 0) AS u),
         cut AS MATERIALIZED (
-            SELECT t.tier, %s::timestamptz - make_interval(secs => t.every * 86400.0 * (1 + b.u / b.kmax) - 1) AS before
-            FROM tiers t CROSS JOIN bound b),
+            SELECT t.tier, %s::timestamptz - make_interval(secs => t.every * 86400.0 * (1 + b.u / m.kmax) - 1) AS before
+            FROM tiers t CROSS JOIN bound b CROSS JOIN LATERAL (
+                SELECT 1 + CAST(s.score AS DOUBLE PRECISION) / 100 AS kmax FROM {st} s
+                WHERE s.workspace_id = %s AND s.tier = t.tier ORDER BY s.score DESC LIMIT 1) m),
         candidates AS (SELECT o.* FROM cut c CROSS JOIN LATERAL (
                            SELECT {cols} FROM {st} s WHERE s.workspace_id = %s AND s.tier = c.tier
                            AND s.last_touch_at < c.before OFFSET 0) o
@@ -348,8 +351,8 @@ def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every
         SELECT r.*, (SELECT n FROM overdue) FROM ({ranked("candidates")}) r
         ORDER BY urgency DESC, score DESC, contact_id LIMIT %s
     """
-    params = [now, *values_params, workspace.pk, workspace.pk, limit, *ranked_params, limit - 1, workspace.pk,
-              now, workspace.pk, workspace.pk, *ranked_params, *ranked_params, limit]
+    params = [now, *values_params, workspace.pk, workspace.pk, limit, *ranked_params, limit - 1, now,
+              workspace.pk, workspace.pk, workspace.pk, *ranked_params, *ranked_params, limit]
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
