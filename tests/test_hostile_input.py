@@ -571,6 +571,14 @@ def test_any_sms_backup_element_is_stored_clean_or_fails_alone(workspace, data):
     assert_stored_clean_or_failed(workspace, connector, RawItem("element", payload))
 
 
+@pytest.mark.parametrize("reason", ["", "   ", None])
+def test_sms_backup_element_with_a_blank_parser_error_fails_with_a_reason(workspace, reason):
+    """Found by the property above: an element whose parser error was blank failed with no reason."""
+    connector = SmsBackupConnector({"path": "backup.xml"}, {}, context={"region": "US"})
+    assert_stored_clean_or_failed(workspace, connector, RawItem("element", {"_error": reason}))
+    assert ImportFailure.objects.get(workspace=workspace).reason == "unreadable element"
+
+
 def _twilio_seeds():
     received = {"_received_at": "2026-05-01T10:00:00+00:00"}
     seeds = [{**fixture("twilio_sms", n), **received} for n in ("inbound__sms.json", "inbound__mms.json")]

@@ -230,8 +230,10 @@ class SmsBackupConnector(Connector):
 
     def normalize(self, raw: RawItem) -> ActivityDraft:
         p = raw.payload
-        if not isinstance(p, dict) or "_error" in p:
-            raise BadItem((p or {}).get("_error", "not an element") if isinstance(p, dict) else "not an element")
+        if not isinstance(p, dict):
+            raise BadItem("not an element")
+        if "_error" in p:  # the parser's reason; a failure record needs one even where it is blank
+            raise BadItem(str(p["_error"] or "").strip() or "unreadable element")
         kind = p.get("kind")
         if kind not in ("sms", "mms"):
             raise BadItem(f"unknown element {kind!r}")
