@@ -702,7 +702,8 @@ def _failures_record(workspace, connector_key, scope, source, device, failures, 
         return
     for raw, reason in failures:
         external_id = clean_text(str(raw.external_id))[:255]
-        reason = clean_text(str(reason))[:MAX_REASON]
+        # A blank reason (or one that was only control characters) would leave the record unexplained.
+        reason = clean_text(str(reason)).strip()[:MAX_REASON] or "no reason given by the connector"
         payload = _failure_payload(raw.payload)
         obj, created = ImportFailure.objects.get_or_create(
             scope=scope,
