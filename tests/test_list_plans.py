@@ -71,3 +71,25 @@ def test_the_going_cold_page_scores_few_candidates_and_lists_what_scoring_all_li
             page = going_cold(workspace=workspace, now=when, limit=limit, cadences=cadences)
             assert page == every[:limit] and page.total == every.total
     assert not going_cold(workspace=workspace, now=now - dt.timedelta(days=5000), limit=50, cadences=cadences)
+
+
+def test_the_going_cold_page_with_a_tier_nobody_is_in(workspace):
+    """A tier with a cadence and no one in it bounds nothing (and is not scanned for its highest score)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from streams.models import ContactStrength
+    from streams.selectors.ranking import going_cold
+
+    now = timezone.now()
+    for i in range(30):
+        contact = Contact.objects.create(workspace=workspace, name=f"c{i}")
+        ContactStrength.objects.create(contact=contact, workspace=workspace, score=i % 15, tier="faint",
+                                       last_touch_at=now - dt.timedelta(days=200 + 7 * i), computed_on=now.date())
+    cadences = {"strong": (14, 42), "steady": (30, 90), "faint": (180, 365)}
+    every = going_cold(workspace=workspace, now=now, cadences=cadences)
+    assert len(every) == 30
+    for limit in (1, 10, 50):
+        page = going_cold(workspace=workspace, now=now, limit=limit, cadences=cadences)
+        assert page == every[:limit] and page.total == 30

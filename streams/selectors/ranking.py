@@ -320,6 +320,9 @@ def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every
             WHERE every IS NOT NULL AND days > every"""
 
     ranked_params = [now, *every_params, *most_params]
+    # cut: a tier's highest score only where the tier has anyone (CASE, a probe of
+    # strength_cold_idx first): for an empty tier the scan in score order would read the whole
+    # workspace.
     # OFFSET 0 keeps each tier's scan a range scan of strength_cold_idx (not a join over every row)
     sql = f"""
         WITH tiers AS MATERIALIZED (
@@ -334,10 +337,13 @@ def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every
         bound AS MATERIALIZED (
             SELECT COALESCE((SELECT urgency FROM ({ranked("pool")}) r ORDER BY urgency DESC OFFSET %s LIMIT 1), 0) AS u),
         cut AS MATERIALIZED (
-            SELECT t.tier, %s::timestamptz - make_interval(secs => t.every * 86400.0 * (1 + b.u / m.kmax) - 1) AS before
-            FROM tiers t CROSS JOIN bound b CROSS JOIN LATERAL (
-                SELECT 1 + CAST(s.score AS DOUBLE PRECISION) / 100 AS kmax FROM {st} s
-                WHERE s.workspace_id = %s AND s.tier = t.tier ORDER BY s.score DESC LIMIT 1) m),
+            SELECT t.tier, %s::timestamptz - make_interval(secs => t.every * 86400.0 * (1 + b.u / (
+                       CASE WHEN (SELECT s.last_touch_at FROM {st} s WHERE s.workspace_id = %s AND s.tier = t.tier
+                                  AND s.last_touch_at IS NOT NULL ORDER BY s.last_touch_at LIMIT 1) IS NOT NULL
+                       THEN (SELECT 1 + CAST(s.score AS DOUBLE PRECISION) / 100 FROM {st} s
+                             WHERE s.workspace_id = %s AND s.tier = t.tier AND s.last_touch_at IS NOT NULL
+                             ORDER BY s.score DESC LIMIT 1) END)) - 1) AS before
+            FROM tiers t CROSS JOIN bound b),
         candidates AS (SELECT o.* FROM cut c CROSS JOIN LATERAL (
                            SELECT {cols} FROM {st} s WHERE s.workspace_id = %s AND s.tier = c.tier
                            AND s.last_touch_at < c.before OFFSET 0) o
@@ -352,7 +358,7 @@ def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every
         ORDER BY urgency DESC, score DESC, contact_id LIMIT %s
     """
     params = [now, *values_params, workspace.pk, workspace.pk, limit, *ranked_params, limit - 1, now,
-              workspace.pk, workspace.pk, workspace.pk, *ranked_params, *ranked_params, limit]
+              workspace.pk, workspace.pk, workspace.pk, workspace.pk, *ranked_params, *ranked_params, limit]
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
