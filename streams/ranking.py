@@ -346,18 +346,21 @@ def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
                        COUNT(*) FILTER (WHERE way = 'both') AS mutual,
                        MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at
                 FROM claimed, unnest({", ".join(_FACTS)}) AS f(contact_id, occurred_at, channel, conversation, way)
-                GROUP BY 1, 2, 3, 4
+                GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
             ),
             -- Update the kept rows and plainly insert the new ones, not ON CONFLICT: its speculative
             -- insertion was a third of the write. Safe because folds and rebuilds, the only writers,
             -- take turns (_rank_lock); both parts see the rows as they were before the statement.
+            -- In key order, the update's probes walk the index; the insert skips what the update
+            -- returned (a hash of those keys) instead of probing the index a second time: together
+            -- 1.9-2.1 -> 1.1 s CPU for 157,477 new conversation-days.
             kept AS (
                 UPDATE {table} d SET {_ADD.format(t="d", new="s", least="LEAST", greatest="GREATEST")}
-                FROM summed s WHERE {_SAME_DAY}
+                FROM summed s WHERE {_SAME_DAY} RETURNING d.contact_id, d.day, d.channel, d.conversation
             ),
             added AS (
                 INSERT INTO {table} {_CD_COLUMNS}
-                SELECT * FROM summed s WHERE NOT EXISTS (SELECT FROM {table} d WHERE {_SAME_DAY}) ORDER BY 1, 2, 3, 4
+                SELECT * FROM summed s WHERE NOT EXISTS (SELECT FROM kept d WHERE {_SAME_DAY}) ORDER BY 1, 2, 3, 4
             )
             SELECT DISTINCT contact_id FROM summed ORDER BY 1
         """, params)
