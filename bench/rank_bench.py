@@ -3,7 +3,7 @@
 
 1. Ingest cost: the same synthetic workload (bench/workload.py: Zipf-like contacts, four
    channels, threads) is ingested twice into fresh workspaces, once with ingest's ranking step
-   switched off (no pairs queued) and once with it on, in alternating order over ``rounds``;
+   switched off (nothing queued) and once with it on, in alternating order over ``rounds``;
    folding the queue into conversation-days and re-scoring its contacts
    (``rank_pending_refresh``, the beat's job) is run every ``drain_every`` batches, as the beat
    would during a long import, and its time is added to the ranked run.

@@ -260,7 +260,7 @@ def rank_touches_queue(*, workspace_id: int, activities: Mapping[int, tuple],
         RankBatch.objects.create(workspace_id=workspace_id, interactions=len(facts), contact_ids=contact_ids,
                                  occurred_ats=occurred_ats, channels=channels, conversations=conversations, ways=ways)
         return
-    # One row of arrays: ~1-1.5 ms a batch, where a row per pair cost 3-4 ms.
+    # One row of arrays: ~2 ms of the server for 1,500 interactions, where a row per pair cost 3-4 ms.
     with raw_cursor() as cur:
         cur.execute(f"""INSERT INTO {_t(RankBatch)} (workspace_id, interactions, {", ".join(_FACTS)})
                         VALUES (%s, %s, %s, %s::timestamptz[], %s, %s, %s)""",
