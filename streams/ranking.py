@@ -16,10 +16,10 @@ it has. The last touch is the newest interaction that counts.
 Kept current by three paths that give the same rows:
 - ingest (``rank_touches_queue``) queues what of the batch counts as one ``RankBatch`` row of
   arrays (contact, time, channel, conversation, way: all the fold needs); the beat
-  (``rank_refresh`` task) and every read (``strengths_current``) fold the queue into conversation-days and re-score those contacts
-  (``rank_pending_refresh``);
+  (``rank_refresh`` task) and every read (``strengths_current``) fold the queue into
+  conversation-days and re-score those contacts (``rank_pending_refresh``);
 - anything that rewrites timelines (merge, unmerge, reprocess, erasure, a workspace rebuild)
-  calls ``contact_summaries_refresh``, which calls ``contact_rank_rebuild`` for those contacts:
+  stores the contacts' summaries (``streams.timelines``), which calls ``contact_rank_rebuild``:
   their queued interactions are dropped and their rows recomputed from their timelines (one
   snapshot), and their strength at once. Every rewrite that can stop an interaction counting
   (erasure, reprocessing) or move it (merge, unmerge) goes through it, which is why the fold
@@ -409,8 +409,9 @@ def _t(model) -> str:
 def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = None) -> None:
     """Recompute these contacts' conversation-days from their timelines (the same sums the folds
     make) and their strength, dropping their queued interactions (so the fold checks none
-    against the activities). Called by ``contact_summaries_refresh``: merges, unmerges, reprocessing and
-    erasure keep ranking right through it."""
+    against the activities). Called wherever timelines store their contacts' summaries
+    (``streams.timelines``): merges, unmerges, reprocessing and erasure keep ranking right
+    through it."""
     contact_ids = sorted({int(c) for c in contact_ids})
     if not contact_ids:
         return
