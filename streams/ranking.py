@@ -239,6 +239,8 @@ def _add(acc: dict, contact_id: int, occurred_at: dt.datetime, channel: str, con
 
 
 _FACTS = ("contact_ids", "occurred_ats", "channels", "conversations", "ways")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def rank_touches_queue(*, workspace_id: int, activities: Mapping[int, tuple],
@@ -248,23 +250,29 @@ def rank_touches_queue(*, workspace_id: int, activities: Mapping[int, tuple],
     direction, automated, event type). Those that count are queued as one row of parallel
     arrays holding all the fold needs (it joins nothing); summing them into conversation-days
     is ``rank_pending_refresh``'s."""
+    postgres = connection.vendor == "postgresql"
     counted = {}  # per activity, not per timeline row: a batch has ~1.7 of those per activity
     for activity_id, (occurred_at, channel, thread_key, verb, direction, automated, event_type) in activities.items():
         if way := interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type):
-            counted[activity_id] = (occurred_at.isoformat(), channel, thread_key or "", way)
+            # PostgreSQL: microseconds since the epoch, sent as integers (exact; the timestamps'
+            # text was ~1 ms a batch to format here and to parse there). SQLite: ISO text.
+            when = (occurred_at - _EPOCH) // _MICROSECOND if postgres else occurred_at.isoformat()
+            counted[activity_id] = (when, channel, thread_key or "", way)
     facts = [(contact_id, *counted[activity_id]) for contact_id, activity_id in touches if activity_id in counted]
     if not facts:
         return
     contact_ids, occurred_ats, channels, conversations, ways = (list(column) for column in zip(*facts, strict=True))
-    if connection.vendor != "postgresql":
+    if not postgres:
         RankBatch.objects.create(workspace_id=workspace_id, interactions=len(facts), contact_ids=contact_ids,
                                  occurred_ats=occurred_ats, channels=channels, conversations=conversations, ways=ways)
         return
     # One row of arrays: ~2 ms of the server for 1,500 interactions, where a row per pair cost 3-4 ms.
     with raw_cursor() as cur:
         cur.execute(f"""INSERT INTO {_t(RankBatch)} (workspace_id, interactions, {", ".join(_FACTS)})
-                        VALUES (%s, %s, %s, %s::timestamptz[], %s, %s, %s)""",
-                    [workspace_id, len(facts), IntArray(contact_ids), TextArray(occurred_ats), TextArray(channels),
+                        VALUES (%s, %s, %s, ARRAY(SELECT timestamptz 'epoch' + t * interval '1 microsecond'
+                                                  FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(t, n) ORDER BY n),
+                                %s, %s, %s)""",
+                    [workspace_id, len(facts), IntArray(contact_ids), IntArray(occurred_ats), TextArray(channels),
                      TextArray(conversations), TextArray(ways)])
 
 
