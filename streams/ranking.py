@@ -157,8 +157,7 @@ def _scored_parts(today: dt.date, contact_ids: Sequence[int] | None,
     channels = "string_agg(DISTINCT channel, ',')" if postgres else "GROUP_CONCAT(DISTINCT channel)"
     # FILTER, not CASE: the distinct aggregates then sort only the window's rows, not every row
     # of the contact (most are older than a year). Grouped by the contact alone, the workspace
-    # joined after: grouping by both re-sorted the index-ordered rows, spilling to disk. The
-    # two took a re-scoring's read from 0.34-0.41 to 0.24-0.29 s CPU (8,081 contacts, 157,477 rows).
+    # joined after: grouping by both re-sorted the index-ordered rows, spilling to disk.
     sql = f"""
         SELECT p.*, c.workspace_id FROM (
             SELECT d.contact_id, COUNT(*), COUNT(*) FILTER (WHERE day >= %s), COUNT(*) FILTER (WHERE day >= %s),
@@ -254,8 +253,8 @@ def rank_touches_queue(*, workspace_id: int, activities: Mapping[int, tuple],
     counted = {}  # per activity, not per timeline row: a batch has ~1.7 of those per activity
     for activity_id, (occurred_at, channel, thread_key, verb, direction, automated, event_type) in activities.items():
         if way := interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type):
-            # PostgreSQL: microseconds since the epoch, sent as integers (exact; the timestamps'
-            # text was ~1 ms a batch to format here and to parse there). SQLite: ISO text.
+            # PostgreSQL: microseconds since the epoch, sent as integers (exact, and cheaper to
+            # format here and to parse there than the timestamps' text). SQLite: ISO text.
             when = (occurred_at - _EPOCH) // _MICROSECOND if postgres else occurred_at.isoformat()
             counted[activity_id] = (when, channel, thread_key or "", way)
     facts = [(contact_id, *counted[activity_id]) for contact_id, activity_id in touches if activity_id in counted]
@@ -266,7 +265,7 @@ def rank_touches_queue(*, workspace_id: int, activities: Mapping[int, tuple],
         RankBatch.objects.create(workspace_id=workspace_id, interactions=len(facts), contact_ids=contact_ids,
                                  occurred_ats=occurred_ats, channels=channels, conversations=conversations, ways=ways)
         return
-    # One row of arrays: ~2 ms of the server for 1,500 interactions, where a row per pair cost 3-4 ms.
+    # One row of arrays per batch: a row per interaction cost the server about twice as much.
     with raw_cursor() as cur:
         cur.execute(f"""INSERT INTO {_t(RankBatch)} (workspace_id, interactions, {", ".join(_FACTS)})
                         VALUES (%s, %s, %s, ARRAY(SELECT timestamptz 'epoch' + t * interval '1 microsecond'
@@ -360,8 +359,7 @@ def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
             -- insertion was a third of the write. Safe because folds and rebuilds, the only writers,
             -- take turns (_rank_lock); both parts see the rows as they were before the statement.
             -- In key order, the update's probes walk the index; the insert skips what the update
-            -- returned (a hash of those keys) instead of probing the index a second time: together
-            -- 1.9-2.1 -> 1.1 s CPU for 157,477 new conversation-days.
+            -- returned (a hash of those keys) instead of probing the index a second time.
             kept AS (
                 UPDATE {table} d SET {_ADD.format(t="d", new="s", least="LEAST", greatest="GREATEST")}
                 FROM summed s WHERE {_SAME_DAY} RETURNING d.contact_id, d.day, d.channel, d.conversation
@@ -445,6 +443,7 @@ def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = 
 
 
 def _queued_drop_sqlite(contact_ids: set[int]) -> None:
+    """SQLite's ``_rebuilt_sql`` queue step: these contacts' elements taken out of every queued batch."""
     for batch in RankBatch.objects.all():
         keep = [i for i, c in enumerate(batch.contact_ids) if c not in contact_ids]
         if len(keep) < batch.interactions:

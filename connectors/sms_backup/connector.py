@@ -232,8 +232,8 @@ class SmsBackupConnector(Connector):
         p = raw.payload
         if not isinstance(p, dict):
             raise BadItem("not an element")
-        if "_error" in p:  # the parser's reason; a failure record needs one even where it is blank
-            raise BadItem(str(p["_error"] or "").strip() or "unreadable element")
+        if "_error" in p:  # the parser's reason (ingest records a blank one as "no reason given")
+            raise BadItem(str(p["_error"] or ""))
         kind = p.get("kind")
         if kind not in ("sms", "mms"):
             raise BadItem(f"unknown element {kind!r}")

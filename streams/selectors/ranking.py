@@ -296,7 +296,7 @@ def _cold_ranked_pruned(workspace: Workspace, tiers: list, every_sql: str, every
     """``_cold_ranked`` on PostgreSQL for a page: the same rows, scoring a few candidates
     instead of every contact (8,081 overdue of 10,000 cost ~12 ms). Urgency = (days / every - 1)
     * k with k = 1 + score / 100 <= kmax, the tier's highest (read from strength_rank_idx; the
-    workspace's let ~1,300 candidates through where the tier's let ~130), so a contact of a tier
+    workspace's highest would let ten times as many candidates through), so a contact of a tier
     can only beat a bound ``u`` if its last touch is older than every * (1 + u / kmax) days:
     ``u`` is the ``limit``-th urgency among each tier's ``limit`` oldest last touches (read from
     strength_cold_idx) and the contacts with a cadence of their own (always candidates). The
