@@ -509,3 +509,21 @@ def test_mesh_bench_rank_runs_and_its_rebuild_matches(db):
     assert result["rebuild"]["equal_to_incremental"] is True and result["rebuild"]["conversation_days"] > 0
     assert result["ingest"]["plain_per_s"] > 0 and result["ingest"]["rescoring_s"] >= 0
     assert {"list_by_strength", "going_cold_page", "going_cold_feed_json"} <= set(result["reads"])
+    assert [r["folds"] for r in result["ingest"]["rounds"]] == [3]  # after each of 2 batches, then the last
+
+
+def test_mesh_bench_rank_folds_on_the_beats_minute_by_default(db):
+    """Without --drain-every the queue is folded as the beat folds it, once a minute of the run:
+    a load of seconds is folded once, at its end; --ranked-only skips the load without ranking."""
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("mesh_bench_rank", "--activities", "1000", "--contacts", "100", "--samples", "1",
+                 "--ranked-only", "--json", stdout=out, stderr=io.StringIO())
+    result = json.loads(out.getvalue())
+    assert result["fold_every_s"] == 60.0 and result["drain_every_batches"] is None
+    assert [r["folds"] for r in result["ingest"]["rounds"]] == [1]
+    assert "plain_per_s" not in result["ingest"] and result["ingest"]["within_run_pct"] > 0

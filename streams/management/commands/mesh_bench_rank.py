@@ -2,7 +2,7 @@
 of the contact list sorted by strength and of the going-cold page (bench/rank_bench.py).
 
   mesh_bench_rank [--activities N] [--contacts N] [--rounds N] [--drain-every BATCHES]
-                  [--samples N] [--keep] [--json]
+                  [--ranked-only] [--samples N] [--keep] [--json]
 
 Loads its own workspaces (bench-rank-plain, bench-rank) and drops them afterwards unless
 --keep. Progress goes to stderr; --json prints one document. Figures: docs/benchmarks.md."""
@@ -26,14 +26,17 @@ class Command(MeshCommand):
         parser.add_argument("--activities", type=int, default=100_000)
         parser.add_argument("--contacts", type=int, default=10_000)
         parser.add_argument("--rounds", type=int, default=1, help="ingest runs of each kind (medians reported)")
-        parser.add_argument("--drain-every", type=int, default=60, dest="drain_every",
-                            help="re-score the queued contacts every N batches of 1,000 (the beat's minute)")
+        parser.add_argument("--drain-every", type=int, default=None, dest="drain_every",
+                            help="fold the queue every N batches of 1,000 (default: every minute, as the beat does)")
+        parser.add_argument("--ranked-only", action="store_false", dest="plain",
+                            help="skip the loads without ranking (the in-run share does not need them)")
         parser.add_argument("--samples", type=int, default=100, help="requests per latency figure")
         parser.add_argument("--keep", action="store_true", help="keep the ranked workspace afterwards")
 
     def handle(self, *args, **options):
         bench = RankBench(activities=options["activities"], contacts=options["contacts"], rounds=options["rounds"],
-                          drain_every=options["drain_every"], samples=options["samples"], log=self.stderr._out)
+                          drain_every=options["drain_every"], samples=options["samples"], plain=options["plain"],
+                          log=self.stderr._out)
         results = bench.run(keep=options["keep"])
         results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                               "database": settings.DATABASES["default"]["ENGINE"], "shared": True}
