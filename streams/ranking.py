@@ -46,11 +46,13 @@ what counts):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import Max
@@ -141,9 +143,10 @@ def strength_parts(*, today: dt.date, contact_ids: list[int] | None = None,
 
 
 def _scored_parts(today: dt.date, contact_ids: Sequence[int] | None,
-                  workspace_id: int | None) -> dict[int, tuple[int, StrengthParts]]:
+                  workspace_id: int | None, *, since: dt.date | None = None) -> dict[int, tuple[int, StrengthParts]]:
     """(workspace, parts) per contact in one grouped read, the last 90 days' channels as one
-    comma-joined aggregate (a second read of them was a third of a re-scoring)."""
+    comma-joined aggregate (a second read of them was a third of a re-scoring). ``since``: only
+    the conversation-days from that day on are read (the all-time parts then count those alone)."""
     postgres = connection.vendor == "postgresql"
     if contact_ids is not None:
         if not contact_ids:
@@ -167,12 +170,12 @@ def _scored_parts(today: dt.date, contact_ids: Sequence[int] | None,
                    COUNT(DISTINCT channel) FILTER (WHERE day >= %s), {channels} FILTER (WHERE day >= %s),
                    MIN(first_at), MAX(last_at)
             FROM {_t(ConversationDay)} d {scope}
-            WHERE {where} GROUP BY d.contact_id
+            WHERE {where}{" AND d.day >= %s" if since else ""} GROUP BY d.contact_id
         ) p JOIN {_t(Contact)} c ON c.id = p.contact_id
     """
     days = [d.isoformat() for d in (d30, d90, d365, d90, d90, d365, d365, d365, d90)]
     with raw_cursor() if postgres else connection.cursor() as cur:
-        cur.execute(sql, [*days, *params])
+        cur.execute(sql, [*days, *params, *([since.isoformat()] if since else [])])
         rows = cur.fetchall()
     return {
         contact_id: (workspace, StrengthParts(
@@ -320,9 +323,18 @@ def _claimed_ids_sql(workspace_id: int, upto: int) -> tuple[str, list]:
                WHERE running - interactions < %s""", [workspace_id, upto, FOLD_CHUNK]
 
 
-def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
+class Added(NamedTuple):
+    """What a fold added to one contact's conversation-days: the keys it did not have before,
+    and the first and last time among the interactions folded."""
+
+    new_days: int
+    first_at: dt.datetime
+    last_at: dt.datetime
+
+
+def _fold_claimed(workspace_id: int, upto: int) -> dict[int, Added | None]:
     """Take a chunk of the queue off it and add it to the conversation-days; returns the
-    contacts whose rows changed. The queue holds all the fold needs, so nothing is read from the
+    contacts whose rows changed, with what was added to them (PostgreSQL; None on SQLite). The queue holds all the fold needs, so nothing is read from the
     activities: an interaction that stops counting after it was queued (its activity erased,
     reprocessed, or moved to another contact by a merge or unmerge) is dropped from the queue
     by the recount of its contacts that every such rewrite makes (``contact_rank_rebuild``).
@@ -340,9 +352,12 @@ def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
                 _add(acc, contact_id, dt.datetime.fromisoformat(occurred_at), channel, conversation, way)
         RankBatch.objects.filter(pk__in=ids).delete()
         _upsert_sqlite(acc)
-        return sorted({key[0] for key in acc})
+        return dict.fromkeys(sorted({key[0] for key in acc}))
     table = _t(ConversationDay)
     with raw_cursor() as cur:
+        # The sums' hash and the insert's sort stay in memory (a 100,000-interaction chunk sums
+        # to ~45 MB of groups; the default 4 MB spilled both to disk).
+        cur.execute("SET LOCAL work_mem = '64MB'")
         cur.execute(f"""
             WITH claimed AS (
                 DELETE FROM {_t(RankBatch)} WHERE id IN ({claimed_ids}) RETURNING {", ".join(_FACTS)}
@@ -353,24 +368,36 @@ def _fold_claimed(workspace_id: int, upto: int) -> list[int]:
                        COUNT(*) FILTER (WHERE way = 'both') AS mutual,
                        MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at
                 FROM claimed, unnest({", ".join(_FACTS)}) AS f(contact_id, occurred_at, channel, conversation, way)
-                GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+                GROUP BY 1, 2, 3, 4
+            ),
+            -- A key on a day after its contact's newest kept day cannot be kept: only the others are
+            -- looked up (an import in time order adds mostly such keys: one probe per contact then,
+            -- not one per key).
+            newest AS MATERIALIZED (
+                SELECT c.contact_id, (SELECT MAX(x.day) FROM {table} x WHERE x.contact_id = c.contact_id) AS day
+                FROM (SELECT DISTINCT contact_id FROM summed) c
             ),
             -- Update the kept rows and plainly insert the new ones, not ON CONFLICT: its speculative
             -- insertion was a third of the write. Safe because folds and rebuilds, the only writers,
             -- take turns (_rank_lock); both parts see the rows as they were before the statement.
-            -- In key order, the update's probes walk the index; the insert skips what the update
-            -- returned (a hash of those keys) instead of probing the index a second time.
+            -- The insert skips what the update returned (a hash of those keys) instead of probing
+            -- the index a second time, and goes in the index's order (byte order sorts fastest).
             kept AS (
                 UPDATE {table} d SET {_ADD.format(t="d", new="s", least="LEAST", greatest="GREATEST")}
-                FROM summed s WHERE {_SAME_DAY} RETURNING d.contact_id, d.day, d.channel, d.conversation
+                FROM summed s JOIN newest n ON n.contact_id = s.contact_id
+                WHERE s.day <= n.day AND {_SAME_DAY} RETURNING d.contact_id, d.day, d.channel, d.conversation
             ),
             added AS (
                 INSERT INTO {table} {_CD_COLUMNS}
-                SELECT * FROM summed s WHERE NOT EXISTS (SELECT FROM kept d WHERE {_SAME_DAY}) ORDER BY 1, 2, 3, 4
-            )
-            SELECT DISTINCT contact_id FROM summed ORDER BY 1
+                SELECT * FROM summed s WHERE NOT EXISTS (SELECT FROM kept d WHERE {_SAME_DAY})
+                ORDER BY contact_id, day, channel COLLATE "C", conversation COLLATE "C"
+            ),
+            kept_per_contact AS (SELECT contact_id, COUNT(*) AS days FROM kept GROUP BY 1)
+            SELECT s.contact_id, COUNT(*) - COALESCE(MAX(k.days), 0), MIN(s.first_at), MAX(s.last_at)
+            FROM summed s LEFT JOIN kept_per_contact k ON k.contact_id = s.contact_id
+            GROUP BY 1 ORDER BY 1
         """, params)
-        return [row[0] for row in cur.fetchall()]
+        return {contact_id: Added(new_days, first_at, last_at) for contact_id, new_days, first_at, last_at in cur}
 
 
 def _fold(workspace_id: int, upto: int, today: dt.date | None) -> int:
@@ -378,9 +405,9 @@ def _fold(workspace_id: int, upto: int, today: dt.date | None) -> int:
     re-scored. Returns the contacts re-scored."""
     with transaction.atomic(savepoint=False):
         _rank_lock()
-        contact_ids = _fold_claimed(workspace_id, upto)
-        strengths_refresh(contact_ids=contact_ids, today=today)
-    return len(contact_ids)
+        added = _fold_claimed(workspace_id, upto)
+        _strengths_after_fold(added, today or timezone.now().astimezone(dt.UTC).date())
+    return len(added)
 
 
 def _upsert_sqlite(acc: dict[Key, list]) -> None:
@@ -536,6 +563,41 @@ def strengths_refresh(*, contact_ids: Sequence[int] | None = None, workspace: Wo
 _STRENGTH_COLUMNS = ("contact_id", "workspace_id", "score", "tier", "conversations", "last_30", "last_90", "last_365",
                      "in_90", "out_90", "in_365", "out_365", "channels_90", "channels_365", "first_touch_at",
                      "last_touch_at", "computed_on")
+
+
+def _strengths_after_fold(added: Mapping[int, Added | None], today: dt.date) -> None:
+    """Re-score the contacts a fold added to. A contact's all-time parts (its conversation-days,
+    first and last touch) are its stored strength's plus what the fold added, so only its last
+    year of conversation-days is read, not its whole history each minute. Stored strengths are
+    exact: every other change to conversation-days re-scores from all of them in its own
+    transaction (``contact_rank_rebuild``, merges, the day's first read). Contacts without a
+    stored strength, and every contact on SQLite, are re-scored from all their rows."""
+    known: dict[int, tuple] = {}
+    if added and connection.vendor == "postgresql" and None not in added.values():
+        with raw_cursor() as cur:
+            cur.execute(f"""SELECT contact_id, workspace_id, conversations, first_touch_at, last_touch_at
+                            FROM {_t(ContactStrength)} WHERE contact_id = ANY(%s) AND first_touch_at IS NOT NULL""",
+                        [IntArray(sorted(added))])
+            known = {row[0]: row[1:] for row in cur}
+    rest = [contact_id for contact_id in added if contact_id not in known]
+    if rest:
+        strengths_refresh(contact_ids=rest, today=today)
+    ids = sorted(known)
+    for i in range(0, len(ids), SCORE_CHUNK):
+        chunk = ids[i : i + SCORE_CHUNK]
+        recent = _scored_parts(today, chunk, None, since=today - dt.timedelta(days=364))
+        rows = []
+        for contact_id in chunk:
+            workspace_id, conversations, first_at, last_at = known[contact_id]
+            fold = added[contact_id]
+            whole = {"conversations": conversations + fold.new_days, "first_touch_at": min(first_at, fold.first_at),
+                     "last_touch_at": max(last_at, fold.last_at)}
+            parts = (dataclasses.replace(recent[contact_id][1], **whole) if contact_id in recent
+                     else StrengthParts(last_30=0, last_90=0, last_365=0, in_90=0, out_90=0, in_365=0, out_365=0,
+                                        channels_90=(), channels_365=0, **whole))
+            score = strength_score(parts, today=today)
+            rows.append((contact_id, workspace_id, score, tier_of(score), parts))
+        _strengths_write(rows, today)
 
 
 def _strengths_write(rows: list[tuple], today: dt.date) -> None:

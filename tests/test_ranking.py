@@ -279,6 +279,28 @@ def test_incremental_equals_rebuild_after_ingest(workspace, device, monkeypatch)
     assert not RankBatch.objects.exists()
 
 
+def test_folds_onto_a_history_older_than_a_year_equal_the_rebuild(workspace):
+    """A fold re-scores from the stored strength plus what it added and reads only the last
+    year's conversation-days: the all-time parts (conversations, first and last touch) must come
+    out as a rebuild from every row gives them, whether the new keys are new days, days already
+    kept, or older than the year."""
+    ingest(workspace, ("o1", "sms", ago(800), "in", ANA, {"thread_key": "t"}),
+           ("o2", "email", ago(500), "out", ANA_MAIL), ("o3", "sms", ago(400), "in", BEN))
+    strengths_current(workspace=workspace)
+    assert ContactStrength.objects.count() == 3  # Ana's phone, Ana's address, Ben
+    ingest(workspace, ("n1", "sms", ago(3), "out", ANA, {"thread_key": "t"}),
+           ("n2", "sms", ago(800, "12:00:00"), "out", ANA, {"thread_key": "t"}),  # o1's day, kept
+           ("n3", "email", ago(900), "in", ANA_MAIL), ("n4", "sms", ago(2), "in", BEN))
+    strengths_current(workspace=workspace)
+    ingest(workspace, ("n5", "email", ago(1), "in", ANA_MAIL))
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    phone = ContactStrength.objects.get(contact=contact_for(workspace, "phone", ANA_NUMBER))
+    mail = ContactStrength.objects.get(contact=contact_for(workspace, "email", "ana@example.com"))
+    assert (phone.conversations, phone.out_365, phone.in_365) == (2, 1, 0)
+    assert mail.conversations == 3 and mail.first_touch_at.date() == timezone.now().date() - dt.timedelta(days=900)
+
+
 def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, device, monkeypatch):
     """The fold takes its batches off the queue in one statement; batches queued after it (here:
     a batch ingested while it re-scores) stay for the next fold (the beat's next minute, or a
