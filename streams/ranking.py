@@ -23,7 +23,8 @@ Kept current by three paths that give the same rows:
   their queued interactions are dropped and their rows recomputed from their timelines (one
   snapshot), and their strength at once. Every rewrite that can stop an interaction counting
   (erasure, reprocessing) or move it (merge, unmerge) goes through it, which is why the fold
-  can trust the queue without reading the activities;
+  can trust the queue without reading the activities. A merge with no counted activity on both
+  timelines moves the merged contact's rows and queued interactions instead (``contact_rank_merge``);
 - ``workspace_rank_rebuild`` (``mesh_rank --rebuild``) recomputes everything from the timelines.
 Folds and rebuilds take turns (``_rank_lock``); an interaction is counted by exactly one
 of them.
@@ -337,7 +338,8 @@ def _fold_claimed(workspace_id: int, upto: int) -> dict[int, Added | None]:
     contacts whose rows changed, with what was added to them (PostgreSQL; None on SQLite). The queue holds all the fold needs, so nothing is read from the
     activities: an interaction that stops counting after it was queued (its activity erased,
     reprocessed, or moved to another contact by a merge or unmerge) is dropped from the queue
-    by the recount of its contacts that every such rewrite makes (``contact_rank_rebuild``).
+    by the recount of its contacts that every such rewrite makes (``contact_rank_rebuild``), or
+    relabelled by a merge's move (``contact_rank_merge``).
     PostgreSQL: claimed, summed and written in one statement, so a batch committed meanwhile is
     either taken here or left for the next fold; SQLite: summed in Python (one writer)."""
     claimed_ids, params = _claimed_ids_sql(workspace_id, upto)
@@ -467,6 +469,48 @@ def contact_rank_rebuild(*, contact_ids: Sequence[int], today: dt.date | None = 
             if acc:
                 _upsert_rebuilt(acc)
         strengths_refresh(contact_ids=contact_ids, today=today)
+
+
+def contact_rank_merge(*, target_id: int, other_id: int, today: dt.date | None = None) -> bool:
+    """A merge's recount without reading the timelines again: ``other``'s conversation-days
+    become ``target``'s (added where both have the key, as a fold adds) and its queued
+    interactions are relabelled ``target``'s. That equals the rebuild unless a counted activity is
+    on both timelines (the merged timeline holds it once, the sum would count it twice): then it
+    returns False having changed nothing, as on SQLite, and the rebuild does the recount. Call it
+    before the timelines are rebuilt: it reads them as they were."""
+    if connection.vendor != "postgresql":
+        return False
+    table, te = _t(ConversationDay), _t(TimelineEntry)
+    with transaction.atomic(savepoint=False):
+        _rank_lock()
+        with raw_cursor() as cur:
+            # INTERSECT (a hash or a sort) whatever the statistics say: as a join, contacts they do
+            # not know yet (estimated at a row each) could be planned as a nested loop over both
+            # timelines. The few shared activities are then looked up one by one.
+            cur.execute(f"""
+                SELECT EXISTS (
+                    SELECT FROM (SELECT activity_id FROM {te} WHERE kind = 'c' AND owner_id = %s
+                                 INTERSECT SELECT activity_id FROM {te} WHERE kind = 'c' AND owner_id = %s) s
+                    CROSS JOIN LATERAL (SELECT FROM {_t(Activity)} a WHERE a.id = s.activity_id
+                                        AND {visible_sql("a")} AND ({_WAY_SQL}) IS NOT NULL OFFSET 0) a)
+            """, [other_id, target_id, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
+                  [f"%{word}%" for word in UNANSWERED], sorted(BOTH_WAYS_VERBS)])
+            if cur.fetchone()[0]:
+                return False
+            cur.execute(f"""
+                WITH requeued AS (
+                    UPDATE {_t(RankBatch)} SET contact_ids = array_replace(contact_ids, %s, %s)
+                    WHERE contact_ids && ARRAY[%s]::bigint[]
+                ),
+                moved AS (
+                    DELETE FROM {table} WHERE contact_id = %s
+                    RETURNING day, channel, conversation, inbound, outbound, mutual, first_at, last_at
+                )
+                INSERT INTO {table} {_CD_COLUMNS} SELECT %s, * FROM moved ORDER BY day, channel, conversation
+            """ + _MERGE.format(t=table, new="excluded", least="LEAST", greatest="GREATEST"),
+                [other_id, target_id, other_id, other_id, target_id])
+        strengths_refresh(contact_ids=[target_id, other_id], today=today)
+    return True
 
 
 def _queued_drop_sqlite(contact_ids: set[int]) -> None:

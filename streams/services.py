@@ -52,6 +52,7 @@ from .models import (
     Workspace,
 )
 from .queue import task_send
+from .ranking import contact_rank_merge
 from .selectors import NO_PENDING, contact_subtree_ids, inbound_pending
 from .throttle import device_api_throttle as device_api_throttle  # for the device API view
 from .throttle import device_token as device_token  # the token of a Bearer or Basic request
@@ -371,7 +372,9 @@ def contact_merge(*, workspace: Workspace, target: Contact, other: Contact) -> C
     other.merged_at = timezone.now()
     other.save(update_fields=["merged_into", "merged_at"])
     Identity.objects.filter(contact=other).update(contact=target)
-    contact_timelines_rebuild(contact_ids=[target.pk, other.pk])
+    # Before the rebuild: the strength's move reads the timelines as they were.
+    moved = contact_rank_merge(target_id=target.pk, other_id=other.pk)
+    contact_timelines_rebuild(contact_ids=[target.pk, other.pk], rank=not moved)
     target.refresh_from_db()
     return target
 

@@ -204,9 +204,10 @@ def _bump_devices(rows: list[tuple]) -> None:
     Device.objects.bulk_update(devices, ["activity_count", "last_event_at"])
 
 
-def contact_timelines_rebuild(*, contact_ids: Sequence[int]) -> None:
+def contact_timelines_rebuild(*, contact_ids: Sequence[int], rank: bool = True) -> None:
     """Recompute the timelines and summaries of these contacts from participants: the result is
-    exactly what a from-scratch rebuild gives. Contacts merged into another end up empty."""
+    exactly what a from-scratch rebuild gives. Contacts merged into another end up empty.
+    ``rank`` False: their strength is not recounted (a merge that moved it already)."""
     contact_ids = sorted({int(c) for c in contact_ids})
     if not contact_ids:
         return
@@ -215,11 +216,11 @@ def contact_timelines_rebuild(*, contact_ids: Sequence[int]) -> None:
         pred, params = ids_in(contact_ids)
         if connection.vendor == "postgresql":
             cur.execute(_contact_rebuild_sql_pg(), params * 2)
-            _contact_summaries_write(contact_ids, cur.fetchall())
+            _contact_summaries_write(contact_ids, cur.fetchall(), rank=rank)
             return
         cur.execute(f"DELETE FROM {_t(TimelineEntry)} WHERE kind = 'c' AND owner_id {pred}", params)
         cur.execute(_contact_fanout_sql("i.contact_id", pred), params)
-        contact_summaries_refresh(contact_ids=contact_ids)
+        contact_summaries_refresh(contact_ids=contact_ids, rank=rank)
 
 
 def _contact_rebuild_sql_pg() -> str:
@@ -262,7 +263,7 @@ def _contact_rebuild_sql_pg() -> str:
     """
 
 
-def contact_summaries_refresh(*, contact_ids: Sequence[int]) -> None:
+def contact_summaries_refresh(*, contact_ids: Sequence[int], rank: bool = True) -> None:
     """Recount the summary fields of these contacts from the shown items of their timelines
     (an erased item leaves its timeline row for the feeds' tombstone, not the counts)."""
     rows = (
@@ -270,12 +271,13 @@ def contact_summaries_refresh(*, contact_ids: Sequence[int]) -> None:
         .values_list("owner_id", "channel")
         .annotate(n=Count("id"), newest=Max("occurred_at"))
     )
-    _contact_summaries_write(contact_ids, rows)
+    _contact_summaries_write(contact_ids, rows, rank=rank)
 
 
-def _contact_summaries_write(contact_ids: Sequence[int], rows) -> None:
+def _contact_summaries_write(contact_ids: Sequence[int], rows, *, rank: bool) -> None:
     """Store the summaries of these contacts from (contact, channel, shown items, newest shown)
-    rows (none for a contact with nothing shown), then their strength from the same timelines."""
+    rows (none for a contact with nothing shown), then (``rank``) their strength from the same
+    timelines."""
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     newest: dict[int, object] = {}
     for owner_id, channel, n, latest in rows:
@@ -288,7 +290,8 @@ def _contact_summaries_write(contact_ids: Sequence[int], rows) -> None:
         c.activity_count = sum(c.channel_counts.values())
         c.last_activity_at = newest.get(c.pk)
     Contact.objects.bulk_update(contacts, ["channel_counts", "activity_count", "last_activity_at"])
-    contact_rank_rebuild(contact_ids=contact_ids)  # strength follows the same timelines
+    if rank:
+        contact_rank_rebuild(contact_ids=contact_ids)  # strength follows the same timelines
 
 
 def device_summaries_refresh(*, device_ids: Sequence[int]) -> None:

@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from connectors.base import RawItem
+from streams import timelines
 from streams.feed_tokens import activity_erase
 from streams.ingest import ingest_batch
 from streams.models import Activity, Contact, ContactStrength, ConversationDay, RankBatch
@@ -381,10 +382,11 @@ def test_a_batch_committed_while_a_contact_is_recounted_is_counted_once(workspac
 def test_incremental_equals_rebuild_after_merge_and_unmerge(workspace, device):
     _history(workspace, device)
     phone, mail = contact_for(workspace, "phone", ANA_NUMBER), contact_for(workspace, "email", "ana@example.com")
+    waiting = queued([phone.pk, mail.pk])
     assert queued([mail.pk])  # merged before the queue is folded
     contact_merge(workspace=workspace, target=phone, other=mail)
-    # The merge's recount from the timelines dropped both contacts' queued interactions.
-    assert not queued([phone.pk, mail.pk])
+    # No activity on both timelines: the merge moved the merged contact's queued interactions.
+    assert not queued([mail.pk]) and queued([phone.pk]) == waiting
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert not ConversationDay.objects.filter(contact=mail).exists()
@@ -396,6 +398,79 @@ def test_incremental_equals_rebuild_after_merge_and_unmerge(workspace, device):
     incremental, rebuilt = incremental_and_rebuilt(workspace)
     assert incremental == rebuilt
     assert ContactStrength.objects.get(contact=mail).channels_90 == ["device", "email"]
+
+
+# --- a merge moves the merged contact's rows (streams.ranking.contact_rank_merge) -------------------
+# or, when a counted activity is on both timelines, recounts them; a rebuild gives the same either way.
+
+
+@pytest.fixture
+def recounts(monkeypatch):
+    """The contact lists recounted from their timelines (``contact_rank_rebuild``) meanwhile."""
+    calls = []
+    recount = timelines.contact_rank_rebuild
+
+    def spy(*, contact_ids, **kwargs):
+        calls.append(sorted(contact_ids))
+        recount(contact_ids=contact_ids, **kwargs)
+
+    monkeypatch.setattr(timelines, "contact_rank_rebuild", spy)
+    return calls
+
+
+def to_both(workspace, eid, when, *, automated=False):
+    """A mail from Ana's phone identity and her address at once (one activity, both timelines)."""
+    fields = {"channel": "email", "occurred_at": f"{when}+00:00", "direction": "in", "verb": "receive",
+              "automated": automated, "participants": [{"role": "from", **ANA}, {"role": "to", **ANA_MAIL}]}
+    connector = AutomatedDrafts({}, {}, context={"region": workspace.region})
+    ingest_batch(workspace=workspace, connector=connector, items=[RawItem(eid, fields)])
+
+
+def ana_twice(workspace):
+    phone, mail = contact_for(workspace, "phone", ANA_NUMBER), contact_for(workspace, "email", "ana@example.com")
+    assert phone.pk != mail.pk
+    return phone, mail
+
+
+def test_conversation_days_of_both_on_the_same_key_are_added(workspace, recounts):
+    # Same day, channel and conversation (no thread) on both contacts: the survivor's row is the sum.
+    ingest(workspace, ("p1", "email", ago(3, "08:00:00"), "in", ANA), ("p2", "email", ago(40), "out", ANA),
+           ("m1", "email", ago(3, "07:00:00"), "out", ANA_MAIL), ("m2", "email", ago(3, "21:00:00"), "in", ANA_MAIL),
+           ("m3", "sms", ago(200), "in", ANA_MAIL))
+    rank_pending_refresh()  # both contacts' rows stored, nothing queued
+    phone, mail = ana_twice(workspace)
+    contact_merge(workspace=workspace, target=phone, other=mail)
+    assert recounts == []  # moved, not recounted
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    day = ConversationDay.objects.get(contact=phone, channel="email", day__gte=ago(3)[:10])
+    assert (day.inbound, day.outbound) == (2, 1)
+    assert day.first_at.strftime("%H") == "07" and day.last_at.strftime("%H") == "21"
+    assert not ConversationDay.objects.filter(contact=mail).exists()
+    assert not ContactStrength.objects.filter(contact=mail).exists()
+
+
+def test_a_counted_activity_on_both_timelines_is_recounted_once(workspace, recounts):
+    ingest(workspace, ("p1", "email", ago(5), "in", ANA), ("m1", "sms", ago(6), "in", ANA_MAIL))
+    to_both(workspace, "both-1", ago(4))
+    rank_pending_refresh()
+    phone, mail = ana_twice(workspace)
+    contact_merge(workspace=workspace, target=phone, other=mail)
+    assert recounts == [sorted([phone.pk, mail.pk])]  # the sum would count it twice
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    assert ContactStrength.objects.get(contact=phone).conversations == 3
+
+
+def test_an_activity_on_both_timelines_that_does_not_count_is_moved(workspace, recounts):
+    ingest(workspace, ("p1", "email", ago(5), "in", ANA), ("m1", "email", ago(5), "out", ANA_MAIL))
+    to_both(workspace, "newsletter", ago(4), automated=True)
+    phone, mail = ana_twice(workspace)  # still queued: the merge moves the queue's elements too
+    contact_merge(workspace=workspace, target=phone, other=mail)
+    assert recounts == []
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    assert ConversationDay.objects.get(contact=phone).inbound == 1
 
 
 def test_incremental_equals_rebuild_after_erasure(workspace, device):
