@@ -2,9 +2,9 @@
 aggregate folded from what ingest queues, and the ``ContactStrength`` rows computed from it
 (the formula is in ``streams.selectors.ranking``); cadences for keep in touch.
 
-Long because: the rule of what counts, the aggregate's three writers (fold, contact rebuild,
-workspace rebuild, each on PostgreSQL and SQLite) and the score they feed stay in one module, so
-that incremental equals rebuild can be read in one place.
+Long because: the rule of what counts, the aggregate's writers (fold, merge move, contact
+rebuild, workspace rebuild, each on PostgreSQL and SQLite) and the score they feed stay in one
+module, so that incremental equals rebuild can be read in one place.
 
 What counts: an activity on a contact's timeline that is not erased, not automated (newsletters,
 no-reply mail), not device telemetry (battery, location, presence, ...) and not a draft; calls
@@ -28,12 +28,12 @@ Kept current by three paths that give the same rows:
 - ``workspace_rank_rebuild`` (``mesh_rank --rebuild``) recomputes everything from the timelines.
 Folds and rebuilds take turns (``_rank_lock``); an interaction is counted by exactly one
 of them.
-``ContactStrength`` is computed from the rows only, as of a day: rows computed before today are
-recomputed by the beat and the first read of a day, so scores decay without ingest.
+``ContactStrength`` is computed from the rows only, as of a day (a fold adds what it folded to
+the stored all-time parts and reads the last year's rows): rows computed before today are
+recomputed from all rows by the beat and the first read of a day, so scores decay without ingest.
 
 The score (0-100) is a weighted sum of five factors, each 0-1, computed from the contact's
-``ConversationDay`` rows (one per conversation, day and channel; see ``streams.ranking`` for
-what counts):
+``ConversationDay`` rows (one per conversation, day and channel; what counts is above):
 
 - frequency, 0.30: 1 - exp(-w / 8), w = conversation-days in the last 30 days + 1/2 of those
   30-90 days old + 1/4 of those 90-365 days old;
