@@ -335,11 +335,12 @@ class Added(NamedTuple):
 
 def _fold_claimed(workspace_id: int, upto: int) -> dict[int, Added | None]:
     """Take a chunk of the queue off it and add it to the conversation-days; returns the
-    contacts whose rows changed, with what was added to them (PostgreSQL; None on SQLite). The queue holds all the fold needs, so nothing is read from the
-    activities: an interaction that stops counting after it was queued (its activity erased,
-    reprocessed, or moved to another contact by a merge or unmerge) is dropped from the queue
-    by the recount of its contacts that every such rewrite makes (``contact_rank_rebuild``), or
-    relabelled by a merge's move (``contact_rank_merge``).
+    contacts whose rows changed, with what was added to them (PostgreSQL; None on SQLite). The
+    queue holds all the fold needs, so nothing is read from the activities: an interaction that
+    stops counting after it was queued (its activity erased, reprocessed, or moved to another
+    contact by a merge or unmerge) is dropped from the queue by the recount of its contacts that
+    every such rewrite makes (``contact_rank_rebuild``), or relabelled by a merge's move
+    (``contact_rank_merge``).
     PostgreSQL: claimed, summed and written in one statement, so a batch committed meanwhile is
     either taken here or left for the next fold; SQLite: summed in Python (one writer)."""
     claimed_ids, params = _claimed_ids_sql(workspace_id, upto)
@@ -357,8 +358,8 @@ def _fold_claimed(workspace_id: int, upto: int) -> dict[int, Added | None]:
         return dict.fromkeys(sorted({key[0] for key in acc}))
     table = _t(ConversationDay)
     with raw_cursor() as cur:
-        # The sums' hash and the insert's sort stay in memory (a 100,000-interaction chunk sums
-        # to ~45 MB of groups; the default 4 MB spilled both to disk).
+        # The sums' hash and the insert's sort stay in memory (the interactions of 100,000
+        # activities sum to ~43 MB of groups; the default 4 MB spilled both to disk).
         cur.execute("SET LOCAL work_mem = '64MB'")
         cur.execute(f"""
             WITH claimed AS (
