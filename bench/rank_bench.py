@@ -61,8 +61,7 @@ def _cpu_clock():
 def _vacuumed() -> None:
     """Dead rows cleared and statistics current, as autovacuum keeps a database in service (it is
     off on the benchmark machine): the earlier loads' dropped workspaces and the re-scorings'
-    rewritten rows otherwise slowed every later load and read (the going-cold page 35 -> 26 ms
-    p95 on one kept database after a VACUUM ANALYZE)."""
+    rewritten rows otherwise slowed every later load and read (docs/benchmarks.md)."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return  # SQLite, or a test's transaction, where VACUUM cannot run
     with connection.cursor() as cur:
@@ -143,11 +142,12 @@ class RankBench:
         folds = 0
 
         def fold():
-            nonlocal refresh_s, refresh_cpu
+            nonlocal refresh_s, refresh_cpu, folds
             t, c = time.perf_counter(), cpu()
             rank_pending_refresh(workspace=ws)
             refresh_s += time.perf_counter() - t
             refresh_cpu += cpu() - c
+            folds += 1
 
         def due(n: int) -> bool:
             if self.drain_every:
@@ -164,11 +164,9 @@ class RankBench:
                     ingest_cpu += cpu() - c
                     if ranked and due(n):
                         fold()
-                        folds += 1
                         last_fold = time.perf_counter()
             if ranked:
                 fold()
-                folds += 1
         finally:
             ingest._ranking_update = step
         with connection.cursor() as cur:

@@ -409,7 +409,7 @@ def _fold(workspace_id: int, upto: int, today: dt.date | None) -> int:
     with transaction.atomic(savepoint=False):
         _rank_lock()
         added = _fold_claimed(workspace_id, upto)
-        _strengths_after_fold(added, today or timezone.now().astimezone(dt.UTC).date())
+        _strengths_after_fold(added, today or _utc_today())
     return len(added)
 
 
@@ -585,7 +585,7 @@ def strengths_refresh(*, contact_ids: Sequence[int] | None = None, workspace: Wo
                       today: dt.date | None = None) -> int:
     """Compute and store the strength of these contacts (or all of a workspace's) as of
     ``today`` (default: the UTC date). A contact with nothing that counts has no row."""
-    today = today or timezone.now().astimezone(dt.UTC).date()
+    today = today or _utc_today()
     if contact_ids is None:
         ids = list(Contact.objects.filter(workspace=workspace).values_list("pk", flat=True))
     else:
@@ -596,8 +596,7 @@ def strengths_refresh(*, contact_ids: Sequence[int] | None = None, workspace: Wo
         parts = _scored_parts(today, chunk, None)
         rows = []
         for contact_id, (workspace_id, p) in parts.items():
-            score = strength_score(p, today=today)
-            rows.append((contact_id, workspace_id, score, tier_of(score), p))
+            rows.append(_strength_row(contact_id, workspace_id, p, today))
         with transaction.atomic(savepoint=False):
             ContactStrength.objects.filter(contact_id__in=[c for c in chunk if c not in parts]).delete()
             _strengths_write(rows, today)
@@ -608,6 +607,16 @@ def strengths_refresh(*, contact_ids: Sequence[int] | None = None, workspace: Wo
 _STRENGTH_COLUMNS = ("contact_id", "workspace_id", "score", "tier", "conversations", "last_30", "last_90", "last_365",
                      "in_90", "out_90", "in_365", "out_365", "channels_90", "channels_365", "first_touch_at",
                      "last_touch_at", "computed_on")
+
+
+def _utc_today() -> dt.date:
+    return timezone.now().astimezone(dt.UTC).date()
+
+
+def _strength_row(contact_id: int, workspace_id: int, parts: StrengthParts, today: dt.date) -> tuple:
+    """(contact, workspace, score, tier, parts): what ``_strengths_write`` stores."""
+    score = strength_score(parts, today=today)
+    return contact_id, workspace_id, score, tier_of(score), parts
 
 
 def _strengths_after_fold(added: Mapping[int, Added | None], today: dt.date) -> None:
@@ -640,8 +649,7 @@ def _strengths_after_fold(added: Mapping[int, Added | None], today: dt.date) -> 
             parts = (dataclasses.replace(recent[contact_id][1], **whole) if contact_id in recent
                      else StrengthParts(last_30=0, last_90=0, last_365=0, in_90=0, out_90=0, in_365=0, out_365=0,
                                         channels_90=(), channels_365=0, **whole))
-            score = strength_score(parts, today=today)
-            rows.append((contact_id, workspace_id, score, tier_of(score), parts))
+            rows.append(_strength_row(contact_id, workspace_id, parts, today))
         _strengths_write(rows, today)
 
 
@@ -698,7 +706,7 @@ def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date |
 def strengths_current(*, workspace: Workspace, today: dt.date | None = None) -> None:
     """Before a read: the queue folded and every strength computed as of today (the first read
     of a day recomputes the workspace's: scores decay without ingest)."""
-    today = today or timezone.now().astimezone(dt.UTC).date()
+    today = today or _utc_today()
     rank_pending_refresh(workspace=workspace, today=today)
     stale = list(ContactStrength.objects.filter(workspace=workspace, computed_on__lt=today)
                  .values_list("contact_id", flat=True))
@@ -710,7 +718,7 @@ def rank_refresh_all(*, today: dt.date | None = None) -> int:
     """The beat's task: drain the queue and bring every workspace's strengths to today."""
     count = rank_pending_refresh(today=today)
     for workspace in Workspace.objects.filter(pk__in=ContactStrength.objects.filter(
-            computed_on__lt=today or timezone.now().astimezone(dt.UTC).date()).values("workspace_id")):
+            computed_on__lt=today or _utc_today()).values("workspace_id")):
         strengths_current(workspace=workspace, today=today)
     return count
 
