@@ -49,3 +49,11 @@ def test_sorted_list_cold_page_cli_and_feed(workspace, demo, client):
     token = cli("mesh_rank", "--feed-token", "create", "--workspace", workspace.slug)["token"]
     feed = client.get(f"/feeds/cold/{token}.json").json()
     assert [i["_mesh"]["id"] for i in feed["items"]][:3] == [c["id"] for c in cold][:3]
+
+
+def test_the_ranking_benchmark_refuses_plainly_on_sqlite():
+    import pytest
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="runs on PostgreSQL"):
+        call_command("mesh_bench_rank", "--activities", "10", stdout=io.StringIO(), stderr=io.StringIO())

@@ -14,6 +14,7 @@ import os
 import sys
 
 from django.conf import settings
+from django.core.management.base import CommandError
 
 from bench.rank_bench import RankBench
 from streams.cli import MeshCommand
@@ -34,6 +35,8 @@ class Command(MeshCommand):
         parser.add_argument("--keep", action="store_true", help="keep the ranked workspace afterwards")
 
     def handle(self, *args, **options):
+        if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+            raise CommandError("the benchmark runs on PostgreSQL: set DATABASE_URL=postgres://...")
         bench = RankBench(activities=options["activities"], contacts=options["contacts"], rounds=options["rounds"],
                           drain_every=options["drain_every"], samples=options["samples"], plain=options["plain"],
                           log=self.stderr._out)
