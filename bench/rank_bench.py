@@ -18,15 +18,24 @@
    on the ranked workspace with every tier given a cadence, so that most contacts are overdue
    (the worst case for the going-cold page): the contact list sorted by strength (first page
    and a page 5,000 contacts deep), the going-cold page, its JSON feed, and
-   ``mesh_contacts cold --json``'s query.
+   ``mesh_contacts cold --json``'s query. They are measured in a fresh process
+   (``mesh_bench_rank --reads-only``), as a web server's worker serves them: the ingest leaves
+   this process's heap large and fragmented, which made the going-cold page's p95 up to twice
+   as slow. Inside a test's transaction a child could not see the rows, so they are measured
+   here then; ``reads["process"]`` says which ("fresh" or "this").
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
+from urllib.parse import quote, urlencode
 
+from django.conf import settings
 from django.db import connection
 
 from mesh_site.heap import heap_frozen
@@ -68,6 +77,15 @@ def _vacuumed() -> None:
         cur.execute("VACUUM ANALYZE")
 
 
+def _database_url() -> str:
+    """The database this process is connected to, as a DATABASE_URL for a child process."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="") + (f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else "")
+    address = (f"{credentials}@" if credentials else "") + (db["HOST"] or "") + (f":{db['PORT']}" if db["PORT"] else "")
+    options = urlencode(db.get("OPTIONS") or {})
+    return f"postgres://{address}/{quote(db['NAME'], safe='')}" + (f"?{options}" if options else "")
+
+
 def _timed(fn, n: int) -> dict:
     """Wall-time percentiles over ``n`` calls after one, and this process's mean CPU per call."""
     fn()
@@ -82,8 +100,6 @@ def _timed(fn, n: int) -> dict:
 class RankBench:
     def __init__(self, *, activities: int = 100_000, contacts: int = 10_000, rounds: int = 1,
                  drain_every: int | None = None, samples: int = 100, plain: bool = True, log=None):
-        from django.conf import settings
-
         self.activities, self.contacts, self.rounds = activities, contacts, rounds
         self.drain_every, self.samples, self.plain, self.log = drain_every, samples, plain, log
         self.fold_every_s = None if drain_every else float(settings.CELERY_BEAT_SCHEDULE["rank-refresh"]["schedule"])
@@ -235,6 +251,27 @@ class RankBench:
         self.say(f"rebuild: {spent:.1f} s, {len(after):,} conversation-days, equal: {before == after}")
 
     def reads(self) -> None:
+        if connection.in_atomic_block:  # a test's transaction: its rows are invisible to a child
+            self.results["reads"] = {**self.measured_reads(), "process": "this"}
+        else:
+            self.results["reads"] = {**self._reads_in_fresh_process(), "process": "fresh"}
+
+    def _reads_in_fresh_process(self) -> dict:
+        """``measured_reads`` run by ``mesh_bench_rank --reads-only`` in a new Python process on
+        the database this one uses (in tests, pytest-django's, not the one the environment names)."""
+        env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE}
+        env.pop("DATABASE_URL_FILE", None)  # it would win over DATABASE_URL (settings.env)
+        child = subprocess.run(
+            [sys.executable, "manage.py", "mesh_bench_rank", "--reads-only", "--samples", str(self.samples), "--json"],
+            cwd=settings.BASE_DIR, env=env, capture_output=True, text=True)
+        if child.returncode != 0:
+            raise RuntimeError(f"the reads' process failed (exit {child.returncode}):\n{child.stderr}")
+        if child.stderr.strip():
+            self.say(child.stderr.rstrip())
+        return json.loads(child.stdout)
+
+    def measured_reads(self) -> dict:
+        """The read latencies, after giving every tier a cadence and the reader its membership."""
         from django.contrib.auth import get_user_model
         from django.test import Client
         from django.utils import timezone
@@ -268,7 +305,7 @@ class RankBench:
         overdue = len(going_cold(workspace=ws, now=timezone.now()))
         self.say(f"reads: {Contact.objects.filter(workspace=ws).count():,} contacts, {overdue:,} overdue ...")
         with heap_frozen():  # as gunicorn's entry point freezes a server's (mesh_site.heap)
-            self.results["reads"] = self._reads(ws, get, cursor, token, overdue)
+            return self._reads(ws, get, cursor, token, overdue)
 
     def _reads(self, ws, get, cursor: str, token: str, overdue: int) -> dict:
         from django.utils import timezone

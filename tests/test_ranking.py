@@ -606,6 +606,7 @@ def test_mesh_bench_rank_runs_and_its_rebuild_matches(db):
     assert result["rebuild"]["equal_to_incremental"] is True and result["rebuild"]["conversation_days"] > 0
     assert result["ingest"]["plain_per_s"] > 0 and result["ingest"]["rescoring_s"] >= 0
     assert {"list_by_strength", "going_cold_page", "going_cold_feed_json"} <= set(result["reads"])
+    assert result["reads"]["process"] == "this"  # the test's transaction hides its rows from a child
     assert [r["folds"] for r in result["ingest"]["rounds"]] == [3]  # after each of 2 batches, then the last
 
 
@@ -624,3 +625,22 @@ def test_mesh_bench_rank_folds_on_the_beats_minute_by_default(db):
     assert result["fold_every_s"] == 60.0 and result["drain_every_batches"] is None
     assert [r["folds"] for r in result["ingest"]["rounds"]] == [1]
     assert "plain_per_s" not in result["ingest"] and result["ingest"]["within_run_pct"] > 0
+
+
+def test_mesh_bench_rank_times_the_reads_in_a_fresh_process(transactional_db):
+    """Outside a transaction the reads are timed by a new process (as a web server's worker),
+    which must find the workspace this one loaded in the same (test) database."""
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("mesh_bench_rank", "--activities", "500", "--contacts", "50", "--samples", "1", "--ranked-only",
+                 "--drain-every", "1", "--keep", "--json", stdout=out, stderr=io.StringIO())
+    reads = json.loads(out.getvalue())["reads"]
+    assert reads["process"] == "fresh"
+    assert reads["contacts"] == Contact.objects.filter(workspace__slug="bench-rank").count() > 0
+    pages = ("list_by_strength", "list_by_strength_5000_deep", "list_by_recency", "going_cold_page",
+             "going_cold_feed_json", "going_cold_query")
+    assert all(reads[page]["p95"] > 0 and reads[page]["cpu_ms_mean"] >= 0 for page in pages)
