@@ -339,11 +339,8 @@ def _ranking_update(workspace: Workspace, rows: list[_Row], inserted: dict[str, 
     off this path)."""
     if not contact_rows:
         return
-    rank_touches_queue(workspace_id=workspace.pk, touches=contact_rows, activities={
-        inserted[row.dedup_key]: (row.occurred_at, row.channel, row.thread_key, row.verb, row.direction,
-                                  row.automated, str(row.extra.get("type", "")))
-        for row in rows if row.dedup_key in inserted
-    })
+    rank_touches_queue(workspace_id=workspace.pk, touches=contact_rows,
+                       activities=((inserted[row.dedup_key], row) for row in rows if row.dedup_key in inserted))
 
 
 def _devices_state_update(fresh: list, rows: list[_Row], inserted: dict[str, int]) -> None:

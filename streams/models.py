@@ -736,7 +736,7 @@ class RankBatch(models.Model):
     workspace_id = models.BigIntegerField()
     interactions = models.PositiveIntegerField()  # the lists' length: folds claim up to a number of them
     contact_ids = QueuedArray(element="bigint")
-    occurred_ats = QueuedArray(element="timestamptz")
+    occurred_micros = QueuedArray(element="bigint")  # microseconds since the epoch, UTC
     channels = QueuedArray()
     conversations = QueuedArray()
     ways = QueuedArray()

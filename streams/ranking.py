@@ -49,11 +49,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import Max
@@ -226,6 +227,11 @@ def interaction_way(*, verb: str, direction: str, automated: bool, event_type: s
     return "in" if verb in BOTH_WAYS_VERBS else None
 
 
+@functools.lru_cache(maxsize=1024)  # the kinds of activity are few; event types come from the sources
+def _way_of(verb: str, direction: str, automated: bool, event_type: str) -> str | None:
+    return interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)
+
+
 Key = tuple[int, dt.date, str, str]  # contact, day, channel, conversation
 _WAY_INDEX = {"in": 0, "out": 1, "both": 2}
 
@@ -241,41 +247,49 @@ def _add(acc: dict, contact_id: int, occurred_at: dt.datetime, channel: str, con
     row[4] = max(row[4], occurred_at)
 
 
-_FACTS = ("contact_ids", "occurred_ats", "channels", "conversations", "ways")
+_FACTS = ("contact_ids", "occurred_micros", "channels", "conversations", "ways")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
+# The queue's times are microseconds since the epoch (UTC): ingest computes them exactly in
+# Python and sends integers, the cheapest for both sides; the fold turns them into a UTC day per
+# interaction (integer division, rounded down: / rounds toward zero) and a timestamp per group.
+_UTC_DAY = "date '1970-01-01' + ({micros} / 86400000000 - (mod({micros}, 86400000000) < 0)::int)::int"
+_AT = "timestamptz 'epoch' + {micros} * interval '1 microsecond'"
 
 
-def rank_touches_queue(*, workspace_id: int, activities: Mapping[int, tuple],
+def rank_touches_queue(*, workspace_id: int, activities: Iterable[tuple[int, Any]],
                        touches: Iterable[tuple[int, int]]) -> None:
     """Ingest's step: ``touches`` are the (contact id, activity id) timeline rows a batch just
-    wrote, ``activities`` its activities by id as (occurred at, channel, thread key, verb,
-    direction, automated, event type). Those that count are queued as one row of parallel
+    wrote, ``activities`` its (id, activity) pairs, an activity being anything with the Activity
+    model's fields (ingest passes its rows). Those that count are queued as one row of parallel
     arrays holding all the fold needs (it joins nothing); summing them into conversation-days
-    is ``rank_pending_refresh``'s."""
-    postgres = connection.vendor == "postgresql"
-    counted = {}  # per activity, not per timeline row: a batch has ~1.7 of those per activity
-    for activity_id, (occurred_at, channel, thread_key, verb, direction, automated, event_type) in activities.items():
-        if way := interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type):
-            # PostgreSQL: microseconds since the epoch, sent as integers (exact, and cheaper to
-            # format here and to parse there than the timestamps' text). SQLite: ISO text.
-            when = (occurred_at - _EPOCH) // _MICROSECOND if postgres else occurred_at.isoformat()
-            counted[activity_id] = (when, channel, thread_key or "", way)
-    facts = [(contact_id, *counted[activity_id]) for contact_id, activity_id in touches if activity_id in counted]
-    if not facts:
+    is ``rank_pending_refresh``'s. Written for speed (a batch has ~1,000 activities and ~1,700
+    touches): no tuple per touch, a cached rule per kind of activity."""
+    counted = {}  # per activity, not per timeline row
+    for activity_id, a in activities:
+        if way := _way_of(a.verb, a.direction, a.automated, str(a.extra.get("type", ""))):
+            counted[activity_id] = ((a.occurred_at - _EPOCH) // _MICROSECOND, a.channel, a.thread_key or "", way)
+    columns = contact_ids, occurred_micros, channels, conversations, ways = [], [], [], [], []
+    to_contacts, to_micros, to_channels, to_conversations, to_ways = (column.append for column in columns)
+    for contact_id, activity_id in touches:
+        if (fact := counted.get(activity_id)) is not None:
+            to_contacts(contact_id)
+            to_micros(fact[0])
+            to_channels(fact[1])
+            to_conversations(fact[2])
+            to_ways(fact[3])
+    if not contact_ids:
         return
-    contact_ids, occurred_ats, channels, conversations, ways = (list(column) for column in zip(*facts, strict=True))
-    if not postgres:
-        RankBatch.objects.create(workspace_id=workspace_id, interactions=len(facts), contact_ids=contact_ids,
-                                 occurred_ats=occurred_ats, channels=channels, conversations=conversations, ways=ways)
+    if connection.vendor != "postgresql":
+        RankBatch.objects.create(workspace_id=workspace_id, interactions=len(contact_ids), contact_ids=contact_ids,
+                                 occurred_micros=occurred_micros, channels=channels, conversations=conversations,
+                                 ways=ways)
         return
     # One row of arrays per batch: a row per interaction cost the server about twice as much.
     with raw_cursor() as cur:
-        cur.execute(f"""INSERT INTO {_t(RankBatch)} (workspace_id, interactions, {", ".join(_FACTS)})
-                        VALUES (%s, %s, %s, ARRAY(SELECT timestamptz 'epoch' + t * interval '1 microsecond'
-                                                  FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(t, n) ORDER BY n),
-                                %s, %s, %s)""",
-                    [workspace_id, len(facts), IntArray(contact_ids), IntArray(occurred_ats), TextArray(channels),
+        cur.execute(f"INSERT INTO {_t(RankBatch)} (workspace_id, interactions, {', '.join(_FACTS)}) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [workspace_id, len(contact_ids), IntArray(contact_ids), IntArray(occurred_micros), TextArray(channels),
                      TextArray(conversations), TextArray(ways)])
 
 
@@ -350,55 +364,57 @@ def _fold_claimed(workspace_id: int, upto: int) -> dict[int, Added | None]:
             ids = [row[0] for row in cur.fetchall()]
         acc: dict[Key, list] = {}
         for batch in RankBatch.objects.filter(pk__in=ids):
-            for contact_id, occurred_at, channel, conversation, way in zip(
+            for contact_id, micros, channel, conversation, way in zip(
                     *(getattr(batch, name) for name in _FACTS), strict=True):
-                _add(acc, contact_id, dt.datetime.fromisoformat(occurred_at), channel, conversation, way)
+                _add(acc, contact_id, _EPOCH + dt.timedelta(microseconds=micros), channel, conversation, way)
         RankBatch.objects.filter(pk__in=ids).delete()
         _upsert_sqlite(acc)
         return dict.fromkeys(sorted({key[0] for key in acc}))
     table = _t(ConversationDay)
     with raw_cursor() as cur:
-        # The sums' hash and the insert's sort stay in memory (the interactions of 100,000
-        # activities sum to ~43 MB of groups; the default 4 MB spilled both to disk).
+        # Summed by sorting, not hashing: the sort's order is the index's, and the insert keeps
+        # it (a CTE gives its rows back in the order they were made), so one sort does for both;
+        # hashing the groups and then sorting them cost a fifth more. The sort stays in memory
+        # for a whole chunk (FOLD_CHUNK interactions: ~52 MB; the default 4 MB spilled to disk).
+        cur.execute("SET LOCAL enable_hashagg = off")
         cur.execute("SET LOCAL work_mem = '64MB'")
         cur.execute(f"""
             WITH claimed AS (
                 DELETE FROM {_t(RankBatch)} WHERE id IN ({claimed_ids}) RETURNING {", ".join(_FACTS)}
             ),
             summed AS MATERIALIZED (
-                SELECT contact_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, channel, conversation,
+                SELECT contact_id, {_UTC_DAY.format(micros="t")} AS day, channel, conversation,
                        COUNT(*) FILTER (WHERE way = 'in') AS inbound, COUNT(*) FILTER (WHERE way = 'out') AS outbound,
                        COUNT(*) FILTER (WHERE way = 'both') AS mutual,
-                       MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at
-                FROM claimed, unnest({", ".join(_FACTS)}) AS f(contact_id, occurred_at, channel, conversation, way)
+                       {_AT.format(micros="MIN(t)")} AS first_at, {_AT.format(micros="MAX(t)")} AS last_at
+                FROM claimed, unnest({", ".join(_FACTS)}) AS f(contact_id, t, channel, conversation, way)
                 GROUP BY 1, 2, 3, 4
             ),
-            -- A key on a day after its contact's newest kept day cannot be kept: only the others are
-            -- looked up (an import in time order adds mostly such keys: one probe per contact then,
-            -- not one per key).
-            newest AS MATERIALIZED (
-                SELECT c.contact_id, (SELECT MAX(x.day) FROM {table} x WHERE x.contact_id = c.contact_id) AS day
-                FROM (SELECT DISTINCT contact_id FROM summed) c
+            -- Per contact: what is added (returned), and its newest kept day. A key on a day after
+            -- that cannot be kept: only the others are looked up (an import in time order adds
+            -- mostly such keys: one probe per contact then, not one per key).
+            per_contact AS MATERIALIZED (
+                SELECT c.*, (SELECT MAX(x.day) FROM {table} x WHERE x.contact_id = c.contact_id) AS newest_day
+                FROM (SELECT contact_id, COUNT(*) AS days, MIN(first_at) AS first_at, MAX(last_at) AS last_at
+                      FROM summed GROUP BY 1) c
             ),
             -- Update the kept rows and plainly insert the new ones, not ON CONFLICT: its speculative
             -- insertion was a third of the write. Safe because folds and rebuilds, the only writers,
             -- take turns (_rank_lock); both parts see the rows as they were before the statement.
             -- The insert skips what the update returned (a hash of those keys) instead of probing
-            -- the index a second time, and goes in the index's order (byte order sorts fastest).
+            -- the index a second time, and goes in the index's order (the sums').
             kept AS (
                 UPDATE {table} d SET {_ADD.format(t="d", new="s", least="LEAST", greatest="GREATEST")}
-                FROM summed s JOIN newest n ON n.contact_id = s.contact_id
-                WHERE s.day <= n.day AND {_SAME_DAY} RETURNING d.contact_id, d.day, d.channel, d.conversation
+                FROM summed s JOIN per_contact n ON n.contact_id = s.contact_id
+                WHERE s.day <= n.newest_day AND {_SAME_DAY} RETURNING d.contact_id, d.day, d.channel, d.conversation
             ),
             added AS (
                 INSERT INTO {table} {_CD_COLUMNS}
                 SELECT * FROM summed s WHERE NOT EXISTS (SELECT FROM kept d WHERE {_SAME_DAY})
-                ORDER BY contact_id, day, channel COLLATE "C", conversation COLLATE "C"
             ),
             kept_per_contact AS (SELECT contact_id, COUNT(*) AS days FROM kept GROUP BY 1)
-            SELECT s.contact_id, COUNT(*) - COALESCE(MAX(k.days), 0), MIN(s.first_at), MAX(s.last_at)
-            FROM summed s LEFT JOIN kept_per_contact k ON k.contact_id = s.contact_id
-            GROUP BY 1 ORDER BY 1
+            SELECT p.contact_id, p.days - COALESCE(k.days, 0), p.first_at, p.last_at
+            FROM per_contact p LEFT JOIN kept_per_contact k ON k.contact_id = p.contact_id
         """, params)
         return {contact_id: Added(new_days, first_at, last_at) for contact_id, new_days, first_at, last_at in cur}
 

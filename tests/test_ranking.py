@@ -302,6 +302,28 @@ def test_folds_onto_a_history_older_than_a_year_equal_the_rebuild(workspace):
     assert mail.conversations == 3 and mail.first_touch_at.date() == timezone.now().date() - dt.timedelta(days=900)
 
 
+def test_the_queues_microseconds_fold_into_utc_days_and_exact_times_before_and_after_the_epoch(workspace):
+    """The queue holds times as microseconds since the epoch and the fold derives the day by
+    integer division: a microsecond before midnight, midnight itself, and times before 1970
+    (negative) land on the days and times a rebuild from the activities gives."""
+    ingest(workspace, ("a", "sms", "1969-12-31T23:59:59.999999", "in", ANA, {"thread_key": "t"}),
+           ("b", "sms", "1970-01-01T00:00:00", "out", ANA, {"thread_key": "t"}),
+           ("c", "sms", "1969-07-20T20:17:40.000001", "in", ANA, {"thread_key": "t"}),
+           ("d", "sms", "2026-05-30T23:59:59.999999", "in", ANA, {"thread_key": "t"}),
+           ("e", "sms", "2026-05-31T00:00:00.000001", "out", ANA, {"thread_key": "t"}))
+    incremental, rebuilt = incremental_and_rebuilt(workspace)
+    assert incremental == rebuilt
+    rows = list(ConversationDay.objects.order_by("day").values_list("day", "inbound", "outbound", "first_at"))
+    utc = dt.UTC
+    assert rows == [
+        (dt.date(1969, 7, 20), 1, 0, dt.datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=utc)),
+        (dt.date(1969, 12, 31), 1, 0, dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc)),
+        (dt.date(1970, 1, 1), 0, 1, dt.datetime(1970, 1, 1, tzinfo=utc)),
+        (dt.date(2026, 5, 30), 1, 0, dt.datetime(2026, 5, 30, 23, 59, 59, 999999, tzinfo=utc)),
+        (dt.date(2026, 5, 31), 0, 1, dt.datetime(2026, 5, 31, 0, 0, 0, 1, tzinfo=utc)),
+    ]
+
+
 def test_a_batch_committed_while_a_fold_runs_is_folded_by_the_next(workspace, device, monkeypatch):
     """The fold takes its batches off the queue in one statement; batches queued after it (here:
     a batch ingested while it re-scores) stay for the next fold (the beat's next minute, or a

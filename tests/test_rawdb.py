@@ -81,6 +81,36 @@ def test_ingest_analyzes_hot_tables_that_changed_past_autovacuums_rule(workspace
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_ranking_fold_analyzes_the_conversation_days_once_they_doubled(workspace):
+    """They only grow between analyses, and growth alone does not stale the estimates: the fold
+    analyzes them past 1,000 rows + 100 %, not at every chunk as the 20 % rule did."""
+    import datetime as dt
+
+    from django.db import connection
+
+    from streams import dbstats
+    from streams.models import Contact, ConversationDay
+
+    contact = Contact.objects.create(workspace=workspace, name="Ana")
+    table = ConversationDay._meta.db_table
+
+    def grow(start: int, count: int) -> list[str]:
+        ConversationDay.objects.bulk_create([
+            ConversationDay(contact=contact, day=dt.date(2000, 1, 1) + dt.timedelta(days=start + i), channel="sms",
+                            conversation="", inbound=1, outbound=0, mutual=0,
+                            first_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), last_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+            for i in range(count)])
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+        return [t for t in dbstats.fold_statistics_refresh() if t == table]
+
+    assert grow(0, 4000) == [table]  # from empty
+    assert grow(4000, 2000) == []  # +50 %
+    assert grow(6000, 3100) == [table]  # 5,100 rows changed: past 1,000 + 4,000
+    assert grow(9100, 1000) == []
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_ranking_fold_analyzes_its_queue_once_it_changed_past_the_same_rule(workspace, monkeypatch):
     """streams.dbstats.fold_statistics_refresh, before each chunk of the fold: the queue and the
     conversation-days that ingest and the fold grow and empty (stale, they made the fold's joins
@@ -95,7 +125,7 @@ def test_the_ranking_fold_analyzes_its_queue_once_it_changed_past_the_same_rule(
         cur.execute(f"ANALYZE {table}")
     # Batches whose interactions a recount took out: empty, as the fold finds them.
     RankBatch.objects.bulk_create([RankBatch(workspace_id=workspace.pk, interactions=0, contact_ids=[],
-                                             occurred_ats=[], channels=[], conversations=[], ways=[])
+                                             occurred_micros=[], channels=[], conversations=[], ways=[])
                                    for _ in range(1200)])
     with connection.cursor() as cur:
         cur.execute("SELECT pg_stat_force_next_flush()")
