@@ -66,8 +66,8 @@ def fold_statistics_refresh() -> list[str]:
     doubled (``GROWN``). At 1,000,000 activities stale estimates (203,796 conversation-days for
     1,523,325) once made the fold hash-join the whole activity table; it joins nothing now, and
     what the reads of conversation-days need is column statistics from more than a nearly empty
-    table: at 20 % the fold re-analyzed them at almost every chunk (0.1-0.2 s each, a tenth of
-    the fold's time)."""
+    table: at 20 % the fold re-analyzed them at almost every chunk (0.1-0.2 s each, up to a
+    tenth of the fold's time)."""
     if connection.vendor != "postgresql" or not conf.INGEST_ANALYZE:
         return []
     return (_analyze_stale([RankBatch._meta.db_table])
