@@ -322,12 +322,15 @@ _ADD = """inbound = {t}.inbound + {new}.inbound, outbound = {t}.outbound + {new}
 _MERGE = "ON CONFLICT (contact_id, day, channel, conversation) DO UPDATE SET " + _ADD
 _SAME_DAY = " AND ".join(f"d.{c} = s.{c}" for c in ("contact_id", "day", "channel", "conversation"))
 _CD_COLUMNS = "(contact_id, day, channel, conversation, inbound, outbound, mutual, first_at, last_at)"
-# ``interaction_way`` in SQL (its parameters: no-count verbs, both-ways verbs, unanswered patterns,
-# both-ways verbs); incremental == rebuild (tests/test_ranking.py) holds the two to one rule.
+# ``interaction_way`` in SQL, its parameters ``_WAY_PARAMS`` (no-count verbs, both-ways verbs,
+# unanswered patterns, both-ways verbs); incremental == rebuild (tests/test_ranking.py) holds the
+# two to one rule.
 _WAY_SQL = """CASE WHEN a.automated OR a.verb = ANY(%s) THEN NULL
                    WHEN a.verb = ANY(%s) AND NOT COALESCE(a.extra ->> 'type', '') LIKE ANY(%s) THEN 'both'
                    WHEN a.direction IN ('in', 'out') THEN a.direction
                    WHEN a.verb = ANY(%s) THEN 'in' END"""
+_WAY_PARAMS = [sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS), [f"%{word}%" for word in UNANSWERED],
+               sorted(BOTH_WAYS_VERBS)]
 
 
 def _claimed_ids_sql(workspace_id: int, upto: int) -> tuple[str, list]:
@@ -425,7 +428,7 @@ def _fold(workspace_id: int, upto: int, today: dt.date | None) -> int:
     with transaction.atomic(savepoint=False):
         _rank_lock()
         added = _fold_claimed(workspace_id, upto)
-        _strengths_after_fold(added, today or _utc_today())
+        _strengths_after_fold(added, today or utc_today())
     return len(added)
 
 
@@ -510,8 +513,7 @@ def contact_rank_merge(*, target_id: int, other_id: int, today: dt.date | None =
                                  INTERSECT SELECT activity_id FROM {te} WHERE kind = 'c' AND owner_id = %s) s
                     CROSS JOIN LATERAL (SELECT FROM {_t(Activity)} a WHERE a.id = s.activity_id
                                         AND {visible_sql("a")} AND ({_WAY_SQL}) IS NOT NULL OFFSET 0) a)
-            """, [other_id, target_id, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
-                  [f"%{word}%" for word in UNANSWERED], sorted(BOTH_WAYS_VERBS)])
+            """, [other_id, target_id, *_WAY_PARAMS])
             if cur.fetchone()[0]:
                 return False
             cur.execute(f"""
@@ -572,8 +574,7 @@ def _rebuilt_sql(chunk: list[int]) -> None:
                    COUNT(*) FILTER (WHERE way = 'out'), COUNT(*) FILTER (WHERE way = 'both'),
                    MIN(occurred_at), MAX(occurred_at)
             FROM touches WHERE way IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-        """, [ids, ids, sorted(TELEMETRY_VERBS | {"draft"}), sorted(BOTH_WAYS_VERBS),
-              [f"%{word}%" for word in UNANSWERED], sorted(BOTH_WAYS_VERBS), ids])
+        """, [ids, ids, *_WAY_PARAMS, ids])
 
 
 def _upsert_rebuilt(acc: dict[Key, list]) -> None:
@@ -601,7 +602,7 @@ def strengths_refresh(*, contact_ids: Sequence[int] | None = None, workspace: Wo
                       today: dt.date | None = None) -> int:
     """Compute and store the strength of these contacts (or all of a workspace's) as of
     ``today`` (default: the UTC date). A contact with nothing that counts has no row."""
-    today = today or _utc_today()
+    today = today or utc_today()
     if contact_ids is None:
         ids = list(Contact.objects.filter(workspace=workspace).values_list("pk", flat=True))
     else:
@@ -625,7 +626,7 @@ _STRENGTH_COLUMNS = ("contact_id", "workspace_id", "score", "tier", "conversatio
                      "last_touch_at", "computed_on")
 
 
-def _utc_today() -> dt.date:
+def utc_today() -> dt.date:
     return timezone.now().astimezone(dt.UTC).date()
 
 
@@ -722,7 +723,7 @@ def rank_pending_refresh(*, workspace: Workspace | None = None, today: dt.date |
 def strengths_current(*, workspace: Workspace, today: dt.date | None = None) -> None:
     """Before a read: the queue folded and every strength computed as of today (the first read
     of a day recomputes the workspace's: scores decay without ingest)."""
-    today = today or _utc_today()
+    today = today or utc_today()
     rank_pending_refresh(workspace=workspace, today=today)
     stale = list(ContactStrength.objects.filter(workspace=workspace, computed_on__lt=today)
                  .values_list("contact_id", flat=True))
@@ -734,7 +735,7 @@ def rank_refresh_all(*, today: dt.date | None = None) -> int:
     """The beat's task: drain the queue and bring every workspace's strengths to today."""
     count = rank_pending_refresh(today=today)
     for workspace in Workspace.objects.filter(pk__in=ContactStrength.objects.filter(
-            computed_on__lt=today or _utc_today()).values("workspace_id")):
+            computed_on__lt=today or utc_today()).values("workspace_id")):
         strengths_current(workspace=workspace, today=today)
     return count
 

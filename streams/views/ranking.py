@@ -4,7 +4,6 @@ contact page (``contact_rank_context``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 
 from django.contrib import messages
@@ -42,6 +41,7 @@ from ..ranking import (
     strengths_current,
     tier_cadence_set,
     tier_of,
+    utc_today,
 )
 from ..selectors.ranking import contact_cadence, going_cold, strength_explained, tier_cadences
 from ..throttle import feed_throttle
@@ -181,7 +181,7 @@ def contact_rank_context(contact: Contact) -> dict:
     cadence. The kept score (the beat brings it up to date within a minute of new items) is
     one row; computing it from the conversation-days is what a contact without one gets, since
     for a contact of 100,000 items that aggregate costs ~80 ms a page. No write on GET."""
-    today = timezone.now().astimezone(dt.UTC).date()
+    today = utc_today()
     try:
         row = contact.strength  # read with the contact (the contact page's select_related)
     except ContactStrength.DoesNotExist:
