@@ -227,8 +227,16 @@ def interaction_way(*, verb: str, direction: str, automated: bool, event_type: s
     return "in" if verb in BOTH_WAYS_VERBS else None
 
 
-@functools.lru_cache(maxsize=1024)  # the kinds of activity are few; event types come from the sources
 def _way_of(verb: str, direction: str, automated: bool, event_type: str) -> str | None:
+    """``interaction_way``, cached per kind of activity (a batch has a handful). Event types come
+    from the sources: a long one is not kept (extra may hold 256 KB)."""
+    if len(event_type) > 64:
+        return interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)
+    return _way_cached(verb, direction, automated, event_type)
+
+
+@functools.lru_cache(maxsize=1024)
+def _way_cached(verb: str, direction: str, automated: bool, event_type: str) -> str | None:
     return interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type)
 
 

@@ -114,6 +114,20 @@ def test_what_counts_and_which_way(verb, direction, automated, event_type, way):
     assert interaction_way(verb=verb, direction=direction, automated=automated, event_type=event_type) == way
 
 
+def test_ingests_cached_rule_agrees_with_the_rule_and_keeps_no_long_event_type():
+    """Ingest's step caches the rule per kind of activity; an event type from a source can be as
+    long as its extra (256 KB), so a long one is answered without being kept."""
+    from streams.ranking import _way_cached, _way_of
+
+    _way_cached.cache_clear()
+    long_missed = "call." + "x" * 100_000 + ".missed"
+    assert _way_of("call", "in", False, long_missed) == "in"
+    assert _way_of("call", "in", False, "call.incoming") == "both"
+    assert _way_of("call", "in", False, "call.incoming") == "both"
+    info = _way_cached.cache_info()
+    assert (info.currsize, info.hits) == (1, 1)
+
+
 def test_telemetry_and_automated_mail_count_for_nothing(workspace, device):
     ingest(workspace, ("m1", "email", "2026-05-01T09:00:00", "in", ANA_MAIL))
     ana = contact_for(workspace, "email", "ana@example.com")
